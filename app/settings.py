@@ -1,0 +1,175 @@
+"""Service configuration from environment variables (pydantic-settings).
+
+Every variable is documented in the README. Secrets are `SecretStr` so they never end up in a log line or
+a repr. In production the settings refuse to load with a missing or placeholder secret.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CybersourceEnvironment = Literal["test", "production", "india-production"]
+AuthScheme = Literal["http-signature", "jwt"]
+
+CYBERSOURCE_HOSTS: dict[str, str] = {
+    "test": "https://apitest.cybersource.com",
+    "production": "https://api.cybersource.com",
+    "india-production": "https://api.in.cybersource.com",
+}
+
+# Values that mean "nobody configured this": refused outside local and test use.
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "placeholder", "secret", "xxx", "todo"})
+# The simulator's well-known local credentials (README); fine locally, never in production.
+LOCAL_MERCHANT_ID = "local_merchant"
+LOCAL_KEY_ID = "00000000-0000-4000-8000-00000000000a"
+LOCAL_SHARED_SECRET = "bG9jYWwtc2ltdWxhdG9yLXNoYXJlZC1zZWNyZXQtMDE="  # base64 of a 32-byte local text
+LOCAL_WEBHOOK_KEY_ID = "00000000-0000-4000-8000-00000000000b"
+LOCAL_WEBHOOK_SECRET = "bG9jYWwtc2ltdWxhdG9yLXdlYmhvb2stc2VjcmV0LTAx"
+
+
+class MerchantProfile(BaseModel):
+    """One Cybersource merchant the facade may act for, with its credentials."""
+
+    model_config = {"frozen": True, "extra": "forbid"}
+
+    name: str = "default"
+    merchant_id: str
+    key_id: str
+    shared_secret: SecretStr | None = None
+    auth: AuthScheme = "http-signature"
+    # JWT: "shared-secret" signs HS256 with the shared secret; "p12" signs RS256 with the certificate.
+    jwt_key_type: Literal["shared-secret", "p12"] = "shared-secret"
+    p12_path: Path | None = None
+    p12_password: SecretStr | None = None
+    # Meta key: the key belongs to this portfolio; the transacting merchant stays merchant_id.
+    portfolio_id: str | None = None
+    environment: CybersourceEnvironment = "test"
+    base_url: str | None = None
+
+    @property
+    def resolved_base_url(self) -> str:
+        return (self.base_url or CYBERSOURCE_HOSTS[self.environment]).rstrip("/")
+
+    @model_validator(mode="after")
+    def _credentials_present(self) -> MerchantProfile:
+        needs_secret = self.auth == "http-signature" or self.jwt_key_type == "shared-secret"
+        if needs_secret and self.shared_secret is None:
+            raise ValueError(f"merchant profile {self.name!r} needs a shared secret")
+        if self.auth == "jwt" and self.jwt_key_type == "p12" and self.p12_path is None:
+            raise ValueError(f"merchant profile {self.name!r} uses a P12 JWT key but has no p12_path")
+        return self
+
+
+class ApiKey(BaseModel):
+    """A caller of the facade: its name, the SHA-256 of its key, and what it may do."""
+
+    model_config = {"frozen": True, "extra": "forbid"}
+
+    client: str = Field(min_length=1, max_length=64)
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    scopes: tuple[str, ...] = ("invoices:read", "invoices:write")
+
+
+def _parse_json_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return json.loads(value) if value.strip() else []
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    app_env: Literal["local", "test", "production"] = "local"
+    log_level: str = "INFO"
+
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/invoicing_gateway"
+    # PgBouncer in transaction mode: no prepared-statement cache; LISTEN needs a direct connection.
+    database_pgbouncer: bool = False
+    database_listen_url: str | None = None
+    database_pool_size: int = 20
+
+    cybersource_environment: CybersourceEnvironment = "test"
+    cybersource_base_url: str | None = None
+    cybersource_merchant_id: str = LOCAL_MERCHANT_ID
+    cybersource_key_id: str = LOCAL_KEY_ID
+    cybersource_shared_secret: SecretStr = SecretStr(LOCAL_SHARED_SECRET)
+    cybersource_auth: AuthScheme = "http-signature"
+    cybersource_jwt_key_type: Literal["shared-secret", "p12"] = "shared-secret"
+    cybersource_p12_path: Path | None = None
+    cybersource_p12_password: SecretStr | None = None
+    cybersource_portfolio_id: str | None = None
+    # More merchants: a JSON list of MerchantProfile objects (each with its own "name").
+    cybersource_profiles: Annotated[list[MerchantProfile], NoDecode] = Field(default_factory=list)
+    cybersource_connect_timeout: float = 5.0
+    cybersource_read_timeout: float = 30.0
+    cybersource_total_timeout: float = 45.0
+    cybersource_max_connections: int = 100
+    cybersource_partner_solution_id: str | None = Field(default=None, max_length=8)
+
+    cybersource_webhook_key_id: str = LOCAL_WEBHOOK_KEY_ID
+    cybersource_webhook_secret: SecretStr = SecretStr(LOCAL_WEBHOOK_SECRET)
+
+    api_keys: Annotated[list[ApiKey], NoDecode] = Field(default_factory=list)
+
+    @field_validator("api_keys", "cybersource_profiles", mode="before")
+    @classmethod
+    def _json_lists(cls, value: Any) -> Any:
+        return _parse_json_list(value)
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_in_production(self) -> Settings:
+        if self.app_env != "production":
+            return self
+        problems: list[str] = []
+        secrets = {
+            "CYBERSOURCE_SHARED_SECRET": self.cybersource_shared_secret,
+            "CYBERSOURCE_WEBHOOK_SECRET": self.cybersource_webhook_secret,
+        }
+        local_values = {LOCAL_SHARED_SECRET, LOCAL_WEBHOOK_SECRET}
+        for name, secret in secrets.items():
+            value = secret.get_secret_value().strip()
+            if value.lower() in PLACEHOLDER_SECRETS or value in local_values:
+                problems.append(f"{name} is missing or a placeholder")
+        for profile in self.cybersource_profiles:
+            if profile.shared_secret is not None:
+                value = profile.shared_secret.get_secret_value().strip()
+                if value.lower() in PLACEHOLDER_SECRETS or value in local_values:
+                    problems.append(f"the shared secret of profile {profile.name!r} is a placeholder")
+        if self.cybersource_merchant_id == LOCAL_MERCHANT_ID:
+            problems.append("CYBERSOURCE_MERCHANT_ID is the local simulator's merchant")
+        if not self.api_keys:
+            problems.append("API_KEYS is empty: no caller could authenticate")
+        if problems:
+            raise ValueError("refusing to start in production: " + "; ".join(problems))
+        return self
+
+    @cached_property
+    def default_profile(self) -> MerchantProfile:
+        return MerchantProfile(
+            name="default",
+            merchant_id=self.cybersource_merchant_id,
+            key_id=self.cybersource_key_id,
+            shared_secret=self.cybersource_shared_secret,
+            auth=self.cybersource_auth,
+            jwt_key_type=self.cybersource_jwt_key_type,
+            p12_path=self.cybersource_p12_path,
+            p12_password=self.cybersource_p12_password,
+            portfolio_id=self.cybersource_portfolio_id,
+            environment=self.cybersource_environment,
+            base_url=self.cybersource_base_url,
+        )
+
+    @cached_property
+    def merchant_profiles(self) -> dict[str, MerchantProfile]:
+        profiles = {"default": self.default_profile}
+        for profile in self.cybersource_profiles:
+            if profile.name in profiles:
+                raise ValueError(f"merchant profile {profile.name!r} is defined twice")
+            profiles[profile.name] = profile
+        return profiles
