@@ -1,0 +1,62 @@
+# One command surface: CI (.ci/run) runs `make test`, the README's run command is `make run`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+# Root on our machines; anywhere else apt-get needs sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help install db browser-deps lint typecheck openapi openapi-check test run bench-client bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+install: ## install uv if missing, then the locked environment
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	uv sync --locked
+
+db: ## start the local PostgreSQL if it does not answer
+	@if ! pg_isready -q -h 127.0.0.1; then \
+		for v in $$(ls /etc/postgresql); do pg_ctlcluster --skip-systemctl-redirect $$v main start; done; \
+		for _ in $$(seq 60); do pg_isready -q -h 127.0.0.1 && break; sleep 0.5; done; \
+		pg_isready -h 127.0.0.1; \
+	fi
+
+browser-deps: ## install Debian chromium for the browser test if missing
+	@if [ ! -x /usr/bin/chromium ]; then \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium; \
+	fi
+
+lint: install ## ruff
+	uv run ruff check app tests bench
+
+typecheck: install ## mypy --strict on app/
+	uv run mypy
+
+openapi: install ## regenerate openapi/openapi.json from the code
+	uv run invoicing-gateway openapi --output openapi/openapi.json
+
+openapi-check: install ## fail if openapi/openapi.json differs from what the code generates
+	@uv run invoicing-gateway openapi | diff -u openapi/openapi.json - \
+		|| { echo "openapi/openapi.json is stale: run 'make openapi' and commit it" >&2; exit 1; }
+
+test: install db browser-deps ## the whole suite (what .ci/run runs): lint, types, OpenAPI check, pytest
+	uv run ruff check app tests bench
+	uv run mypy
+	$(MAKE) --no-print-directory openapi-check
+	uv run pytest -q
+
+run: ## API + relay + simulator on the local PostgreSQL (Ctrl-C stops them)
+	$(PYTHON) scripts/run_local.py
+
+bench-client: install db ## client/simulator benchmark
+	uv run python -m bench.bench_client
+
+bench: install db ## every benchmark in bench/bench_*.py
+	@for module in bench/bench_*.py; do \
+		[ -e "$$module" ] || { echo "no benchmarks in bench/" >&2; exit 1; }; \
+		name=$$(basename "$$module" .py); echo "==> bench.$$name"; \
+		uv run python -m "bench.$$name"; \
+	done
