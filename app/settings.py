@@ -117,6 +117,33 @@ class Settings(BaseSettings):
 
     api_keys: Annotated[list[ApiKey], NoDecode] = Field(default_factory=list)
 
+    # Invoice numbers: PREFIX + zero-padded counter. "sequence" never blocks concurrent creates;
+    # "gapless" uses a counter row that serialises every create transaction (see README).
+    invoice_number_prefix: str = Field(default="INV-", pattern=r"^[A-Za-z0-9_-]{0,20}$")
+    invoice_number_width: int = Field(default=8, ge=1, le=20)
+    invoice_number_mode: Literal["sequence", "gapless"] = "sequence"
+    # "check" refuses bodies whose totals do not add up; "pass-through" sends them as they are.
+    invoice_totals: Literal["check", "pass-through"] = "check"
+    # How long a mutating request waits for its outbox command before answering 202.
+    request_wait_seconds: float = Field(default=10.0, ge=0, le=60)
+
+    relay_concurrency: int = Field(default=32, ge=1, le=1024)
+    relay_batch_size: int = Field(default=64, ge=1, le=1000)
+    relay_lease_seconds: float = Field(default=90.0, gt=0)
+    relay_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    relay_listen: bool = True
+    relay_max_attempts: int = Field(default=12, ge=1)
+    relay_max_age_seconds: float = Field(default=86400.0, gt=0)
+    relay_backoff_base_seconds: float = Field(default=0.5, gt=0)
+    relay_backoff_cap_seconds: float = Field(default=300.0, gt=0)
+    # 502 "General system failure" is often an account problem: retry it only this many times.
+    relay_account_error_attempts: int = Field(default=3, ge=1)
+
+    idempotency_retention_hours: float = Field(default=24.0, gt=0)
+    idempotency_lock_seconds: float = Field(default=60.0, gt=0)
+    idempotency_purge_batch: int = Field(default=1000, ge=1)
+    housekeeping_interval_seconds: float = Field(default=60.0, gt=0)
+
     @field_validator("api_keys", "cybersource_profiles", mode="before")
     @classmethod
     def _json_lists(cls, value: Any) -> Any:

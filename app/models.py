@@ -1,0 +1,175 @@
+"""ORM tables: invoices, invoice-number counters, idempotency records, outbox operations, events.
+
+Timestamps are `timestamptz`; relationships are not used (every query is explicit in the repository).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    Numeric,
+    Sequence,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base
+
+# Default allocation: a sequence never serialises concurrent creates (a counter row would).
+INVOICE_NUMBER_SEQUENCE = Sequence("invoice_number_seq", start=1, metadata=Base.metadata)
+
+SYNC_STATES = ("pending", "in_sync", "failed")
+OPERATION_KINDS = ("create", "update", "publish", "send", "cancel")
+OPERATION_STATES = ("pending", "in_flight", "succeeded", "failed")
+
+
+def _now() -> Any:
+    return mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class Invoice(Base):
+    __tablename__ = "invoices"
+    __table_args__ = (
+        UniqueConstraint("merchant_profile", "invoice_number"),
+        CheckConstraint(f"sync_state IN {SYNC_STATES}", name="sync_state"),
+        Index("ix_invoices_owner_created", "owner", "created_at"),
+        Index("ix_invoices_status_created", "status", "created_at"),
+        Index("ix_invoices_customer_email", "customer_email"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    merchant_profile: Mapped[str] = mapped_column(Text)
+    invoice_number: Mapped[str] = mapped_column(Text)
+    owner: Mapped[str] = mapped_column(Text)
+    # Cybersource's status (DRAFT, CREATED, SENT, PARTIAL, PAID, CANCELED, PENDING); NULL until created.
+    status: Mapped[str | None] = mapped_column(Text)
+    sync_state: Mapped[str] = mapped_column(Text, server_default="pending")
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    payment_link: Mapped[str | None] = mapped_column(Text)
+    currency: Mapped[str] = mapped_column(Text)
+    total_amount: Mapped[Decimal] = mapped_column(Numeric(19, 4))
+    balance_amount: Mapped[Decimal | None] = mapped_column(Numeric(19, 4))
+    customer_email: Mapped[str | None] = mapped_column(Text)
+    customer_name: Mapped[str | None] = mapped_column(Text)
+    due_date: Mapped[date | None] = mapped_column(Date)
+    # What the caller asked for (Cybersource field names), and the last body Cybersource answered with.
+    content: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    upstream: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class InvoiceNumberCounter(Base):
+    """Opt-in gap-free numbering: one row per merchant profile, updated in every create transaction."""
+
+    __tablename__ = "invoice_number_counters"
+
+    merchant_profile: Mapped[str] = mapped_column(Text, primary_key=True)
+    last_value: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class Operation(Base):
+    """An outbox command: one upstream call the relay must deliver exactly once."""
+
+    __tablename__ = "operations"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {OPERATION_KINDS}", name="kind"),
+        CheckConstraint(f"state IN {OPERATION_STATES}", name="state"),
+        # The relay's claim scans only unfinished commands, due first.
+        Index("ix_operations_due", "available_at", postgresql_where=text("state IN ('pending', 'in_flight')")),
+        Index("ix_operations_invoice_seq", "invoice_id", "seq"),
+        Index("ix_operations_failed", "created_at", postgresql_where=text("state = 'failed'")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(), unique=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"))
+    merchant_profile: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    requested_by: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(Text, server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    available_at: Mapped[datetime] = _now()
+    lease_owner: Mapped[str | None] = mapped_column(Text)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set after an ambiguous failure: the next attempt first checks whether the call was applied.
+    needs_reconcile: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    # What the invoice looked like upstream before the first attempt (for reconciling sends).
+    baseline: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_records"
+    __table_args__ = (
+        CheckConstraint("state IN ('processing', 'completed')", name="state"),
+        Index("ix_idempotency_records_created_at", "created_at"),
+    )
+
+    client: Mapped[str] = mapped_column(Text, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(Text)
+    method: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(Text, server_default="processing")
+    # A request that dies without an operation loses its claim when this passes.
+    locked_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    operation_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_headers: Mapped[dict[str, str] | None] = mapped_column(JSONB)
+    response_body: Mapped[Any | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _now()
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Event(Base):
+    """An invoice lifecycle event. `txid` lets readers page in commit order without skipping rows."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_txid_id", "txid", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    txid: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, server_default=text("(pg_current_xact_id()::text)::bigint"))
+    type: Mapped[str] = mapped_column(Text)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"))
+    invoice_number: Mapped[str] = mapped_column(Text)
+    merchant_profile: Mapped[str] = mapped_column(Text)
+    owner: Mapped[str] = mapped_column(Text)
+    operation_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _now()
+
+
+class WebhookReceipt(Base):
+    """Cybersource webhook notifications already accepted, so a redelivery changes nothing."""
+
+    __tablename__ = "webhook_receipts"
+
+    dedup_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    event_type: Mapped[str] = mapped_column(Text)
+    invoice_number: Mapped[str | None] = mapped_column(Text)
+    raw_body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = _now()

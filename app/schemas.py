@@ -1,0 +1,235 @@
+"""The v1 contract: request and response bodies of the public API.
+
+Invoice bodies keep Cybersource's field names and nesting, so anyone who has read Cybersource's docs can
+use the facade. Requests are strict (unknown fields and wrong types are refused with the field named);
+amounts are decimal strings, as in Cybersource's spec.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+AMOUNT_PATTERN = r"^\d{1,15}(\.\d{1,4})?$"
+RATE_PATTERN = r"^\d{1,3}(\.\d{1,4})?$"
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+INVOICE_NUMBER_PATTERN = r"^[A-Za-z0-9_-]{1,50}$"
+
+
+def _amount(max_length: int) -> Any:
+    return Annotated[str, StringConstraints(pattern=AMOUNT_PATTERN, max_length=max_length)]
+
+
+def _rate(max_length: int) -> Any:
+    return Annotated[str, StringConstraints(pattern=RATE_PATTERN, max_length=max_length)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Partner(Strict):
+    developerId: str | None = Field(default=None, max_length=8)
+    solutionId: str | None = Field(default=None, max_length=8)
+
+
+class ClientReferenceInformation(Strict):
+    partner: Partner | None = None
+
+
+class Company(Strict):
+    name: str | None = Field(default=None, max_length=60)
+
+
+class CustomerInformation(Strict):
+    name: str | None = Field(default=None, max_length=100)
+    email: str | None = Field(default=None, max_length=255, pattern=EMAIL_PATTERN)
+    merchantCustomerId: str | None = Field(default=None, max_length=100)
+    company: Company | None = None
+
+
+class ProcessingInformation(Strict):
+    requestPhone: bool = False
+    requestShipping: bool = False
+
+
+class InvoiceInformationBase(Strict):
+    description: str = Field(min_length=1, max_length=2000)
+    dueDate: dt.date
+    expirationDate: dt.date | None = None
+    sendImmediately: bool = False
+    allowPartialPayments: bool = False
+    deliveryMode: Literal["email", "none", "Email", "None", "EMAIL", "NONE"] = "email"
+
+    @field_validator("dueDate", "expirationDate", mode="before")
+    @classmethod
+    def _date_text(cls, value: Any) -> Any:
+        # Dates travel as "YYYY-MM-DD" text (strict mode refuses a str otherwise).
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value) if len(value) == 10 else value
+            except ValueError:
+                return value
+        return value
+
+
+class InvoiceInformationCreate(InvoiceInformationBase):
+    invoiceNumber: str | None = Field(default=None, pattern=INVOICE_NUMBER_PATTERN)
+
+
+class TaxDetails(Strict):
+    type: str | None = Field(default=None, max_length=100)
+    amount: _amount(13) | None = None  # type: ignore[valid-type]
+    rate: _rate(6) | None = None  # type: ignore[valid-type]
+
+
+class Freight(Strict):
+    amount: _amount(13) | None = None  # type: ignore[valid-type]
+    taxable: bool | None = None
+    taxRate: _rate(7) | None = None  # type: ignore[valid-type]
+
+
+class AmountDetails(Strict):
+    totalAmount: _amount(19)  # type: ignore[valid-type]
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    discountAmount: _amount(15) | None = None  # type: ignore[valid-type]
+    discountPercent: _rate(7) | None = None  # type: ignore[valid-type]
+    subAmount: _amount(25) | None = None  # type: ignore[valid-type]
+    minimumPartialAmount: _amount(19) | None = None  # type: ignore[valid-type]
+    taxDetails: TaxDetails | None = None
+    freight: Freight | None = None
+
+
+class LineItem(Strict):
+    productSku: str | None = Field(default=None, max_length=255)
+    productName: str | None = Field(default=None, max_length=255)
+    quantity: int = Field(default=1, ge=1, le=999_999_999)
+    unitPrice: _amount(15)  # type: ignore[valid-type]
+    discountAmount: _amount(13) | None = None  # type: ignore[valid-type]
+    discountPercent: _rate(6) | None = None  # type: ignore[valid-type]
+    taxAmount: _amount(15) | None = None  # type: ignore[valid-type]
+    taxRate: _rate(7) | None = None  # type: ignore[valid-type]
+    totalAmount: _amount(13) | None = None  # type: ignore[valid-type]
+
+
+class OrderInformation(Strict):
+    amountDetails: AmountDetails
+    lineItems: list[LineItem] | None = Field(default=None, max_length=30)
+
+
+class MerchantDefinedFieldValue(Strict):
+    definitionId: int = Field(ge=1)
+    value: str = Field(max_length=600)
+
+
+class InvoiceUpdate(Strict):
+    """Full replacement of an invoice's content (everything but its number)."""
+
+    customerInformation: CustomerInformation | None = None
+    processingInformation: ProcessingInformation | None = None
+    invoiceInformation: InvoiceInformationBase
+    orderInformation: OrderInformation
+    merchantDefinedFieldValues: list[MerchantDefinedFieldValue] | None = None
+
+
+class InvoiceCreate(InvoiceUpdate):
+    clientReferenceInformation: ClientReferenceInformation | None = None
+    invoiceInformation: InvoiceInformationCreate
+
+
+# --- responses ------------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    field: str | None = None
+    reason: str | None = None
+    message: str | None = None
+
+
+class UpstreamError(BaseModel):
+    kind: Literal["rejected", "authentication", "exhausted", "transient", "ambiguous"]
+    status: int | None = None
+    reason: str | None = None
+    message: str
+    details: list[ErrorDetail] = []
+    correlationId: str | None = None
+
+
+class InvoiceSync(BaseModel):
+    state: Literal["pending", "in_sync", "failed"]
+    pendingOperations: list[str] = []
+    lastError: UpstreamError | None = None
+
+
+class InvoiceOut(BaseModel):
+    invoiceNumber: str
+    merchantProfile: str
+    owner: str
+    status: str | None = Field(description="Cybersource's status; null until Cybersource has the invoice")
+    paymentLink: str | None = None
+    balanceAmount: str | None = None
+    sync: InvoiceSync
+    customerInformation: dict[str, Any] | None = None
+    processingInformation: dict[str, Any] | None = None
+    invoiceInformation: dict[str, Any]
+    orderInformation: dict[str, Any]
+    merchantDefinedFieldValues: list[dict[str, Any]] | None = None
+    invoiceHistory: list[dict[str, Any]] | None = None
+    createdAt: dt.datetime
+    updatedAt: dt.datetime
+
+
+class InvoicePage(BaseModel):
+    items: list[InvoiceOut]
+    nextCursor: str | None = None
+
+
+class OperationOut(BaseModel):
+    id: str
+    kind: Literal["create", "update", "publish", "send", "cancel"]
+    state: Literal["pending", "in_flight", "succeeded", "failed"]
+    invoiceNumber: str
+    merchantProfile: str
+    attempts: int
+    lastError: UpstreamError | None = None
+    createdAt: dt.datetime
+    updatedAt: dt.datetime
+    completedAt: dt.datetime | None = None
+    links: dict[str, str]
+
+
+class OperationPage(BaseModel):
+    items: list[OperationOut]
+    nextCursor: str | None = None
+
+
+class EventOut(BaseModel):
+    id: int
+    type: str
+    invoiceNumber: str
+    merchantProfile: str
+    operationId: str | None = None
+    data: dict[str, Any]
+    createdAt: dt.datetime
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    nextCursor: str | None = Field(description="pass as `after` to continue; stays put when nothing is new")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error of this API is answered."""
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = None
+    retryAfter: int | None = None
+    upstream: UpstreamError | None = None
+    operationId: str | None = None

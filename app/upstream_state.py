@@ -1,0 +1,81 @@
+"""What an upstream invoice body says about the invoice, read leniently (numbers or strings, nulls)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+# The lifecycle event a move into a status stands for.
+STATUS_EVENTS = {
+    "CREATED": "invoice.published",
+    "SENT": "invoice.sent",
+    "PARTIAL": "invoice.partially_paid",
+    "PAID": "invoice.paid",
+    "CANCELED": "invoice.canceled",
+}
+
+# The event a delivered command writes.
+COMMAND_EVENTS = {
+    "create": "invoice.created",
+    "update": "invoice.updated",
+    "publish": "invoice.published",
+    "send": "invoice.sent",
+    "cancel": "invoice.canceled",
+}
+
+SEND_HISTORY_EVENTS = frozenset({"SEND", "RESEND"})
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamState:
+    status: str | None
+    payment_link: str | None
+    balance_amount: Decimal | None
+    total_amount: Decimal | None
+    currency: str | None
+    customer_email: str | None
+    send_count: int
+    body: dict[str, Any]
+
+    @classmethod
+    def from_body(cls, body: Any) -> UpstreamState:
+        body = body if isinstance(body, dict) else {}
+        info = body.get("invoiceInformation") or {}
+        amounts = (body.get("orderInformation") or {}).get("amountDetails") or {}
+        history = body.get("invoiceHistory") or []
+        status = body.get("status")
+        return cls(
+            status=status.upper() if isinstance(status, str) else None,
+            payment_link=info.get("paymentLink"),
+            balance_amount=_decimal(amounts.get("balanceAmount")),
+            total_amount=_decimal(amounts.get("totalAmount")),
+            currency=amounts.get("currency"),
+            customer_email=(body.get("customerInformation") or {}).get("email"),
+            send_count=sum(1 for entry in history
+                           if isinstance(entry, dict) and str(entry.get("event", "")).upper() in SEND_HISTORY_EVENTS),
+            body=body,
+        )
+
+    def matches_request(self, request: dict[str, Any]) -> bool:
+        """Is this upstream invoice the one our create asked for (amount, currency, customer)?"""
+        amounts = (request.get("orderInformation") or {}).get("amountDetails") or {}
+        email = (request.get("customerInformation") or {}).get("email")
+        return (self.total_amount == _decimal(amounts.get("totalAmount"))
+                and (self.currency or "").upper() == str(amounts.get("currency", "")).upper()
+                and (email is None or (self.customer_email or "").lower() == email.lower()))
+
+
+def status_event(old: str | None, new: str | None) -> str | None:
+    if new is None or new == old:
+        return None
+    return STATUS_EVENTS.get(new)
