@@ -1,0 +1,83 @@
+"""The pooled aiohttp session the Cybersource clients share, and their timeouts.
+
+One `aiohttp.ClientSession` per process: every merchant profile's client sends through the same
+connection pool (a `TCPConnector` limited to `cybersource_max_connections`). The session is created
+lazily on first use, inside the running event loop, unless one is passed in; whoever created it closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+if TYPE_CHECKING:
+    from app.settings import Settings
+
+USER_AGENT = "invoicing-gateway (aiohttp)"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. `connect` bounds getting a connection (pool wait plus TCP/TLS connect): a request that
+    hits it was never sent. `read` bounds each wait for response bytes once sent; `total` the whole call."""
+
+    connect: float = 5.0
+    read: float = 30.0
+    total: float = 45.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Timeouts:
+        return cls(connect=settings.cybersource_connect_timeout, read=settings.cybersource_read_timeout,
+                   total=settings.cybersource_total_timeout)
+
+    def client_timeout(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=self.total, connect=self.connect, sock_connect=self.connect,
+                                     sock_read=self.read)
+
+
+class SessionProvider:
+    """Hands out the shared `aiohttp.ClientSession`, creating it lazily inside the running loop.
+
+    A session passed in belongs to the caller and is never closed here.
+    """
+
+    def __init__(self, *, max_connections: int = 100, session: aiohttp.ClientSession | None = None,
+                 keepalive_timeout: float = 15.0) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self._max_connections = max_connections
+        self._keepalive_timeout = keepalive_timeout
+        self._session = session
+        self._owned = session is None
+        self._closed = False
+
+    @property
+    def owned(self) -> bool:
+        return self._owned
+
+    @property
+    def max_connections(self) -> int:
+        return self._max_connections
+
+    def get(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is not None and not session.closed:
+            return session
+        if self._closed or not self._owned:
+            raise RuntimeError("the Cybersource client session is closed")
+        asyncio.get_running_loop()  # a ClientSession belongs to a loop: refuse to make one outside it
+        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300,
+                                         keepalive_timeout=self._keepalive_timeout)
+        # DummyCookieJar: cookies from upstream must never travel from one merchant's call to another's.
+        self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                              headers={"User-Agent": USER_AGENT}, raise_for_status=False)
+        return self._session
+
+    async def aclose(self) -> None:
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and self._owned and not session.closed:
+            await session.close()
