@@ -1,0 +1,93 @@
+"""`create_simulator_app(config)`: the ASGI app (Starlette routes inside a fault/logging layer)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.simulator import merchant_data as md
+from app.simulator.admin import admin_routes
+from app.simulator.auth import Authenticator
+from app.simulator.config import SimulatorConfig
+from app.simulator.faults import FaultLayer, FaultRegistry
+from app.simulator.routes import invoicing_routes
+from app.simulator.state import Invoice, SimulatorState, utc_now
+from app.simulator.views import JSONBody, error_body, payment_link
+from app.simulator.webhooks import WebhookDispatcher, invoice_event_data
+
+
+class Simulator:
+    """Everything one simulator instance holds; the routes close over it."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.authenticator = Authenticator(
+            config.verification_keys(), expected_host=config.host_name, tolerance_s=config.clock_tolerance_s
+        )
+        self.state = SimulatorState([m.merchant_id for m in config.merchants], config.first_invoice_number)
+        self.faults = FaultRegistry(config.fault_seed)
+        self.faults.add(list(config.faults))
+        self.webhooks = WebhookDispatcher(config.webhook)
+        self._display_names = {m.merchant_id: m.display_name for m in config.merchants}
+
+    def display_name(self, merchant_id: str) -> str | None:
+        return self._display_names.get(merchant_id)
+
+    def emit_webhook(self, event_type: str, invoice: Invoice) -> dict[str, Any] | None:
+        if self.webhooks.config is None:
+            return None
+        book = self.state.book(invoice.merchant_id)
+        settings = md.read_settings(book, "INVOICING", self.display_name(invoice.merchant_id))
+        data = invoice_event_data(
+            invoice, event_type, settings, payment_link(invoice, self.config.payment_link_base)
+        )
+        return self.webhooks.emit(event_type, invoice.merchant_id, data)
+
+    def reset(self) -> None:
+        """Invoices, settings, field definitions, faults and the webhook log; merchants stay."""
+        self.state.reset()
+        self.faults.clear()
+        self.webhooks.reset()
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return JSONBody(error_body(utc_now(), "NOTFOUND", "NOTFOUND", "Resource not found."), 404)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    return JSONBody(error_body(utc_now(), "BADREQUEST", "INVALID_REQUEST", "Method not allowed."), status)
+
+
+class SimulatorApp(FaultLayer):
+    """The ASGI app handed to uvicorn; `.simulator` gives tests and the CLI the instance behind it."""
+
+    def __init__(self, sim: Simulator, inner: Starlette) -> None:
+        super().__init__(inner, sim.faults, hang_s=sim.config.hang_s, log_requests=sim.config.log_requests)
+        self.simulator = sim
+
+
+def create_simulator_app(config: SimulatorConfig) -> SimulatorApp:
+    """The simulator as an ASGI app (Starlette routes inside the fault and request-log layer)."""
+    sim = Simulator(config)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await sim.webhooks.start()
+        try:
+            yield
+        finally:
+            await sim.webhooks.close()
+
+    starlette = Starlette(
+        routes=[*invoicing_routes(sim), *admin_routes(sim)],
+        lifespan=lifespan,
+        exception_handlers={404: _not_found, 405: _http_error},
+    )
+    return SimulatorApp(sim, starlette)
