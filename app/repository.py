@@ -224,7 +224,8 @@ class Repository:
             )
             UPDATE operations o SET state = 'in_flight', lease_owner = :owner,
                    lease_expires_at = now() + make_interval(secs => :lease), attempts = o.attempts + 1,
-                   updated_at = now()
+                   -- a command taken over from an expired lease may have reached Cybersource: look first
+                   needs_reconcile = o.needs_reconcile OR o.state = 'in_flight', updated_at = now()
             FROM due, invoices i
             WHERE o.id = due.id AND i.id = o.invoice_id
             RETURNING o.id, o.invoice_id, o.merchant_profile, o.kind, o.payload, o.attempts, o.created_at,

@@ -6,6 +6,7 @@ a repr. In production the settings refuse to load with a missing or placeholder 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from functools import cached_property
 from pathlib import Path
@@ -29,6 +30,7 @@ PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "placeholder", "se
 LOCAL_MERCHANT_ID = "local_merchant"
 LOCAL_KEY_ID = "00000000-0000-4000-8000-00000000000a"
 LOCAL_SHARED_SECRET = "bG9jYWwtc2ltdWxhdG9yLXNoYXJlZC1zZWNyZXQtMDE="  # base64 of a 32-byte local text
+LOCAL_DEV_API_KEY = "local-dev-key"  # accepted only outside production, and only when API_KEYS is empty
 LOCAL_WEBHOOK_KEY_ID = "00000000-0000-4000-8000-00000000000b"
 LOCAL_WEBHOOK_SECRET = "bG9jYWwtc2ltdWxhdG9yLXdlYmhvb2stc2VjcmV0LTAx"
 
@@ -127,6 +129,8 @@ class Settings(BaseSettings):
     # How long a mutating request waits for its outbox command before answering 202.
     request_wait_seconds: float = Field(default=10.0, ge=0, le=60)
 
+    # `api --with-relay` sets this: the relay runs inside the API process (local use).
+    relay_in_process: bool = False
     relay_concurrency: int = Field(default=32, ge=1, le=1024)
     relay_batch_size: int = Field(default=64, ge=1, le=1000)
     relay_lease_seconds: float = Field(default=90.0, gt=0)
@@ -175,6 +179,14 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("refusing to start in production: " + "; ".join(problems))
         return self
+
+    @cached_property
+    def effective_api_keys(self) -> list[ApiKey]:
+        """API_KEYS; locally, with none configured, the documented development key `local-dev-key`."""
+        if self.api_keys or self.app_env == "production":
+            return self.api_keys
+        return [ApiKey(client="local", sha256=hashlib.sha256(LOCAL_DEV_API_KEY.encode()).hexdigest(),
+                       scopes=("invoices:read", "invoices:write", "invoices:admin"))]
 
     @cached_property
     def default_profile(self) -> MerchantProfile:

@@ -1,0 +1,74 @@
+"""Dependencies shared by the routers: the caller, the merchant profile, the idempotency key."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from app import errors
+from app.idempotency import IdempotentExecutor, parse_idempotency_key
+from app.service import Caller, InvoiceService
+from app.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_service(request: Request) -> InvoiceService:
+    service: InvoiceService = request.app.state.service
+    return service
+
+
+def get_executor(request: Request) -> IdempotentExecutor:
+    executor: IdempotentExecutor = request.app.state.executor
+    return executor
+
+
+def authenticate(request: Request, authorization: Annotated[str | None, Header()] = None,
+                 x_api_key: Annotated[str | None, Header()] = None) -> Caller:
+    """Callers send their key as `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
+    key = x_api_key
+    if authorization and authorization.lower().startswith("bearer "):
+        key = authorization[7:].strip()
+    if not key:
+        raise errors.Unauthenticated("Send your API key as `Authorization: Bearer <key>`.",
+                                     headers={"WWW-Authenticate": "Bearer"})
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    keys: dict[str, Caller] = request.app.state.callers
+    caller = keys.get(digest)
+    if caller is None:
+        raise errors.Unauthenticated("The API key is not valid.", headers={"WWW-Authenticate": "Bearer"})
+    return caller
+
+
+def scope(required: str):  # type: ignore[no-untyped-def]
+    def check(caller: Annotated[Caller, Depends(authenticate)]) -> Caller:
+        if required not in caller.scopes:
+            raise errors.Forbidden(f"This API key lacks the {required!r} scope.")
+        return caller
+    return check
+
+
+def idempotency_key(idempotency_key: Annotated[str | None, Header(
+        description="Required on every mutating call: a retry with the same key gets the first answer "
+                    "back. A quoted string (`\"8e03978e-…\"`) or a bare token; at most 255 characters.")] = None,
+                    ) -> str:
+    return parse_idempotency_key(idempotency_key)
+
+
+MerchantProfileHeader = Annotated[str, Header(
+    alias="X-Merchant-Profile", description="Which configured Cybersource merchant to act for.")]
+PreferHeader = Annotated[str | None, Header(
+    description="`respond-async` answers 202 at once; `wait=N` waits up to N seconds (also for a request "
+                "that is still running under the same Idempotency-Key).")]
+Reader = Annotated[Caller, Depends(scope("invoices:read"))]
+Writer = Annotated[Caller, Depends(scope("invoices:write"))]
+Admin = Annotated[Caller, Depends(scope("invoices:admin"))]
+IdempotencyKey = Annotated[str, Depends(idempotency_key)]
+ServiceDep = Annotated[InvoiceService, Depends(get_service)]
+ExecutorDep = Annotated[IdempotentExecutor, Depends(get_executor)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -1,0 +1,136 @@
+"""/v1/invoices: parse -> service (through the idempotency executor) -> respond."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.api.deps import (
+    ExecutorDep,
+    IdempotencyKey,
+    MerchantProfileHeader,
+    PreferHeader,
+    Reader,
+    ServiceDep,
+    SettingsDep,
+    Writer,
+)
+from app.api.problems import problem_responses
+from app.idempotency import REPLAYED_HEADER, fingerprint, prefer_wait
+from app.presenters import decode_cursor, encode_cursor, invoice_out
+from app.repository import InvoiceFilter, Repository
+from app.schemas import InvoiceCreate, InvoiceOut, InvoicePage, InvoiceUpdate, OperationOut
+from app.service import Caller, Outcome
+
+router = APIRouter(prefix="/v1/invoices", tags=["invoices"])
+
+ACCEPTED = {202: {"model": OperationOut, "description": "Accepted: still on its way to Cybersource; "
+                  "follow Location (/v1/operations/{id})"}}
+MUTATION_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 502, 503)
+InvoiceStatus = Literal["DRAFT", "CREATED", "SENT", "PARTIAL", "PAID", "CANCELED", "PENDING"]
+
+
+def respond(outcome: Outcome, replayed: bool) -> JSONResponse:
+    headers = dict(outcome.headers)
+    if replayed:
+        headers[REPLAYED_HEADER] = "true"
+    media = "application/problem+json" if outcome.status >= 400 else "application/json"
+    return JSONResponse(outcome.body, status_code=outcome.status, headers=headers, media_type=media)
+
+
+async def _execute(request: Request, executor: ExecutorDep, settings: SettingsDep, caller: Caller, key: str,
+                   profile: str, prefer: str | None, body: Any, enqueue: Any) -> JSONResponse:
+    wait, _ = prefer_wait(prefer, settings.request_wait_seconds)
+    outcome, replayed = await executor.run(
+        caller=caller, key=key, method=request.method, path=request.url.path, wait_seconds=wait,
+        request_fingerprint=fingerprint(request.method, request.url.path, body, scope=profile), enqueue=enqueue)
+    return respond(outcome, replayed)
+
+
+@router.post("", status_code=201, response_model=InvoiceOut, responses={**ACCEPTED, **MUTATION_ERRORS},
+             summary="Create an invoice (draft by default; or created, or created and sent)")
+async def create_invoice(request: Request, body: InvoiceCreate, caller: Writer, key: IdempotencyKey,
+                         service: ServiceDep, executor: ExecutorDep, settings: SettingsDep,
+                         prefer: PreferHeader = None, profile: MerchantProfileHeader = "default") -> JSONResponse:
+    async def enqueue(conn: AsyncConnection) -> Any:
+        return await service.create(conn, caller, profile, body)
+
+    return await _execute(request, executor, settings, caller, key, profile, prefer,
+                          body.model_dump(mode="json", exclude_unset=True), enqueue)
+
+
+@router.get("", response_model=InvoicePage, responses=problem_responses(400, 401, 403),
+            summary="List invoices from the local store, newest first")
+async def list_invoices(request: Request, caller: Reader,
+                        status: InvoiceStatus | None = None,
+                        customer_email: Annotated[str | None, Query(alias="customerEmail", max_length=255)] = None,
+                        created_from: Annotated[datetime | None, Query(alias="createdFrom")] = None,
+                        created_to: Annotated[datetime | None, Query(alias="createdTo")] = None,
+                        owner: Annotated[str | None, Query(max_length=64, description="admins only")] = None,
+                        cursor: Annotated[str | None, Query(max_length=200)] = None,
+                        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                        profile: MerchantProfileHeader = "default") -> InvoicePage:
+    if not caller.is_admin:
+        owner = caller.client
+    after = None
+    if cursor is not None:
+        created, row_id = decode_cursor(cursor, 2)
+        try:
+            after = (datetime.fromisoformat(created), int(row_id))
+        except ValueError:
+            from app.errors import MalformedRequest
+            raise MalformedRequest("The cursor is not one this API handed out.") from None
+    filters = InvoiceFilter(owner=owner, status=status, customer_email=customer_email,
+                            created_from=created_from, created_to=created_to, merchant_profile=profile)
+    async with request.app.state.engine.connect() as conn:
+        rows = await Repository(conn).list_invoices(filters, after=after, limit=limit + 1)
+    items = [invoice_out(row) for row in rows[:limit]]
+    next_cursor = encode_cursor(rows[limit - 1]["created_at"], rows[limit - 1]["id"]) if len(rows) > limit else None
+    return InvoicePage(items=items, nextCursor=next_cursor)
+
+
+@router.get("/{invoiceNumber}", response_model=InvoiceOut, responses=problem_responses(401, 403, 404, 422, 502),
+            summary="One invoice from the local store; refresh=true reads Cybersource first")
+async def get_invoice(request: Request, invoiceNumber: str, caller: Reader, service: ServiceDep,  # noqa: N803
+                      refresh: bool = False, profile: MerchantProfileHeader = "default") -> InvoiceOut:
+    engine = request.app.state.engine
+    if refresh:
+        async with engine.begin() as conn:
+            return await service.refresh(conn, caller, profile, invoiceNumber)
+    async with engine.connect() as conn:
+        return await service.get(conn, caller, profile, invoiceNumber)
+
+
+@router.put("/{invoiceNumber}", response_model=InvoiceOut, responses={**ACCEPTED, **MUTATION_ERRORS},
+            summary="Replace an invoice's content (DRAFT, CREATED or SENT)")
+async def update_invoice(request: Request, invoiceNumber: str, body: InvoiceUpdate, caller: Writer,  # noqa: N803
+                         key: IdempotencyKey, service: ServiceDep, executor: ExecutorDep, settings: SettingsDep,
+                         prefer: PreferHeader = None, profile: MerchantProfileHeader = "default") -> JSONResponse:
+    async def enqueue(conn: AsyncConnection) -> Any:
+        return await service.update(conn, caller, profile, invoiceNumber, body)
+
+    return await _execute(request, executor, settings, caller, key, profile, prefer,
+                          body.model_dump(mode="json", exclude_unset=True), enqueue)
+
+
+def _action_route(kind: str, summary: str) -> None:
+    async def action(request: Request, invoiceNumber: str, caller: Writer, key: IdempotencyKey,  # noqa: N803
+                     service: ServiceDep, executor: ExecutorDep, settings: SettingsDep,
+                     prefer: PreferHeader = None, profile: MerchantProfileHeader = "default") -> JSONResponse:
+        async def enqueue(conn: AsyncConnection) -> Any:
+            return await service.act(conn, caller, profile, invoiceNumber, kind)
+
+        return await _execute(request, executor, settings, caller, key, profile, prefer, None, enqueue)
+
+    action.__name__ = f"{kind}_invoice"
+    router.add_api_route(f"/{{invoiceNumber}}/{kind}", action, methods=["POST"], response_model=InvoiceOut,
+                         responses={**ACCEPTED, **MUTATION_ERRORS}, summary=summary, name=f"{kind}_invoice")
+
+
+_action_route("publish", "Publish a draft (DRAFT -> CREATED) without e-mailing it")
+_action_route("send", "Publish and e-mail the invoice, or resend it")
+_action_route("cancel", "Cancel an unpaid invoice")

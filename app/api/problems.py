@@ -1,0 +1,90 @@
+"""The one place errors become problem+json, and the response docs every route lists."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app import errors
+from app.logging import get_logger
+from app.schemas import Problem
+
+log = get_logger(__name__)
+
+DESCRIPTIONS = {
+    400: "Malformed request or Idempotency-Key missing/invalid",
+    401: "Missing or invalid API key",
+    403: "The API key lacks the scope",
+    404: "Not found",
+    409: "Conflict: state does not allow it, number taken, or the same Idempotency-Key is still running",
+    422: "Invalid body, Idempotency-Key reused with another request, or Cybersource rejected it",
+    502: "Cybersource could not be reached or refused the facade's credentials",
+    503: "The database is unavailable",
+}
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": Problem, "description": DESCRIPTIONS[code],
+                   "content": {errors.PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+            for code in codes}
+
+
+def problem_response(error: errors.ApiError, request: Request) -> JSONResponse:
+    return JSONResponse(error.problem(instance=request.url.path), status_code=error.status_code,
+                        headers=error.headers, media_type=errors.PROBLEM_JSON)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "header", "path")]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)
+    return text or ".".join(str(p) for p in loc)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(errors.ApiError)
+    async def api_error(request: Request, exc: errors.ApiError) -> JSONResponse:
+        return problem_response(exc, request)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [{"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")}
+                  for e in exc.errors()]
+        where = {e.get("loc", ("body",))[0] for e in exc.errors()}
+        if where <= {"body"}:
+            error: errors.ApiError = errors.ValidationFailed(
+                "The request body is not valid; see `errors` for each field.", errors=fields)
+        else:
+            error = errors.MalformedRequest("The request has invalid parameters; see `errors`.", errors=fields)
+        return problem_response(error, request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error = errors.ApiError(str(exc.detail))
+        body = error.problem(instance=request.url.path)
+        code = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}.get(
+            exc.status_code, "http_error")
+        body.update(status=exc.status_code, code=code, type=errors.PROBLEM_TYPE_BASE + code, title=str(exc.detail))
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None),
+                            media_type=errors.PROBLEM_JSON)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+        if isinstance(exc, OperationalError | InterfaceError | OSError) or (
+                isinstance(exc, DBAPIError) and exc.connection_invalidated):
+            log.warning("api.database_unavailable", path=request.url.path, error=type(exc).__name__)
+            return problem_response(errors.ServiceUnavailable(
+                "The database is unavailable; nothing was applied. Retry with the same Idempotency-Key.",
+                headers={"Retry-After": "2"}), request)
+        log.exception("api.unhandled_error", path=request.url.path)
+        body = {"type": errors.PROBLEM_TYPE_BASE + "internal_error", "title": "Internal error", "status": 500,
+                "code": "internal_error", "detail": "An unexpected error occurred; it has been logged.",
+                "instance": request.url.path}
+        return JSONResponse(body, status_code=500, media_type=errors.PROBLEM_JSON)

@@ -1,0 +1,73 @@
+"""create_app(settings): routers, error handlers, and the lifespan that owns engine, clients and relay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from app.api import events, health, invoice_settings, invoices, operations, problems
+from app.cybersource.client import CybersourceClients
+from app.db import create_engine, plain_url
+from app.docs import mount_swagger_ui
+from app.idempotency import IdempotentExecutor
+from app.logging import get_logger
+from app.operation_waiter import OperationWaiter
+from app.relay import Relay
+from app.service import Caller, InvoiceService
+from app.settings import Settings
+
+log = get_logger(__name__)
+
+DESCRIPTION = """Internal REST facade in front of the Cybersource Invoicing API (v2).
+
+Callers authenticate with `Authorization: Bearer <API key>`. Every POST and PUT needs an
+`Idempotency-Key`. Mutating calls are committed to an outbox and delivered to Cybersource by the relay;
+they answer with the final result, or 202 and an operation to follow. Errors are
+`application/problem+json` with a stable `code`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url, pgbouncer=settings.database_pgbouncer,
+                               pool_size=settings.database_pool_size)
+        clients = CybersourceClients.from_settings(settings)
+        listen = None if not settings.relay_listen else plain_url(settings.database_listen_url
+                                                                   or settings.database_url)
+        waiter = OperationWaiter(engine, listen)
+        await waiter.start()
+        service = InvoiceService(settings, clients)
+        app.state.engine, app.state.clients, app.state.service = engine, clients, service
+        app.state.executor = IdempotentExecutor(engine, settings, service, waiter)
+        stop = asyncio.Event()
+        relay_task = None
+        if settings.relay_in_process:
+            relay_task = asyncio.create_task(Relay(engine, settings, clients).run(stop))
+        log.info("api.started", relay_in_process=settings.relay_in_process,
+                 merchant_profiles=sorted(settings.merchant_profiles), callers=len(app.state.callers))
+        try:
+            yield
+        finally:
+            stop.set()
+            if relay_task is not None:
+                await relay_task
+            await waiter.stop()
+            await clients.aclose()
+            await engine.dispose()
+
+    app = FastAPI(title="invoicing-gateway", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    app.state.callers = {key.sha256.lower(): Caller(key.client, frozenset(key.scopes))
+                         for key in settings.effective_api_keys}
+    problems.install(app)
+    for module in (invoices, operations, events, invoice_settings, health):
+        app.include_router(module.router)
+    mount_swagger_ui(app)
+    return app
