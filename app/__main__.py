@@ -123,8 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["simulator"]:
         from app.simulator.cli import run_simulator
 
-        run_simulator(args_list[1:])
-        return 0
+        return run_simulator(args_list[1:]) or 0
 
     args = _parser().parse_args(args_list)
     if args.command == "api" and args.with_relay:
