@@ -38,10 +38,20 @@ class Timeouts:
                                      sock_read=self.read)
 
 
+def _no_silent_retries(session: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    """Turn off aiohttp's own resend of GET/PUT/DELETE when a reused keep-alive connection turns out closed
+    (aiohttp >= 3.10, RFC 9112 9.3.1). The client promises never to retry: a PUT or DELETE resent behind the
+    outbox relay's back is exactly what it must not do. `_retry_connection` is a declared ClientSession
+    attribute (listed in ClientSession.ATTRS), so setting it raises no warning; older versions ignore it."""
+    session._retry_connection = False
+    return session
+
+
 class SessionProvider:
     """Hands out the shared `aiohttp.ClientSession`, creating it lazily inside the running loop.
 
-    A session passed in belongs to the caller and is never closed here.
+    A session passed in belongs to the caller and is never closed here (but its silent aiohttp resend of
+    idempotent requests on a stale keep-alive connection is turned off, as for our own session).
     """
 
     def __init__(self, *, max_connections: int = 100, session: aiohttp.ClientSession | None = None,
@@ -53,6 +63,8 @@ class SessionProvider:
         self._session = session
         self._owned = session is None
         self._closed = False
+        if session is not None:
+            _no_silent_retries(session)
 
     @property
     def owned(self) -> bool:
@@ -72,9 +84,10 @@ class SessionProvider:
         connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300,
                                          keepalive_timeout=self._keepalive_timeout)
         # DummyCookieJar: cookies from upstream must never travel from one merchant's call to another's.
-        self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                              headers={"User-Agent": USER_AGENT}, raise_for_status=False)
-        return self._session
+        session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                        headers={"User-Agent": USER_AGENT}, raise_for_status=False)
+        self._session = _no_silent_retries(session)
+        return session
 
     async def aclose(self) -> None:
         self._closed = True
