@@ -97,7 +97,7 @@ def check_invoice(body: InvoiceUpdate, *, check_totals: bool) -> list[FieldError
     customer_email = body.customerInformation.email if body.customerInformation else None
     if info.sendImmediately and info.deliveryMode.lower() == "email" and not customer_email:
         errors.append({"field": "customerInformation.email",
-                       "message": "is required to send the invoice by e-mail (sendImmediately with deliveryMode email)"})
+                       "message": "is required to e-mail the invoice (sendImmediately with deliveryMode email)"})
     if errors or not check_totals:
         return errors
 

@@ -58,10 +58,10 @@ class OperationWaiter:
                                         {"id": operation_id})).scalar()
         return state in (None, "succeeded", "failed")
 
-    async def wait(self, operation_id: uuid.UUID, timeout: float) -> bool:
-        """True when the command finished within `timeout` seconds."""
+    async def wait(self, operation_id: uuid.UUID, seconds: float) -> bool:
+        """True when the command finished within `seconds`."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + seconds
         key = str(operation_id)
         interval = POLL_WITH_LISTEN_SECONDS if self._connection is not None else POLL_WITHOUT_LISTEN_SECONDS
         while True:

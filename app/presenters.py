@@ -72,7 +72,7 @@ def failure_problem(operation: RowMapping) -> ApiError:
     error = operation["last_error"] or {}
     upstream = UpstreamError.model_validate(error) if error else None
     reason = (error.get("reason") or "").upper()
-    common = {"operationId": str(operation["id"]),
+    common: dict[str, Any] = {"operationId": str(operation["id"]),
               "upstream": upstream.model_dump(mode="json") if upstream else None}
     message = error.get("message") or "Cybersource refused the request"
     if error.get("kind") == "rejected":

@@ -251,8 +251,8 @@ class Relay:
     def backoff_seconds(self, attempts: int, retry_after: float | None) -> float:
         capped = min(self.settings.relay_backoff_cap_seconds,
                      self.settings.relay_backoff_base_seconds * 2 ** max(attempts - 1, 0))
-        delay = capped * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not security)
-        return max(delay, retry_after or 0.0)
+        delay: float = capped * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not security)
+        return max(delay, float(retry_after or 0.0))
 
     async def _retry_or_fail(self, op: RowMapping, exc: CybersourceError, kind: str, *, limit: int | None = None,
                              retry_after: float | None = None, reconcile: bool = False) -> None:

@@ -110,7 +110,7 @@ class Repository:
                           for_update: bool = False) -> RowMapping | None:
         lock = " FOR UPDATE" if for_update else ""
         return await self._one(
-            "SELECT * FROM invoices WHERE merchant_profile = :p AND invoice_number = :n" + lock,
+            "SELECT * FROM invoices WHERE merchant_profile = :p AND invoice_number = :n" + lock,  # noqa: S608
             p=merchant_profile, n=invoice_number)
 
     async def get_invoice_by_id(self, invoice_id: int) -> RowMapping | None:
@@ -119,7 +119,8 @@ class Repository:
     async def list_invoices(self, filters: InvoiceFilter, *, after: tuple[datetime, int] | None,
                             limit: int) -> Sequence[RowMapping]:
         """Newest first, keyset-paginated on (created_at, id)."""
-        clauses, params = [], {"limit": limit}
+        clauses: list[str] = []
+        params: dict[str, Any] = {"limit": limit}
         for column, value in (("owner", filters.owner), ("status", filters.status),
                               ("customer_email", filters.customer_email),
                               ("merchant_profile", filters.merchant_profile)):
@@ -189,7 +190,8 @@ class Repository:
 
     async def list_operations(self, *, state: str | None, owner: str | None, after_seq: int | None,
                               limit: int) -> Sequence[RowMapping]:
-        clauses, params = [], {"limit": limit}
+        clauses: list[str] = []
+        params: dict[str, Any] = {"limit": limit}
         if state is not None:
             clauses.append("o.state = :state")
             params["state"] = state

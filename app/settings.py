@@ -29,10 +29,10 @@ PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "placeholder", "se
 # The simulator's well-known local credentials (README); fine locally, never in production.
 LOCAL_MERCHANT_ID = "local_merchant"
 LOCAL_KEY_ID = "00000000-0000-4000-8000-00000000000a"
-LOCAL_SHARED_SECRET = "bG9jYWwtc2ltdWxhdG9yLXNoYXJlZC1zZWNyZXQtMDE="  # base64 of a 32-byte local text
+LOCAL_SHARED_SECRET = "bG9jYWwtc2ltdWxhdG9yLXNoYXJlZC1zZWNyZXQtMDE="  # noqa: S105 (public local simulator credential) base64 of a 32-byte local text
 LOCAL_DEV_API_KEY = "local-dev-key"  # accepted only outside production, and only when API_KEYS is empty
 LOCAL_WEBHOOK_KEY_ID = "00000000-0000-4000-8000-00000000000b"
-LOCAL_WEBHOOK_SECRET = "bG9jYWwtc2ltdWxhdG9yLXdlYmhvb2stc2VjcmV0LTAx"
+LOCAL_WEBHOOK_SECRET = "bG9jYWwtc2ltdWxhdG9yLXdlYmhvb2stc2VjcmV0LTAx"  # noqa: S105 (public local simulator credential)
 
 
 class MerchantProfile(BaseModel):

@@ -39,7 +39,7 @@ def _upstream_problem(exc: CybersourceError) -> errors.ApiError:
 
 @router.get("", responses=problem_responses(400, 401, 403, 422, 502),
             summary="Read the payment-page settings from Cybersource")
-async def get_settings(request: Request, caller: Reader, productType: ProductType | None = None,  # noqa: N803
+async def get_settings(request: Request, caller: Reader, productType: ProductType | None = None,
                        profile: MerchantProfileHeader = "default") -> dict[str, Any]:
     try:
         result = await _client(request, profile).get_invoice_settings(productType)
@@ -52,7 +52,7 @@ async def get_settings(request: Request, caller: Reader, productType: ProductTyp
             summary="Change the payment-page settings at Cybersource (admins)")
 async def put_settings(request: Request, caller: Admin, key: IdempotencyKey, executor: ExecutorDep,
                        body: Annotated[dict[str, Any], Body(description="Cybersource's InvoiceSettingsRequest")],
-                       productType: ProductType | None = None,  # noqa: N803
+                       productType: ProductType | None = None,
                        profile: MerchantProfileHeader = "default") -> JSONResponse:
     client = _client(request, profile)
 

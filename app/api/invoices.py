@@ -28,8 +28,9 @@ from app.service import Caller, Outcome
 
 router = APIRouter(prefix="/v1/invoices", tags=["invoices"])
 
-ACCEPTED = {202: {"model": OperationOut, "description": "Accepted: still on its way to Cybersource; "
-                  "follow Location (/v1/operations/{id})"}}
+ACCEPTED: dict[int | str, dict[str, Any]] = {
+    202: {"model": OperationOut,
+          "description": "Accepted: still on its way to Cybersource; follow Location (/v1/operations/{id})"}}
 MUTATION_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 502, 503)
 InvoiceStatus = Literal["DRAFT", "CREATED", "SENT", "PARTIAL", "PAID", "CANCELED", "PENDING"]
 
@@ -95,7 +96,7 @@ async def list_invoices(request: Request, caller: Reader,
 
 @router.get("/{invoiceNumber}", response_model=InvoiceOut, responses=problem_responses(401, 403, 404, 422, 502),
             summary="One invoice from the local store; refresh=true reads Cybersource first")
-async def get_invoice(request: Request, invoiceNumber: str, caller: Reader, service: ServiceDep,  # noqa: N803
+async def get_invoice(request: Request, invoiceNumber: str, caller: Reader, service: ServiceDep,
                       refresh: bool = False, profile: MerchantProfileHeader = "default") -> InvoiceOut:
     engine = request.app.state.engine
     if refresh:
@@ -107,7 +108,7 @@ async def get_invoice(request: Request, invoiceNumber: str, caller: Reader, serv
 
 @router.put("/{invoiceNumber}", response_model=InvoiceOut, responses={**ACCEPTED, **MUTATION_ERRORS},
             summary="Replace an invoice's content (DRAFT, CREATED or SENT)")
-async def update_invoice(request: Request, invoiceNumber: str, body: InvoiceUpdate, caller: Writer,  # noqa: N803
+async def update_invoice(request: Request, invoiceNumber: str, body: InvoiceUpdate, caller: Writer,
                          key: IdempotencyKey, service: ServiceDep, executor: ExecutorDep, settings: SettingsDep,
                          prefer: PreferHeader = None, profile: MerchantProfileHeader = "default") -> JSONResponse:
     async def enqueue(conn: AsyncConnection) -> Any:
@@ -118,7 +119,7 @@ async def update_invoice(request: Request, invoiceNumber: str, body: InvoiceUpda
 
 
 def _action_route(kind: str, summary: str) -> None:
-    async def action(request: Request, invoiceNumber: str, caller: Writer, key: IdempotencyKey,  # noqa: N803
+    async def action(request: Request, invoiceNumber: str, caller: Writer, key: IdempotencyKey,
                      service: ServiceDep, executor: ExecutorDep, settings: SettingsDep,
                      prefer: PreferHeader = None, profile: MerchantProfileHeader = "default") -> JSONResponse:
         async def enqueue(conn: AsyncConnection) -> Any:

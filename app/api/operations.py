@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1/operations", tags=["operations"])
 
 @router.get("/{operationId}", response_model=OperationOut, responses=problem_responses(401, 403, 404, 422),
             summary="State of one outbox command: pending, in_flight, succeeded, failed")
-async def get_operation(request: Request, operationId: uuid.UUID, caller: Reader) -> OperationOut:  # noqa: N803
+async def get_operation(request: Request, operationId: uuid.UUID, caller: Reader) -> OperationOut:
     async with request.app.state.engine.connect() as conn:
         row = await Repository(conn).get_operation(operationId)
     if row is None or (row["owner"] != caller.client and not caller.is_admin):
@@ -53,7 +53,7 @@ async def list_operations(request: Request, caller: Admin,
 @router.post("/{operationId}/retry", response_model=OperationOut, status_code=202,
              responses=problem_responses(400, 401, 403, 404, 409, 422, 503),
              summary="Operators: re-drive a command that failed for good")
-async def retry_operation(request: Request, operationId: uuid.UUID, caller: Admin,  # noqa: N803
+async def retry_operation(request: Request, operationId: uuid.UUID, caller: Admin,
                           key: IdempotencyKey, executor: ExecutorDep, settings: SettingsDep) -> JSONResponse:
     async def enqueue(conn: AsyncConnection) -> Any:
         repo = Repository(conn)
