@@ -96,11 +96,11 @@ async def ensure_database(database_url: str) -> bool:
 
 def migrate(database_url: str) -> None:
     """Create the database when missing, then upgrade it to the newest Alembic revision."""
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin otherwise
     from alembic import command
     from alembic.config import Config
 
     log = logging.getLogger("app.migrate")
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin otherwise
     if asyncio.run(ensure_database(database_url)):
         log.info("database created")
     config = Config(str(ALEMBIC_INI))

@@ -210,6 +210,8 @@ def main() -> int:
         if not port_free(port):
             fail(f"port {port} on 127.0.0.1 is already in use (another `make run`?)")
 
+    # Explicit handlers: a shell that starts us in the background leaves SIGINT ignored otherwise.
+    signal.signal(signal.SIGINT, _terminate)
     signal.signal(signal.SIGTERM, _terminate)
     children: list[Child] = []
     try:
