@@ -44,9 +44,7 @@ class Simulator:
             return None
         book = self.state.book(invoice.merchant_id)
         settings = md.read_settings(book, "INVOICING", self.display_name(invoice.merchant_id))
-        data = invoice_event_data(
-            invoice, event_type, settings, payment_link(invoice, self.config.payment_link_base)
-        )
+        data = invoice_event_data(invoice, event_type, settings, payment_link(invoice, self.config.payment_link_base))
         return self.webhooks.emit(event_type, invoice.merchant_id, data)
 
     def reset(self) -> None:

@@ -14,9 +14,7 @@ from app.cybersource.signing import SignatureInvalid, VerificationKey, verify_ht
 
 
 class Authenticator:
-    def __init__(
-        self, keys: dict[str, VerificationKey], *, expected_host: str | None, tolerance_s: float
-    ) -> None:
+    def __init__(self, keys: dict[str, VerificationKey], *, expected_host: str | None, tolerance_s: float) -> None:
         self._keys = keys
         self._expected_host = expected_host
         self._tolerance_s = tolerance_s
@@ -24,9 +22,7 @@ class Authenticator:
     def lookup(self, key_id: str) -> VerificationKey | None:
         return self._keys.get(key_id)
 
-    def authenticate(
-        self, method: str, target: str, raw_headers: Iterable[tuple[bytes, bytes]], body: bytes
-    ) -> str:
+    def authenticate(self, method: str, target: str, raw_headers: Iterable[tuple[bytes, bytes]], body: bytes) -> str:
         """Return the merchant id the request acts for, or raise SignatureInvalid with the reason."""
         headers: dict[str, str] = {}
         for name, value in raw_headers:

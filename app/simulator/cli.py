@@ -45,9 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="seconds between attempts, e.g. 0.2,0.5,1 (default 60,60,60)",
     )
-    p.add_argument(
-        "--webhook-timeout", type=float, default=None, help="per-attempt timeout in s (default 10)"
-    )
+    p.add_argument("--webhook-timeout", type=float, default=None, help="per-attempt timeout in s (default 10)")
     p.add_argument(
         "--webhook-body-shape",
         choices=["payload", "payloads"],
@@ -67,12 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--faults", default=None, help="fault rules: a JSON file or inline JSON (object or list)")
     p.add_argument("--fault-seed", type=int, default=None, help="seed for probability faults")
-    p.add_argument(
-        "--hang-seconds", type=float, default=None, help="how long a hang fault holds (default 300)"
-    )
-    p.add_argument(
-        "--clock-tolerance", type=float, default=None, help="allowed Date/iat skew in s (default 300)"
-    )
+    p.add_argument("--hang-seconds", type=float, default=None, help="how long a hang fault holds (default 300)")
+    p.add_argument("--clock-tolerance", type=float, default=None, help="allowed Date/iat skew in s (default 300)")
     p.add_argument("--no-request-log", action="store_true", help="do not log every request (benchmarks)")
     p.add_argument("--log-level", default="INFO")
     return p
@@ -156,9 +150,7 @@ def run_simulator(argv: Sequence[str] | None = None) -> int:
         webhook_url=config.webhook.url if config.webhook else None,
         faults=len(config.faults),
     )
-    fast = (
-        importlib.util.find_spec("uvloop") is not None and importlib.util.find_spec("httptools") is not None
-    )
+    fast = importlib.util.find_spec("uvloop") is not None and importlib.util.find_spec("httptools") is not None
     uvicorn.run(
         app,
         host=args.host,

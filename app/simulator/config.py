@@ -130,9 +130,7 @@ class SimulatorConfig:
             known = keys.get(merchant.key_id)
             merchant_ids = frozenset({merchant.merchant_id}) | (known.merchant_ids if known else frozenset())
             # Only a portfolio (meta) key may act for several merchants, and then for one portfolio.
-            if known is not None and (
-                known.portfolio_id is None or known.portfolio_id != merchant.portfolio_id
-            ):
+            if known is not None and (known.portfolio_id is None or known.portfolio_id != merchant.portfolio_id):
                 raise ValueError(f"key {merchant.key_id!r} is shared by merchants outside one portfolio")
             keys[merchant.key_id] = VerificationKey(
                 key_id=merchant.key_id,

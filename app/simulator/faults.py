@@ -24,6 +24,7 @@ import itertools
 import random
 import re
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -217,10 +218,16 @@ class FaultLayer:
         rule = None if path.startswith("/__sim/") else self.registry.pick(method, path)
         started = time.perf_counter()
         status_seen: list[int] = []
+        # Cybersource answers every call with a correlation id; clients log and quote it.
+        correlation_id = str(uuid.uuid4())
 
         async def logged_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_seen.append(message["status"])
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), (b"v-c-correlation-id", correlation_id.encode())],
+                }
             await send(message)
 
         result: Any = None
@@ -236,6 +243,7 @@ class FaultLayer:
                 path=path,
                 status=status_seen[0] if status_seen else None,
                 merchant=scope.get("sim.merchant"),
+                correlation_id=correlation_id,
                 fault=rule.id if rule else None,
                 ms=round((time.perf_counter() - started) * 1000, 2),
             )

@@ -151,9 +151,7 @@ def validate_settings(body: Any) -> dict[str, Any]:
     if language is not None and language not in LANGUAGES:
         c.fail(f"{base}.deliveryLanguage")
     c.text(info, "defaultCurrencyCode", f"{base}.defaultCurrencyCode", pattern=re.compile(r"^[A-Za-z]{3}$"))
-    payer_auth = c.text(
-        info, "payerAuthenticationInInvoicing", f"{base}.payerAuthenticationInInvoicing", max_len=7
-    )
+    payer_auth = c.text(info, "payerAuthenticationInInvoicing", f"{base}.payerAuthenticationInInvoicing", max_len=7)
     if payer_auth is not None and payer_auth not in PAYER_AUTH:
         c.fail(f"{base}.payerAuthenticationInInvoicing")
     c.text(info, "vatRegistrationNumber", f"{base}.vatRegistrationNumber", max_len=21)
@@ -235,9 +233,7 @@ def validate_definition(body: Any) -> dict[str, Any]:
                 {"field": "possibleValues", "reason": "Possible values cannot be empty for Select field type"}
             )
         elif len(parts) < 2:
-            c.details.append(
-                {"field": "possibleValues", "reason": "Possible values must contain at least two values"}
-            )
+            c.details.append({"field": "possibleValues", "reason": "Possible values must contain at least two values"})
         elif any(not p for p in parts):
             c.details.append({"field": "possibleValues", "reason": "Possible value cannot be empty"})
     elif kind == "text":
@@ -249,9 +245,7 @@ def validate_definition(body: Any) -> dict[str, Any]:
             c.fail("textMinLength")
         c.text(data, "textDefaultValue", "textDefaultValue", max_len=100)
         if "possibleValues" in data:
-            c.details.append(
-                {"field": "possibleValues", "reason": "possibleValues is not allowed for field type Text"}
-            )
+            c.details.append({"field": "possibleValues", "reason": "possibleValues is not allowed for field type Text"})
     if c.details:
         raise FieldDefinitionProblem(400, "VALIDATION_ERROR", "Field validation errors.", c.details)
     return data
@@ -281,9 +275,7 @@ def create_definition(book: MerchantBook, reference_type: str, data: dict[str, A
             "Merchant Defined Data Index is already assigned",
         )
     if len(definitions) >= MAX_DEFINITIONS_PER_TYPE:
-        raise FieldDefinitionProblem(
-            412, "LIMIT_EXCEEDED", f"Merchant has exceeded limit for type {reference_type}"
-        )
+        raise FieldDefinitionProblem(412, "LIMIT_EXCEEDED", f"Merchant has exceeded limit for type {reference_type}")
     definition_id = book.next_definition_id
     book.next_definition_id += 1
     definitions[definition_id] = {

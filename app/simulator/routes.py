@@ -91,15 +91,11 @@ def signed(sim: Simulator, handler: Handler) -> Callable[[Request], Awaitable[Re
             return handler(call)
         except ValidationFailed as exc:
             return JSONBody(
-                error_body(
-                    call.now, "BADREQUEST", "VALIDATION_ERROR", "Field validation errors.", exc.details
-                ),
+                error_body(call.now, "BADREQUEST", "VALIDATION_ERROR", "Field validation errors.", exc.details),
                 400,
             )
         except InvoiceProblem as exc:
-            return JSONBody(
-                error_body(call.now, exc.status, exc.reason, exc.message, exc.details), exc.http_status
-            )
+            return JSONBody(error_body(call.now, exc.status, exc.reason, exc.message, exc.details), exc.http_status)
         except md.InvalidImage as exc:
             return JSONBody(
                 error_body(
@@ -128,8 +124,7 @@ def invoicing_routes(sim: Simulator) -> list[Route]:
                     call.now,
                     "ACCEPTED",
                     "ACCEPTED",
-                    f"Invoice ID {invoice.id} created but failed to send an email. "
-                    "Send the invoice separately.",
+                    f"Invoice ID {invoice.id} created but failed to send an email. Send the invoice separately.",
                 ),
                 202,
             )

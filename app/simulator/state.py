@@ -290,9 +290,7 @@ class MerchantBook:
         """A payer pays through the link (not an API call): README's last lifecycle row."""
         invoice = self.invoices.get(invoice_id)
         if invoice is None:
-            raise PaymentRefused(
-                404, f"invoice {invoice_id!r} does not exist for merchant {self.merchant_id!r}"
-            )
+            raise PaymentRefused(404, f"invoice {invoice_id!r} does not exist for merchant {self.merchant_id!r}")
         if invoice.status not in {CREATED, SENT, PARTIAL}:
             raise PaymentRefused(409, f"an invoice in status {invoice.status} cannot be paid")
         balance = invoice.balance

@@ -71,9 +71,7 @@ class Checker:
 
     # --- field helpers: each normalises `obj[key]` in place or drops it and records why ---
 
-    def obj(
-        self, parent: dict[str, Any], key: str, path: str, *, required: bool = False
-    ) -> dict[str, Any] | None:
+    def obj(self, parent: dict[str, Any], key: str, path: str, *, required: bool = False) -> dict[str, Any] | None:
         value = parent.get(key)
         if value is None:
             parent.pop(key, None)

@@ -82,9 +82,7 @@ def build_envelope(
     }
 
 
-def invoice_event_data(
-    invoice: Invoice, event_type: str, settings: dict[str, Any], invoice_url: str
-) -> dict[str, str]:
+def invoice_event_data(invoice: Invoice, event_type: str, settings: dict[str, Any], invoice_url: str) -> dict[str, str]:
     """The `data` fields of the published invoicing example (all strings), filled from the invoice."""
     customer = invoice.content.get("customerInformation") or {}
     merchant = settings.get("merchantInformation") or {}
@@ -168,9 +166,7 @@ class WebhookDispatcher:
         task.add_done_callback(self._tasks.discard)
         return record
 
-    def _attempt_request(
-        self, record: dict[str, Any], retry_number: int
-    ) -> tuple[bytes, dict[str, str], str]:
+    def _attempt_request(self, record: dict[str, Any], retry_number: int) -> tuple[bytes, dict[str, str], str]:
         config = self.config
         assert config is not None
         trace_id = str(uuid.uuid4())
@@ -193,9 +189,7 @@ class WebhookDispatcher:
         t_ms = int(time.time() * 1000)  # fresh for every attempt
         headers = {
             "Content-Type": "application/json",
-            "v-c-signature": signature_header(
-                t_ms, config.key_id, webhook_signature(config.secret, t_ms, message)
-            ),
+            "v-c-signature": signature_header(t_ms, config.key_id, webhook_signature(config.secret, t_ms, message)),
             "v-c-event-type": record["eventType"],
             "v-c-organization-id": record["organizationId"],
             "v-c-product-name": PRODUCT_ID,
@@ -224,9 +218,7 @@ class WebhookDispatcher:
             started = time.perf_counter()
             try:
                 timeout = aiohttp.ClientTimeout(total=config.timeout_s)
-                async with self._session.post(
-                    config.url, data=body, headers=headers, timeout=timeout
-                ) as resp:
+                async with self._session.post(config.url, data=body, headers=headers, timeout=timeout) as resp:
                     await resp.read()
                     attempt["status"] = resp.status
             except (aiohttp.ClientError, TimeoutError) as exc:
