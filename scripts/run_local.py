@@ -197,6 +197,10 @@ def main() -> int:
     env["PYTHONUNBUFFERED"] = "1"
     local = local_constants()
 
+    for port in (args.api_port, args.simulator_port):
+        if not port_free(port):
+            fail(f"port {port} on 127.0.0.1 is already in use (another `make run`?)")
+
     ensure_postgres(env["DATABASE_URL"])
     uv = find_uv()
     say("uv sync")
@@ -205,10 +209,6 @@ def main() -> int:
                             cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
     say("creating and migrating the database")
     subprocess.run([python, "-m", "app", "migrate"], cwd=ROOT, env=env, check=True)
-
-    for port in (args.api_port, args.simulator_port):
-        if not port_free(port):
-            fail(f"port {port} on 127.0.0.1 is already in use (another `make run`?)")
 
     # Explicit handlers: a shell that starts us in the background leaves SIGINT ignored otherwise.
     signal.signal(signal.SIGINT, _terminate)
