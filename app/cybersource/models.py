@@ -231,6 +231,8 @@ class LineItem(CybersourceModel):
 class OrderInformation(CybersourceModel):
     amount_details: AmountDetails | None = None
     line_items: list[LineItem] | None = None
+    # The spec's update-invoice 200 example nests this here instead of at the top level.
+    merchant_defined_field_values_with_definition: list[MerchantDefinedField] | None = None
 
 
 class MerchantDefinedFieldValue(CybersourceModel):
