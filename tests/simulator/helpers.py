@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import io
 import json
 import socket
 import threading
@@ -107,7 +108,9 @@ class RawClient:
 
     async def send(self, method: str, target: str, body: bytes | None = None,
                    headers: Mapping[str, str] | None = None, timeout: float = 10.0) -> Reply:
-        async with self.session.request(method, self.base_url + target, data=body, headers=dict(headers or {}),
+        # aiohttp warns about large raw bytes bodies; a BytesIO keeps its Content-Length.
+        data: Any = io.BytesIO(body) if body is not None and len(body) > 512 * 1024 else body
+        async with self.session.request(method, self.base_url + target, data=data, headers=dict(headers or {}),
                                         timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
             return Reply(resp.status, dict(resp.headers), await resp.read())
 
