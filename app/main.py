@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from app.api import events, health, invoice_settings, invoices, operations, problems
+from app.api import events, health, invoice_settings, invoices, operations, problems, webhooks
 from app.cybersource.client import CybersourceClients
 from app.db import create_engine, plain_url
 from app.docs import mount_swagger_ui
@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.callers = {key.sha256.lower(): Caller(key.client, frozenset(key.scopes))
                          for key in settings.effective_api_keys}
     problems.install(app)
-    for module in (invoices, operations, events, invoice_settings, health):
+    for module in (invoices, operations, events, invoice_settings, webhooks, health):
         app.include_router(module.router)
     mount_swagger_ui(app)
     return app

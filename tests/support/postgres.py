@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,6 +30,12 @@ async def _admin(sql: str) -> None:
         await conn.close()
 
 
+def _in_thread(work: Callable[[], object]) -> None:
+    """Run blocking/asyncio.run work off the caller's thread, so async tests may use these helpers too."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(work).result()
+
+
 def alembic_config(url: str) -> Config:
     config = Config(str(ALEMBIC_INI))
     config.set_main_option("sqlalchemy.url", url)
@@ -39,11 +46,11 @@ def alembic_config(url: str) -> Config:
 def fresh_database(prefix: str = "igw_test", *, migrate: bool = True) -> Iterator[str]:
     """Yield the URL of a new, migrated database; drop it afterwards."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    _in_thread(lambda: asyncio.run(_admin(f'CREATE DATABASE "{name}"')))
     url = f"{SERVER_URL}/{name}"
     try:
         if migrate:
-            command.upgrade(alembic_config(url), "head")
+            _in_thread(lambda: command.upgrade(alembic_config(url), "head"))
         yield url
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _in_thread(lambda: asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))

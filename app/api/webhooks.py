@@ -1,0 +1,77 @@
+"""POST /v1/webhooks/cybersource: Cybersource's invoicing notifications update the store.
+
+A notification is a hint: the invoice is re-read from Cybersource before its state is recorded. A
+notification is acknowledged only after that is committed, so a failure makes Cybersource retry; a
+redelivery of an accepted one changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from app import errors
+from app.api.problems import problem_responses
+from app.cybersource.errors import CybersourceError, RejectedError
+from app.logging import get_logger
+from app.repository import Repository
+from app.service import record_upstream_state
+from app.upstream_state import UpstreamState
+from app.webhooks import WebhookInvalid, read_notification, verify
+
+log = get_logger(__name__)
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+
+@router.get("/cybersource", summary="Health check URL for Cybersource's webhook subscription")
+async def webhook_health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.post("/cybersource", responses=problem_responses(401, 503),
+             summary="Receive a Cybersource invoicing notification (signed with v-c-signature)")
+async def receive(request: Request,
+                  v_c_signature: Annotated[str | None, Header(alias="v-c-signature")] = None) -> JSONResponse:
+    settings = request.app.state.settings
+    keys = {settings.cybersource_webhook_key_id:
+            base64.b64decode(settings.cybersource_webhook_secret.get_secret_value())}
+    raw = await request.body()
+    try:
+        notification = read_notification(verify(raw, v_c_signature, keys))
+    except WebhookInvalid as exc:
+        log.warning("webhook.refused", reason=str(exc))
+        raise errors.Unauthenticated(f"The notification was refused: {exc}.") from exc
+    if notification.is_test or not notification.invoice_number:
+        return JSONResponse({"status": "accepted", "action": "none"})
+    profile = next((name for name, p in settings.merchant_profiles.items()
+                    if p.merchant_id == notification.organization_id), "default")
+    async with request.app.state.engine.begin() as conn:
+        inserted = (await conn.execute(text(
+            "INSERT INTO webhook_receipts (dedup_key, event_type, invoice_number, raw_body) "
+            "VALUES (:k, :e, :n, :b) ON CONFLICT DO NOTHING RETURNING dedup_key"),
+            {"k": notification.dedup_key, "e": notification.event_type, "n": notification.invoice_number,
+             "b": raw.decode("utf-8", errors="replace")})).first()
+        if inserted is None:
+            return JSONResponse({"status": "duplicate", "action": "none"})
+        repo = Repository(conn)
+        invoice = await repo.get_invoice(profile, notification.invoice_number, for_update=True)
+        if invoice is None:
+            log.info("webhook.unknown_invoice", invoice_number=notification.invoice_number)
+            return JSONResponse({"status": "accepted", "action": "unknown invoice"})
+        if invoice["status"] is None:
+            # Our create is still being recorded: let Cybersource redeliver once it is, so events stay in order.
+            raise errors.ServiceUnavailable("The invoice's create is still being recorded; deliver again later.",
+                                            headers={"Retry-After": "5"})
+        try:
+            current = await request.app.state.clients.get(profile).get_invoice(notification.invoice_number)
+        except (RejectedError, CybersourceError) as exc:
+            # Rolls the receipt back: Cybersource will deliver the notification again.
+            raise errors.ServiceUnavailable("Cybersource could not confirm the invoice; retry later.",
+                                            headers={"Retry-After": "30"}) from exc
+        await record_upstream_state(repo, invoice, UpstreamState.from_body(current.raw))
+    log.info("webhook.applied", event_type=notification.event_type, invoice_number=notification.invoice_number)
+    return JSONResponse({"status": "accepted", "action": "refreshed"})

@@ -1,0 +1,76 @@
+"""The simulator's signed invoicing webhooks reach the facade and update its store."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from app.main import create_app
+from app.settings import (
+    LOCAL_KEY_ID,
+    LOCAL_MERCHANT_ID,
+    LOCAL_SHARED_SECRET,
+    LOCAL_WEBHOOK_KEY_ID,
+    LOCAL_WEBHOOK_SECRET,
+)
+from app.simulator.app import create_simulator_app
+from app.simulator.config import MerchantConfig, SimulatorConfig, WebhookConfig
+from tests.integration.conftest import client_for, facade_settings, invoice_body, key
+from tests.support.postgres import fresh_database
+from tests.support.servers import free_port, serve
+
+
+async def _wait_for(check, seconds: float = 15.0):
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        result = await check()
+        if result or asyncio.get_running_loop().time() > deadline:
+            return result
+        await asyncio.sleep(0.1)
+
+
+async def test_payment_webhook_updates_the_store_without_refresh():
+    sim_port = free_port()
+    with fresh_database() as db:
+        facade = create_app(facade_settings(db, f"http://127.0.0.1:{sim_port}"))
+        with serve(facade) as facade_url:
+            sim_config = SimulatorConfig(
+                merchants=(MerchantConfig(merchant_id=LOCAL_MERCHANT_ID, key_id=LOCAL_KEY_ID,
+                                          shared_secret=LOCAL_SHARED_SECRET),),
+                webhook=WebhookConfig(url=f"{facade_url}/v1/webhooks/cybersource", key_id=LOCAL_WEBHOOK_KEY_ID,
+                                      secret=LOCAL_WEBHOOK_SECRET, retry_delays=(0.2, 0.5)),
+                log_requests=False)
+            with serve(create_simulator_app(sim_config), ready_path="/__sim/faults", port=sim_port) as sim_url:
+                async with client_for(facade_url) as api, httpx.AsyncClient(base_url=sim_url) as sim:
+                    created = await api.post("/v1/invoices", headers=key(),
+                                             json=invoice_body(sendImmediately=True, allowPartialPayments=True))
+                    assert created.status_code == 201, created.text
+                    number = created.json()["invoiceNumber"]
+                    await sim.post(f"/__sim/invoices/{number}/payments", json={"amount": "40.00"})
+
+                    async def partial():
+                        body = (await api.get(f"/v1/invoices/{number}")).json()
+                        return body["status"] == "PARTIAL" and body
+
+                    body = await _wait_for(partial)
+                    assert body and body["balanceAmount"] in ("60", "60.00")
+                    await sim.post(f"/__sim/invoices/{number}/payments", json={"amount": "60.00"})
+
+                    async def paid():
+                        return (await api.get(f"/v1/invoices/{number}")).json()["status"] == "PAID"
+
+                    assert await _wait_for(paid)
+                    deliveries = (await sim.get("/__sim/webhooks")).json()
+                    assert deliveries, "the simulator recorded no webhook deliveries"
+                    events = [e["type"] for e in (await api.get("/v1/events", params={"limit": 100})).json()["items"]
+                              if e["invoiceNumber"] == number]
+                    assert events == ["invoice.created", "invoice.partially_paid", "invoice.paid"]
+
+
+async def test_forged_webhook_is_refused(facade_url: str):
+    async with httpx.AsyncClient(base_url=facade_url) as client:
+        response = await client.post("/v1/webhooks/cybersource", content=b'{"payload": {}}',
+                                     headers={"v-c-signature": "t=1;keyId=x;sig=AAAA"})
+        assert response.status_code == 401
+        assert response.json()["code"] == "unauthenticated"
