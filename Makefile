@@ -41,7 +41,9 @@ openapi: install ## regenerate openapi/openapi.json from the code
 	uv run invoicing-gateway openapi --output openapi/openapi.json
 
 openapi-check: install ## fail if openapi/openapi.json differs from what the code generates
-	@uv run invoicing-gateway openapi | diff -u openapi/openapi.json - \
+	@generated=$$(mktemp); trap 'rm -f "$$generated"' EXIT; \
+	uv run invoicing-gateway openapi --output "$$generated"; \
+	diff -u openapi/openapi.json "$$generated" \
 		|| { echo "openapi/openapi.json is stale: run 'make openapi' and commit it" >&2; exit 1; }
 
 test: install db browser-deps ## the whole suite (what .ci/run runs): lint, types, OpenAPI check, pytest
