@@ -229,7 +229,7 @@ def _format_checker() -> Any:
 
     @checker.checks("date", raises=ValueError)
     def _is_date(value: object) -> bool:
-        return not isinstance(value, str) or bool(_date.fromisoformat(value)) and len(value) == 10
+        return not isinstance(value, str) or (bool(_date.fromisoformat(value)) and len(value) == 10)
 
     @checker.checks("date-time", raises=ValueError)
     def _is_datetime(value: object) -> bool:
