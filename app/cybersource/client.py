@@ -58,6 +58,7 @@ from app.cybersource.signing import (
     P12Key,
     SigningCredentials,
     decode_secret,
+    http_date,
     sign_http_signature,
     sign_jwt,
 )
@@ -117,6 +118,18 @@ class UnknownMerchantProfileError(KeyError):
 
     def __str__(self) -> str:
         return self.message
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _current_http_date() -> str:
+    """The `Date` header, formatted once per second (formatdate costs more than the HMAC)."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, http_date(now))
+    return _date_cache[1]
 
 
 # --- body encoding -------------------------------------------------------------------------------
@@ -477,7 +490,7 @@ class CybersourceClient:
             headers["Host"] = self._host
             return headers
         return sign_http_signature(self._credentials, method=method, host=self._host, target=target,
-                                   body=body)
+                                   body=body, date=_current_http_date())
 
     async def _call(self, method: str, path: str, result_type: type[R], *,
                     query: Sequence[tuple[str, str | int]] | None = None, body: bytes | None = None) -> R:

@@ -401,9 +401,14 @@ class UpstreamResult(CybersourceModel):
     def from_upstream(cls, body: Any, *, correlation_id: str | None = None,
                       http_status: int | None = None) -> Self:
         result = cls.model_validate(body if body is not None else {})
-        result._raw = body
-        result._correlation_id = correlation_id
-        result._http_status = http_status
+        private = result.__pydantic_private__
+        if private is None:  # pragma: no cover - pydantic always initialises it for models with PrivateAttr
+            private = {}
+            object.__setattr__(result, "__pydantic_private__", private)
+        # Straight into the private dict: three BaseModel.__setattr__ calls cost more than the rest of this.
+        private["_raw"] = body
+        private["_correlation_id"] = correlation_id
+        private["_http_status"] = http_status
         return result
 
 

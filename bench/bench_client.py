@@ -1,0 +1,274 @@
+"""Throughput of CybersourceClient.create_invoice against a local fake upstream, with an httpx baseline.
+
+    uv run python -m bench.bench_client [--duration 10] [--concurrency 64] [--delays 0,150]
+                                        [--loop asyncio|uvloop] [--json-out bench/results/client.json]
+
+For each upstream delay a fake Cybersource (bench/fake_upstream.py) runs in a SEPARATE process; then
+`--concurrency` workers keep that many signed create_invoice calls in flight for `--duration` seconds,
+first with our client (aiohttp, pooled session), then with an httpx.AsyncClient doing the same work per
+call (serialise the same request model once, HTTP-Signature-sign it, POST, parse into InvoiceResponse).
+With a delay the concurrency bound is concurrency / delay (64 / 0.150 s = 426.7 calls/s); the table shows
+calls/s, latency percentiles, % of that bound and the ratio to the httpx baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+from pydantic import SecretStr
+
+from app.cybersource.client import CONTENT_TYPE, CybersourceClient
+from app.cybersource.models import InvoiceCreateRequest, InvoiceResponse
+from app.cybersource.signing import SigningCredentials, decode_secret, sign_http_signature
+from app.cybersource.transport import Timeouts
+from app.settings import MerchantProfile
+
+MERCHANT = "acme_invoicing_test"
+KEY_ID = "5f0c7a2e-3b1d-4c8e-9a6f-0123456789ab"
+SECRET = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
+PATH = "/invoicing/v2/invoices"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+REQUEST = InvoiceCreateRequest.model_validate({
+    "customerInformation": {"name": "Tanya Lee", "email": "tanya.lee@my-email.world"},
+    "invoiceInformation": {"description": "Consulting, November", "dueDate": "2025-12-31",
+                           "sendImmediately": False, "deliveryMode": "none"},
+    "orderInformation": {"amountDetails": {"totalAmount": Decimal("100.00"), "currency": "USD"},
+                         "lineItems": [{"productSku": "C-1", "productName": "Consulting", "quantity": 1,
+                                        "unitPrice": Decimal("100.00"), "totalAmount": Decimal("100.00")}]},
+})
+
+
+@dataclass
+class Cell:
+    client: str
+    delay_ms: float
+    concurrency: int
+    duration_s: float
+    calls: int
+    errors: int
+    calls_per_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    bound_per_s: float | None
+    pct_of_bound: float | None
+    ratio_vs_httpx: float | None = None
+
+
+@contextlib.asynccontextmanager
+async def fake_upstream(delay_ms: float, loop: str):  # type: ignore[no-untyped-def]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.fake_upstream", "--delay-ms", str(delay_ms), "--loop", loop,
+        stdout=asyncio.subprocess.PIPE, cwd=PROJECT_ROOT)
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 20)).decode().strip()
+        if not line.startswith("LISTENING "):
+            raise RuntimeError(f"fake upstream did not start: {line!r}")
+        yield f"http://127.0.0.1:{int(line.split()[1])}"
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+async def drive(call: Callable[[], Awaitable[Any]], *, concurrency: int, duration: float,
+                warmup: float) -> tuple[int, int, list[float], float]:
+    """Keep `concurrency` calls in flight; count only calls that start after the warm-up."""
+    latencies: list[float] = []
+    errors = 0
+    start_measure = time.perf_counter() + warmup
+    stop_at = start_measure + duration
+
+    async def worker() -> None:
+        nonlocal errors
+        while True:
+            began = time.perf_counter()
+            if began >= stop_at:
+                return
+            try:
+                await call()
+            except Exception:
+                if began >= start_measure:
+                    errors += 1
+                continue
+            if began >= start_measure:
+                latencies.append(time.perf_counter() - began)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start_measure
+    return len(latencies), errors, latencies, elapsed
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0] * 1000
+    return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 1000) - 1] * 1000
+
+
+def make_cell(name: str, delay_ms: float, concurrency: int, result: tuple[int, int, list[float], float]
+              ) -> Cell:
+    calls, errors, latencies, elapsed = result
+    rate = calls / elapsed
+    bound = concurrency / (delay_ms / 1000) if delay_ms > 0 else None
+    return Cell(client=name, delay_ms=delay_ms, concurrency=concurrency, duration_s=round(elapsed, 2),
+                calls=calls, errors=errors, calls_per_s=round(rate, 1), p50_ms=round(percentile(latencies, .5), 2),
+                p90_ms=round(percentile(latencies, .9), 2), p99_ms=round(percentile(latencies, .99), 2),
+                bound_per_s=round(bound, 1) if bound else None,
+                pct_of_bound=round(100 * rate / bound, 1) if bound else None)
+
+
+async def bench_ours(base_url: str, args: argparse.Namespace) -> tuple[int, int, list[float], float]:
+    profile = MerchantProfile(merchant_id=MERCHANT, key_id=KEY_ID, shared_secret=SecretStr(SECRET),
+                              base_url=base_url)
+    async with CybersourceClient(profile, timeouts=Timeouts(connect=5, read=30, total=45),
+                                 max_connections=max(100, args.concurrency)) as client:
+        async def call() -> None:
+            result = await client.create_invoice(REQUEST)
+            assert result.id == "98753"
+
+        return await drive(call, concurrency=args.concurrency, duration=args.duration, warmup=args.warmup)
+
+
+async def bench_httpx(base_url: str, args: argparse.Namespace) -> tuple[int, int, list[float], float]:
+    credentials = SigningCredentials(merchant_id=MERCHANT, key_id=KEY_ID, secret=decode_secret(SECRET))
+    limits = httpx.Limits(max_connections=max(100, args.concurrency),
+                          max_keepalive_connections=max(100, args.concurrency))
+    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(45, connect=5, read=30)) as client:
+        url = base_url + PATH
+
+        async def call() -> None:
+            body = REQUEST.to_wire()
+            headers = sign_http_signature(credentials, method="POST", host="127.0.0.1", target=PATH, body=body)
+            headers["Content-Type"] = CONTENT_TYPE
+            response = await client.post(url, content=body, headers=headers)
+            if response.status_code != 201:
+                raise RuntimeError(response.status_code)
+            result = InvoiceResponse.from_upstream(response.json(), http_status=response.status_code,
+                                                   correlation_id=response.headers.get("v-c-correlation-id"))
+            assert result.id == "98753"
+
+        return await drive(call, concurrency=args.concurrency, duration=args.duration, warmup=args.warmup)
+
+
+async def bench_bare_aiohttp(base_url: str, args: argparse.Namespace) -> tuple[int, int, list[float], float]:
+    """The floor under our client: the same signed POST straight through aiohttp, JSON parsed, no model."""
+    credentials = SigningCredentials(merchant_id=MERCHANT, key_id=KEY_ID, secret=decode_secret(SECRET))
+    connector = aiohttp.TCPConnector(limit=max(100, args.concurrency))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        url = base_url + PATH
+        body = REQUEST.to_wire()
+
+        async def call() -> None:
+            headers = sign_http_signature(credentials, method="POST", host="127.0.0.1", target=PATH, body=body)
+            headers["Content-Type"] = CONTENT_TYPE
+            async with session.post(url, data=body, headers=headers) as response:
+                payload = await response.read()
+            if response.status != 201:
+                raise RuntimeError(response.status)
+            json.loads(payload)
+
+        return await drive(call, concurrency=args.concurrency, duration=args.duration, warmup=args.warmup)
+
+
+async def run(args: argparse.Namespace) -> list[Cell]:
+    cells: list[Cell] = []
+    for delay in args.delays:
+        async with fake_upstream(delay, args.upstream_loop) as base_url:
+            ours = make_cell("ours (aiohttp)", delay, args.concurrency, await bench_ours(base_url, args))
+            print(f"  delay {delay:g} ms  ours  : {ours.calls_per_s:8.1f} calls/s", flush=True)
+            cells.append(ours)
+            if args.bare_aiohttp:
+                bare = make_cell("bare aiohttp", delay, args.concurrency, await bench_bare_aiohttp(base_url, args))
+                print(f"  delay {delay:g} ms  bare  : {bare.calls_per_s:8.1f} calls/s", flush=True)
+                cells.append(bare)
+            if not args.skip_httpx:
+                baseline = make_cell("httpx baseline", delay, args.concurrency, await bench_httpx(base_url, args))
+                print(f"  delay {delay:g} ms  httpx : {baseline.calls_per_s:8.1f} calls/s", flush=True)
+                ours.ratio_vs_httpx = round(ours.calls_per_s / baseline.calls_per_s, 1) \
+                    if baseline.calls_per_s else None
+                cells.append(baseline)
+    return cells
+
+
+def table(cells: list[Cell]) -> str:
+    head = (f"{'client':<16} {'delay':>6} {'in flight':>9} {'calls':>7} {'err':>4} {'calls/s':>9} "
+            f"{'p50 ms':>8} {'p99 ms':>8} {'bound/s':>8} {'% bound':>8} {'x httpx':>8}")
+    lines = [head, "-" * len(head)]
+    for c in cells:
+        lines.append(
+            f"{c.client:<16} {c.delay_ms:>4g}ms {c.concurrency:>9} {c.calls:>7} {c.errors:>4} {c.calls_per_s:>9.1f} "
+            f"{c.p50_ms:>8.2f} {c.p99_ms:>8.2f} {c.bound_per_s or float('nan'):>8.1f} "
+            f"{c.pct_of_bound if c.pct_of_bound is not None else float('nan'):>8.1f} "
+            f"{c.ratio_vs_httpx if c.ratio_vs_httpx is not None else float('nan'):>8.1f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per cell")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each cell")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--delays", type=lambda text: [float(x) for x in text.split(",")], default=[0.0, 150.0],
+                        help="upstream delays in ms, comma-separated")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
+                        help="event loop of the client side (uvicorn[standard] runs the app on uvloop)")
+    parser.add_argument("--upstream-loop", choices=["asyncio", "uvloop"], default="uvloop")
+    parser.add_argument("--skip-httpx", action="store_true")
+    parser.add_argument("--bare-aiohttp", action="store_true",
+                        help="also time a hand-rolled signed aiohttp POST (no models): the transport's floor")
+    parser.add_argument("--json-out", type=Path, default=Path("bench/results/client.json"))
+    args = parser.parse_args()
+
+    print(f"bench_client: {args.concurrency} in flight, {args.duration:g}s per cell, client loop {args.loop}, "
+          f"{os.cpu_count()} CPUs", flush=True)
+    if args.loop == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            cells = runner.run(run(args))
+    else:
+        cells = asyncio.run(run(args))
+    print()
+    print(table(cells))
+    report = {
+        "benchmark": "CybersourceClient.create_invoice, signed, against a fake upstream in another process",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "aiohttp": version("aiohttp"), "httpx": version("httpx"), "client_loop": args.loop,
+                    "upstream_loop": args.upstream_loop},
+        "config": {"concurrency": args.concurrency, "duration_s": args.duration, "warmup_s": args.warmup,
+                   "delays_ms": args.delays},
+        "targets": {"calls_per_s_at_0ms": 2000, "pct_of_bound_at_150ms": 90},
+        "results": [asdict(cell) for cell in cells],
+    }
+    args.json_out.parent.mkdir(parents=True, exist_ok=True)
+    args.json_out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {args.json_out}")
+
+
+if __name__ == "__main__":
+    main()
