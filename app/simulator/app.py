@@ -10,13 +10,14 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.simulator import merchant_data as md
 from app.simulator.admin import admin_routes
 from app.simulator.auth import Authenticator
 from app.simulator.config import SimulatorConfig
 from app.simulator.faults import FaultLayer, FaultRegistry
-from app.simulator.routes import invoicing_routes
+from app.simulator.routes import InvoicingApi
 from app.simulator.state import Invoice, SimulatorState, utc_now
 from app.simulator.views import JSONBody, error_body, payment_link
 from app.simulator.webhooks import WebhookDispatcher, invoice_event_data
@@ -63,16 +64,30 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONBody(error_body(utc_now(), "BADREQUEST", "INVALID_REQUEST", "Method not allowed."), status)
 
 
+class Front:
+    """Invoicing calls go to the lean signed API; admin routes, lifespan and stray paths to Starlette."""
+
+    def __init__(self, invoicing: InvoicingApi, starlette: ASGIApp) -> None:
+        self.invoicing = invoicing
+        self.starlette = starlette
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/invoicing/"):
+            await self.invoicing(scope, receive, send)
+        else:
+            await self.starlette(scope, receive, send)
+
+
 class SimulatorApp(FaultLayer):
     """The ASGI app handed to uvicorn; `.simulator` gives tests and the CLI the instance behind it."""
 
-    def __init__(self, sim: Simulator, inner: Starlette) -> None:
+    def __init__(self, sim: Simulator, inner: ASGIApp) -> None:
         super().__init__(inner, sim.faults, hang_s=sim.config.hang_s, log_requests=sim.config.log_requests)
         self.simulator = sim
 
 
 def create_simulator_app(config: SimulatorConfig) -> SimulatorApp:
-    """The simulator as an ASGI app (Starlette routes inside the fault and request-log layer)."""
+    """The simulator as an ASGI app (signed API and Starlette admin routes inside the fault/log layer)."""
     sim = Simulator(config)
 
     @asynccontextmanager
@@ -84,8 +99,6 @@ def create_simulator_app(config: SimulatorConfig) -> SimulatorApp:
             await sim.webhooks.close()
 
     starlette = Starlette(
-        routes=[*invoicing_routes(sim), *admin_routes(sim)],
-        lifespan=lifespan,
-        exception_handlers={404: _not_found, 405: _http_error},
+        routes=admin_routes(sim), lifespan=lifespan, exception_handlers={404: _not_found, 405: _http_error}
     )
-    return SimulatorApp(sim, starlette)
+    return SimulatorApp(sim, Front(InvoicingApi(sim), starlette))

@@ -178,14 +178,15 @@ def validate_settings(body: Any) -> dict[str, Any]:
 
 
 def read_settings(book: MerchantBook, product_type: str, display_name: str | None) -> dict[str, Any]:
+    """The stored settings (callers only read them: no copy on the hot GET path) or fresh defaults."""
     stored = book.settings.get(product_type)
-    return copy.deepcopy(stored) if stored is not None else default_settings(book.merchant_id, display_name)
+    return stored if stored is not None else default_settings(book.merchant_id, display_name)
 
 
 def write_settings(
     book: MerchantBook, product_type: str, display_name: str | None, update: dict[str, Any]
 ) -> dict[str, Any]:
-    current = read_settings(book, product_type, display_name)
+    current = copy.deepcopy(read_settings(book, product_type, display_name))
     info = current["invoiceSettingsInformation"]
     payer_auth = update.pop("payerAuthenticationInInvoicing", None)
     if payer_auth is not None:
@@ -194,8 +195,8 @@ def write_settings(
     info.update(update)
     if "merchantDisplayName" in update:
         current["merchantInformation"]["name"] = update["merchantDisplayName"]
-    book.settings[product_type] = current
-    return copy.deepcopy(current)
+    book.settings[product_type] = current  # replaced, never mutated: readers may hold the old one
+    return current
 
 
 # --- merchant-defined fields -----------------------------------------------------------------------
