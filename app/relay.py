@@ -79,7 +79,11 @@ class Relay:
         log.info("relay.started", owner=self.owner, concurrency=self.settings.relay_concurrency)
         try:
             while not stop.is_set():
-                claimed = await self._claim_and_dispatch()
+                try:
+                    claimed = await self._claim_and_dispatch()
+                except Exception:  # the database is away for a moment: keep running, try again
+                    log.exception("relay.claim_failed")
+                    claimed = 0
                 if claimed == 0:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
@@ -280,10 +284,12 @@ class Relay:
         try:
             async with self.engine.begin() as conn:
                 await Repository(conn).complete_operations(self.owner, batch)
-        except Exception:
+        except BaseException as exc:
             # Keep them: the next flush writes them; if this relay dies, the leases expire and the
-            # commands are reconciled by whoever takes them over.
-            log.exception("relay.flush_failed", count=len(batch))
+            # commands are reconciled by whoever takes them over. Also when cancelled mid-write (the
+            # flusher at shutdown): the final flush must still see them.
+            if isinstance(exc, Exception):
+                log.exception("relay.flush_failed", count=len(batch))
             self._completions[:0] = batch
             raise
 

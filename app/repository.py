@@ -307,10 +307,14 @@ class Repository:
         return [c.operation_id for c in finished]
 
     async def release_leases(self, owner: str) -> int:
-        """Give back what a stopping relay holds, so another relay can take it at once."""
+        """Give back what a stopping relay holds, so another relay can take it at once.
+
+        What is still held was cut off mid-delivery (its call may have reached Cybersource): the next relay
+        reconciles before re-sending, as after an expired lease.
+        """
         rows = await self._all(
             "UPDATE operations SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, "
-            "attempts = GREATEST(attempts - 1, 0), updated_at = now() "
+            "attempts = GREATEST(attempts - 1, 0), needs_reconcile = true, updated_at = now() "
             "WHERE lease_owner = :owner AND state = 'in_flight' RETURNING id", owner=owner)
         return len(rows)
 
