@@ -160,6 +160,7 @@ def run_simulator(argv: Sequence[str] | None = None) -> int:
         loop="uvloop" if fast else "asyncio",
         http="httptools" if fast else "h11",
         timeout_graceful_shutdown=5,
+        server_header=False,  # Cybersource does not say `server: uvicorn`
     )
     return 0
 

@@ -202,7 +202,10 @@ class WebhookDispatcher:
 
     async def _deliver(self, record: dict[str, Any]) -> None:
         config = self.config
-        assert config is not None and self._session is not None
+        assert config is not None
+        if self._session is None:  # an app run without lifespan (in-process tests) starts it here
+            await self.start()
+        assert self._session is not None
         delays = (0.0, *config.retry_delays)
         for retry_number, delay in enumerate(delays):
             if delay:
