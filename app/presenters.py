@@ -6,12 +6,14 @@ import base64
 import binascii
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import RowMapping
 
 from app import errors
 from app.errors import ApiError
+from app.invoice_rules import currency_exponent
 from app.schemas import EventOut, InvoiceOut, InvoiceSync, OperationOut, UpstreamError
 
 SUCCESS_STATUS = {"create": 201, "update": 200, "publish": 200, "send": 200, "cancel": 200}
@@ -19,8 +21,11 @@ CONTENT_KEYS = ("customerInformation", "processingInformation", "invoiceInformat
                 "merchantDefinedFieldValues")
 
 
-def _decimal_text(value: Any) -> str | None:
-    return None if value is None else format(value.normalize(), "f") if hasattr(value, "normalize") else str(value)
+def _money_text(value: Decimal | None, currency: str) -> str | None:
+    """An amount as text with the currency's decimals ("60.00", "1500" for JPY)."""
+    if value is None:
+        return None
+    return format(value.quantize(Decimal(1).scaleb(-currency_exponent(currency))), "f")
 
 
 def invoice_out(row: RowMapping, pending: Sequence[RowMapping] = ()) -> InvoiceOut:
@@ -35,7 +40,7 @@ def invoice_out(row: RowMapping, pending: Sequence[RowMapping] = ()) -> InvoiceO
         owner=row["owner"],
         status=row["status"],
         paymentLink=row["payment_link"],
-        balanceAmount=_decimal_text(row["balance_amount"]),
+        balanceAmount=_money_text(row["balance_amount"], row["currency"]),
         sync=InvoiceSync(state=row["sync_state"], pendingOperations=[str(p["id"]) for p in pending],
                          lastError=UpstreamError.model_validate(error) if error else None),
         customerInformation=merged["customerInformation"],

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BeforeValidator
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.api.deps import (
@@ -27,11 +29,19 @@ from app.schemas import InvoiceCreate, InvoiceOut, InvoicePage, InvoiceUpdate, O
 from app.service import Caller, Outcome
 
 router = APIRouter(prefix="/v1/invoices", tags=["invoices"])
+ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
+
+
+def _not_iso() -> None:
+    # Without this, pydantic would read "0.5" as a Unix timestamp.
+    raise ValueError("must be an ISO 8601 date or date-time, e.g. 2026-11-25T10:00:00Z")
 
 ACCEPTED: dict[int | str, dict[str, Any]] = {
     202: {"model": OperationOut,
           "description": "Accepted: still on its way to Cybersource; follow Location (/v1/operations/{id})"}}
 MUTATION_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 502, 503)
+IsoDatetime = Annotated[datetime, BeforeValidator(
+    lambda v: v if not isinstance(v, str) or ISO_DATETIME.match(v) else _not_iso())]
 InvoiceStatus = Literal["DRAFT", "CREATED", "SENT", "PARTIAL", "PAID", "CANCELED", "PENDING"]
 
 
@@ -46,8 +56,10 @@ def respond(outcome: Outcome, replayed: bool) -> JSONResponse:
 async def _execute(request: Request, executor: ExecutorDep, settings: SettingsDep, caller: Caller, key: str,
                    profile: str, prefer: str | None, body: Any, enqueue: Any) -> JSONResponse:
     wait, _ = prefer_wait(prefer, settings.request_wait_seconds)
+    asked, _ = prefer_wait(prefer, 0.0)  # a request still running under the key: 409 unless asked to wait
     outcome, replayed = await executor.run(
         caller=caller, key=key, method=request.method, path=request.url.path, wait_seconds=wait,
+        replay_wait_seconds=asked,
         request_fingerprint=fingerprint(request.method, request.url.path, body, scope=profile), enqueue=enqueue)
     return respond(outcome, replayed)
 
@@ -69,8 +81,8 @@ async def create_invoice(request: Request, body: InvoiceCreate, caller: Writer, 
 async def list_invoices(request: Request, caller: Reader,
                         status: InvoiceStatus | None = None,
                         customer_email: Annotated[str | None, Query(alias="customerEmail", max_length=255)] = None,
-                        created_from: Annotated[datetime | None, Query(alias="createdFrom")] = None,
-                        created_to: Annotated[datetime | None, Query(alias="createdTo")] = None,
+                        created_from: Annotated[IsoDatetime | None, Query(alias="createdFrom")] = None,
+                        created_to: Annotated[IsoDatetime | None, Query(alias="createdTo")] = None,
                         owner: Annotated[str | None, Query(max_length=64, description="admins only")] = None,
                         cursor: Annotated[str | None, Query(max_length=200)] = None,
                         limit: Annotated[int, Query(ge=1, le=200)] = 50,

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app import errors
 from app.logging import get_logger
@@ -28,9 +29,20 @@ DESCRIPTIONS = {
 
 
 def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """Problem responses of a route; 400 (malformed parameters) can happen on every route."""
     return {code: {"model": Problem, "description": DESCRIPTIONS[code],
                    "content": {errors.PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-            for code in codes}
+            for code in sorted({400, *codes})}
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route on this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 def problem_response(error: errors.ApiError, request: Request) -> JSONResponse:
@@ -70,8 +82,10 @@ def install(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}.get(
             exc.status_code, "http_error")
         body.update(status=exc.status_code, code=code, type=errors.PROBLEM_TYPE_BASE + code, title=str(exc.detail))
-        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None),
-                            media_type=errors.PROBLEM_JSON)
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        return JSONResponse(body, status_code=exc.status_code, headers=headers, media_type=errors.PROBLEM_JSON)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
