@@ -514,7 +514,7 @@ class CybersourceClient:
                 response_headers: CIMultiDictProxy[str] = response.headers
                 correlation_id = response_headers.get(CORRELATION_HEADER)
                 payload = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             error = error_for_exception(exc, method=method)
             error.status, error.correlation_id = status, correlation_id
             self._log_call(method, target, status, started, correlation_id, error)
