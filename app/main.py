@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
 
 from app.api import events, health, invoice_settings, invoices, operations, problems, webhooks
 from app.cybersource.client import CybersourceClients
@@ -14,6 +15,7 @@ from app.db import create_engine, plain_url
 from app.docs import mount_swagger_ui
 from app.idempotency import IdempotentExecutor
 from app.logging import get_logger
+from app.metrics import MetricsMiddleware, metrics_endpoint
 from app.operation_waiter import OperationWaiter
 from app.relay import Relay
 from app.service import Caller, InvoiceService
@@ -69,5 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     for module in (invoices, operations, events, invoice_settings, webhooks, health):
         app.include_router(module.router)
+    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], tags=["health"], include_in_schema=True,
+                      summary="Prometheus metrics: HTTP traffic, relay deliveries, outbox depth",
+                      response_class=PlainTextResponse)
+    app.add_middleware(MetricsMiddleware)
     mount_swagger_ui(app)
     return app

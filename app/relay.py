@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from prometheus_client import start_http_server
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -38,6 +39,7 @@ from app.cybersource.errors import (
 )
 from app.db import create_engine, plain_url
 from app.logging import get_logger
+from app.metrics import RELAY_DELIVERIES
 from app.repository import OUTBOX_CHANNEL, Completion, Repository
 from app.settings import Settings
 from app.upstream_state import COMMAND_EVENTS, UpstreamState
@@ -237,6 +239,7 @@ class Relay:
     # --- outcomes -----------------------------------------------------------------------------------
 
     def _complete_success(self, op: RowMapping, body: dict[str, Any]) -> None:
+        RELAY_DELIVERIES.labels(op["kind"], "succeeded").inc()
         state = UpstreamState.from_body(body)
         self._completions.append(Completion(
             operation_id=op["id"], invoice_id=op["invoice_id"], state="succeeded",
@@ -246,6 +249,7 @@ class Relay:
             event_data={"status": state.status, "operation": op["kind"]}))
 
     def _complete_failure(self, op: RowMapping, error: dict[str, Any]) -> None:
+        RELAY_DELIVERIES.labels(op["kind"], "failed").inc()
         log.warning("relay.command_failed", operation_id=str(op["id"]), kind=op["kind"],
                     error_kind=error.get("kind"), reason=error.get("reason"), status=error.get("status"))
         self._completions.append(Completion(
@@ -269,6 +273,7 @@ class Relay:
                                         "message": f"gave up after {attempts} attempts: {exc.message}"})
             return
         delay = self.backoff_seconds(attempts, retry_after)
+        RELAY_DELIVERIES.labels(op["kind"], f"retry_{kind}").inc()
         log.info("relay.retry_scheduled", operation_id=str(op["id"]), error_kind=kind, attempts=attempts,
                  delay_s=round(delay, 3))
         async with self.engine.begin() as conn:
@@ -323,6 +328,9 @@ async def run_relay(settings: Settings) -> None:
     engine = create_engine(settings.database_url, pgbouncer=settings.database_pgbouncer,
                            pool_size=settings.database_pool_size)
     clients = CybersourceClients.from_settings(settings)
+    if settings.relay_metrics_port:
+        # The standalone relay has no HTTP API: its counters get a small scrape endpoint of their own.
+        start_http_server(settings.relay_metrics_port, addr=settings.relay_metrics_host)
     try:
         await Relay(engine, settings, clients).run(stop)
     finally:

@@ -337,19 +337,38 @@ class Repository:
 
     async def list_events(self, *, after: tuple[int, int] | None, owner: str | None,
                           limit: int) -> Sequence[RowMapping]:
-        """Events in commit order. Rows of transactions that may still commit earlier ids are held back:
-        only transactions older than every running one (the snapshot's xmin) are visible to the feed.
+        """Events in commit order, never skipping a row that commits late.
+
+        Ids are handed out before commit, so a reader must not move past a transaction that is still
+        running: rows are shown only below the oldest in-progress transaction id of the statement's
+        snapshot. Transactions known to run in another database cannot write our events and do not hold
+        the feed back; anything unknown (including one that just finished) does, for one poll.
         """
-        clauses = ["txid < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint"]
+        clauses = ["e.txid < cutoff.txid"]
         params: dict[str, Any] = {"limit": limit}
         if after is not None:
-            clauses.append("(txid, id) > (:after_tx, :after_id)")
+            clauses.append("(e.txid, e.id) > (:after_tx, :after_id)")
             params.update(after_tx=after[0], after_id=after[1])
         if owner is not None:
-            clauses.append("owner = :owner")
+            clauses.append("e.owner = :owner")
             params["owner"] = owner
         return await self._all(
-            f"SELECT * FROM events WHERE {' AND '.join(clauses)} ORDER BY txid, id LIMIT :limit",  # noqa: S608
+            f"""
+            WITH snap AS (SELECT pg_current_snapshot() AS s),
+            elsewhere AS (
+                SELECT backend_xid::text::bigint AS xid32 FROM pg_stat_activity
+                WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database()
+            ),
+            cutoff AS (
+                SELECT COALESCE(
+                    (SELECT min(x::text::bigint) FROM snap, pg_snapshot_xip(snap.s) AS x
+                     WHERE x::text::bigint % 4294967296 NOT IN (SELECT xid32 FROM elsewhere)),
+                    (SELECT pg_snapshot_xmax(s)::text::bigint FROM snap)) AS txid
+            )
+            SELECT e.* FROM events e, cutoff
+            WHERE {" AND ".join(clauses)}
+            ORDER BY e.txid, e.id LIMIT :limit
+            """,  # noqa: S608  (clauses are fixed text; values are bound)
             **params)
 
     # --- idempotency records ------------------------------------------------------------------------

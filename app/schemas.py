@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 AMOUNT_PATTERN = r"^\d{1,15}(\.\d{1,4})?$"
 RATE_PATTERN = r"^\d{1,3}(\.\d{1,4})?$"
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-INVOICE_NUMBER_PATTERN = r"^[A-Za-z0-9_-]{1,50}$"
+# Cybersource's invoice `id` is at most 26 characters; these characters need no escaping in signed paths.
+INVOICE_NUMBER_MAX_LENGTH = 26
+INVOICE_NUMBER_PATTERN = rf"^[A-Za-z0-9_-]{{1,{INVOICE_NUMBER_MAX_LENGTH}}}$"
 
 
 def _amount(max_length: int) -> Any:

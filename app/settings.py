@@ -131,6 +131,9 @@ class Settings(BaseSettings):
 
     # `api --with-relay` sets this: the relay runs inside the API process (local use).
     relay_in_process: bool = False
+    # `invoicing-gateway relay` serves its Prometheus counters here (0 turns it off).
+    relay_metrics_host: str = "0.0.0.0"  # noqa: S104 (a pod's metrics port is scraped from outside)
+    relay_metrics_port: int = Field(default=9101, ge=0, le=65535)
     relay_concurrency: int = Field(default=32, ge=1, le=1024)
     relay_batch_size: int = Field(default=64, ge=1, le=1000)
     relay_lease_seconds: float = Field(default=90.0, gt=0)
@@ -152,6 +155,13 @@ class Settings(BaseSettings):
     @classmethod
     def _json_lists(cls, value: Any) -> Any:
         return _parse_json_list(value)
+
+    @model_validator(mode="after")
+    def _invoice_numbers_fit(self) -> Settings:
+        # Cybersource's invoice id holds at most 26 characters (app.schemas.INVOICE_NUMBER_MAX_LENGTH).
+        if len(self.invoice_number_prefix) + self.invoice_number_width > 26:
+            raise ValueError("INVOICE_NUMBER_PREFIX plus INVOICE_NUMBER_WIDTH digits must fit in 26 characters")
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> Settings:
