@@ -1,13 +1,13 @@
-"""Engine and session factories, the metadata naming convention, and URL handling."""
+"""The engine factory, the metadata naming convention, and URL handling."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import uuid
 from typing import Any
 
 from sqlalchemy import MetaData
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
@@ -40,16 +40,9 @@ def plain_url(url: str) -> str:
 def create_engine(url: str, *, pgbouncer: bool = False, pool_size: int = 20, **kwargs: Any) -> AsyncEngine:
     connect_args: dict[str, Any] = {"server_settings": {"application_name": "invoicing-gateway"}}
     if pgbouncer:
-        # PgBouncer in transaction mode cannot keep prepared statements across transactions.
-        connect_args.update(statement_cache_size=0, prepared_statement_cache_size=0)
+        # PgBouncer in transaction mode hands each transaction any server connection: no statement cache,
+        # and unique statement names so two clients never collide on one server connection.
+        connect_args.update(statement_cache_size=0, prepared_statement_cache_size=0,
+                            prepared_statement_name_func=lambda: f"__igw_{uuid.uuid4().hex}__")
     return create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size,
                                pool_pre_ping=True, connect_args=connect_args, **kwargs)
-
-
-def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-
-
-async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    async with factory() as session:
-        yield session
