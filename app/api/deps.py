@@ -6,6 +6,7 @@ import hashlib
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from app import errors
 from app.idempotency import IdempotentExecutor, parse_idempotency_key
@@ -28,12 +29,16 @@ def get_executor(request: Request) -> IdempotentExecutor:
     return executor
 
 
-def authenticate(request: Request, authorization: Annotated[str | None, Header()] = None,
-                 x_api_key: Annotated[str | None, Header()] = None) -> Caller:
+# Declared as security schemes so Swagger UI's Authorize button and the OpenAPI document show them.
+bearer_scheme = HTTPBearer(auto_error=False, description="The caller's API key: `Authorization: Bearer <key>`")
+api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="The caller's API key, alternatively")
+
+
+def authenticate(request: Request,
+                 bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None,
+                 api_key: Annotated[str | None, Depends(api_key_scheme)] = None) -> Caller:
     """Callers send their key as `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
-    key = x_api_key
-    if authorization and authorization.lower().startswith("bearer "):
-        key = authorization[7:].strip()
+    key = bearer.credentials if bearer is not None else api_key
     if not key:
         raise errors.Unauthenticated("Send your API key as `Authorization: Bearer <key>`.",
                                      headers={"WWW-Authenticate": "Bearer"})

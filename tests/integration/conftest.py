@@ -18,9 +18,9 @@ from app.simulator.config import MerchantConfig, SimulatorConfig
 from tests.support.postgres import fresh_database
 from tests.support.servers import serve
 
-KEYS = {"billing": "billing-test-key", "shop": "shop-test-key", "ops": "ops-test-key"}
+KEYS = {"billing": "billing-test-key", "shop": "shop-test-key", "ops": "ops-test-key", "auditor": "auditor-test-key"}
 SCOPES = {"billing": ["invoices:read", "invoices:write"], "shop": ["invoices:read", "invoices:write"],
-          "ops": ["invoices:read", "invoices:write", "invoices:admin"]}
+          "ops": ["invoices:read", "invoices:write", "invoices:admin"], "auditor": ["invoices:read"]}
 
 
 def api_keys_json() -> str:
