@@ -9,7 +9,7 @@ export PATH := $(PATH):$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.g
 # Root on our machines; anywhere else apt-get needs sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install db browser-deps lint typecheck openapi openapi-check test run bench-client bench
+.PHONY: help install db browser-deps lint typecheck openapi openapi-check test run bench-client bench-api bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ run: ## API + relay + simulator on the local PostgreSQL (Ctrl-C stops them)
 
 bench-client: install db ## client/simulator benchmark
 	uv run python -m bench.bench_client
+
+bench-api: install db ## HTTP API end to end (api --with-relay, simulator, PostgreSQL)
+	uv run python -m bench.bench_api
 
 bench: install db ## every benchmark in bench/bench_*.py
 	@for module in bench/bench_*.py; do \
