@@ -75,8 +75,13 @@ class IdempotentExecutor:
                 caller.client, key, status=outcome.status, headers=outcome.headers, body=outcome.body)
 
     async def run(self, *, caller: Caller, key: str, request_fingerprint: str, method: str, path: str,
-                  wait_seconds: float, enqueue: Callable[..., Awaitable[Accepted | Outcome]]) -> tuple[Outcome, bool]:
-        """Run `enqueue(conn)` once per key; returns the answer and whether it is a replay."""
+                  wait_seconds: float, enqueue: Callable[..., Awaitable[Accepted | Outcome]],
+                  replay_wait_seconds: float = 0.0) -> tuple[Outcome, bool]:
+        """Run `enqueue(conn)` once per key; returns the answer and whether it is a replay.
+
+        `wait_seconds` bounds the wait for this request's own command; `replay_wait_seconds` (only what the
+        caller asked for with `Prefer: wait=N`) bounds the wait for a request still running under the key.
+        """
         async with self.engine.begin() as conn:
             repo = Repository(conn)
             claimed = await repo.claim_idempotency_key(
@@ -97,7 +102,7 @@ class IdempotentExecutor:
             outcome = await self._outcome_after_wait(result.operation_id, wait_seconds)
             await self._store(caller, key, outcome)
             return outcome, False
-        return await self._existing(caller, key, record, request_fingerprint, wait_seconds), True
+        return await self._existing(caller, key, record, request_fingerprint, replay_wait_seconds), True
 
     async def _existing(self, caller: Caller, key: str, record: Any, request_fingerprint: str,
                         wait_seconds: float) -> Outcome:
