@@ -44,5 +44,7 @@ def create_engine(url: str, *, pgbouncer: bool = False, pool_size: int = 20, **k
         # and unique statement names so two clients never collide on one server connection.
         connect_args.update(statement_cache_size=0, prepared_statement_cache_size=0,
                             prepared_statement_name_func=lambda: f"__igw_{uuid.uuid4().hex}__")
+    # No pre-ping: it would add a round trip to every checkout on the hot paths. A connection that died
+    # (database restart) fails its request once with 503, is discarded, and the retry gets a fresh one.
     return create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size,
-                               pool_pre_ping=True, connect_args=connect_args, **kwargs)
+                               pool_recycle=1800, connect_args=connect_args, **kwargs)

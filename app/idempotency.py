@@ -63,16 +63,21 @@ class IdempotentExecutor:
         self.service = service
         self.waiter = waiter
 
-    async def _outcome_after_wait(self, operation_id: uuid.UUID, wait_seconds: float) -> Outcome:
+    async def _final_outcome(self, caller: Caller, key: str, operation_id: uuid.UUID, wait_seconds: float, *,
+                             store_accepted: bool) -> Outcome:
+        """Wait (bounded) for the command, then store its answer under the key, in one transaction.
+
+        A 202 is stored only by the request that answers it (`store_accepted`); a retry that finds the
+        command still running stores nothing and answers 409 instead.
+        """
         if wait_seconds > 0:
             await self.waiter.wait(operation_id, wait_seconds)
-        async with self.engine.connect() as conn:
-            return await self.service.outcome(conn, operation_id)
-
-    async def _store(self, caller: Caller, key: str, outcome: Outcome) -> None:
         async with self.engine.begin() as conn:
-            await Repository(conn).complete_idempotency_key(
-                caller.client, key, status=outcome.status, headers=outcome.headers, body=outcome.body)
+            outcome = await self.service.outcome(conn, operation_id)
+            if store_accepted or outcome.status != 202:
+                await Repository(conn).complete_idempotency_key(
+                    caller.client, key, status=outcome.status, headers=outcome.headers, body=outcome.body)
+        return outcome
 
     async def run(self, *, caller: Caller, key: str, request_fingerprint: str, method: str, path: str,
                   wait_seconds: float, enqueue: Callable[..., Awaitable[Accepted | Outcome]],
@@ -99,8 +104,7 @@ class IdempotentExecutor:
         if claimed:
             if isinstance(result, Outcome):
                 return result, False
-            outcome = await self._outcome_after_wait(result.operation_id, wait_seconds)
-            await self._store(caller, key, outcome)
+            outcome = await self._final_outcome(caller, key, result.operation_id, wait_seconds, store_accepted=True)
             return outcome, False
         return await self._existing(caller, key, record, request_fingerprint, replay_wait_seconds), True
 
@@ -116,9 +120,9 @@ class IdempotentExecutor:
         if record["state"] == "completed":
             return Outcome(record["response_status"], record["response_body"], dict(record["response_headers"]))
         if record["operation_id"] is not None:
-            outcome = await self._outcome_after_wait(record["operation_id"], wait_seconds)
+            outcome = await self._final_outcome(caller, key, record["operation_id"], wait_seconds,
+                                                store_accepted=False)
             if outcome.status != 202:
-                await self._store(caller, key, outcome)
                 return outcome
         raise errors.IdempotencyKeyInUse(
             "A request with this Idempotency-Key is still being processed; retry after a moment, or send "

@@ -113,6 +113,14 @@ class Repository:
             "SELECT * FROM invoices WHERE merchant_profile = :p AND invoice_number = :n" + lock,  # noqa: S608
             p=merchant_profile, n=invoice_number)
 
+    async def get_invoice_with_pending(self, merchant_profile: str, invoice_number: str) -> RowMapping | None:
+        """The invoice and the ids of its unfinished commands, in one round trip (the read hot path)."""
+        return await self._one(
+            "SELECT i.*, ARRAY(SELECT o.id::text FROM operations o WHERE o.invoice_id = i.id "
+            "AND o.state IN ('pending', 'in_flight') ORDER BY o.seq) AS pending_ids "
+            "FROM invoices i WHERE i.merchant_profile = :p AND i.invoice_number = :n",
+            p=merchant_profile, n=invoice_number)
+
     async def get_invoice_by_id(self, invoice_id: int) -> RowMapping | None:
         return await self._one("SELECT * FROM invoices WHERE id = :id", id=invoice_id)
 
@@ -169,11 +177,14 @@ class Repository:
 
     async def insert_operation(self, *, operation_id: uuid.UUID, invoice_id: int, merchant_profile: str,
                                kind: str, payload: dict[str, Any] | None, requested_by: str) -> None:
+        """Queue a command and notify the relays (delivered at commit), in one round trip."""
         await self.conn.execute(text(
-            "INSERT INTO operations (id, invoice_id, merchant_profile, kind, payload, requested_by) "
-            "VALUES (:id, :invoice_id, :profile, :kind, CAST(:payload AS jsonb), :by)"),
+            "WITH queued AS (INSERT INTO operations (id, invoice_id, merchant_profile, kind, payload, requested_by) "
+            "VALUES (:id, :invoice_id, :profile, :kind, CAST(:payload AS jsonb), :by) RETURNING id) "
+            "SELECT pg_notify(:channel, id::text) FROM queued"),
             {"id": operation_id, "invoice_id": invoice_id, "profile": merchant_profile, "kind": kind,
-             "payload": None if payload is None else _json(payload), "by": requested_by})
+             "payload": None if payload is None else _json(payload), "by": requested_by,
+             "channel": OUTBOX_CHANNEL})
 
     async def notify(self, channel: str, payload: str = "") -> None:
         await self.conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})

@@ -18,7 +18,7 @@ from app.cybersource.client import CybersourceClients
 from app.cybersource.errors import AuthenticationError, CybersourceError, RejectedError
 from app.invoice_rules import check_invoice, upstream_body
 from app.presenters import SUCCESS_STATUS, failure_problem, invoice_out, operation_out
-from app.repository import OUTBOX_CHANNEL, InvoiceFields, Repository
+from app.repository import InvoiceFields, Repository
 from app.schemas import InvoiceCreate, InvoiceOut, InvoiceUpdate
 from app.settings import Settings
 from app.upstream_state import UpstreamState, status_event
@@ -100,7 +100,6 @@ class InvoiceService:
         operation_id = uuid.uuid4()
         await repo.insert_operation(operation_id=operation_id, invoice_id=invoice_id, merchant_profile=profile,
                                     kind=kind, payload=payload, requested_by=caller.client)
-        await repo.notify(OUTBOX_CHANNEL, str(operation_id))
         return Accepted(operation_id)
 
     # --- commands -----------------------------------------------------------------------------------
@@ -164,11 +163,10 @@ class InvoiceService:
             raise errors.OperationNotFound(f"There is no operation {operation_id}.")
         number = operation["invoice_number"]
         if operation["state"] == "succeeded":
-            invoice = await repo.get_invoice(operation["merchant_profile"], number)
+            invoice = await repo.get_invoice_with_pending(operation["merchant_profile"], number)
             assert invoice is not None
-            pending = await repo.unfinished_operations(invoice["id"])
             headers = {"Location": f"/v1/invoices/{number}"} if operation["kind"] == "create" else {}
-            body = invoice_out(invoice, pending).model_dump(mode="json")
+            body = invoice_out(invoice, invoice["pending_ids"]).model_dump(mode="json")
             return Outcome(SUCCESS_STATUS[operation["kind"]], body, headers)
         if operation["state"] == "failed":
             problem = failure_problem(operation)
@@ -179,9 +177,10 @@ class InvoiceService:
     # --- reads --------------------------------------------------------------------------------------
 
     async def get(self, conn: AsyncConnection, caller: Caller, profile: str, number: str) -> InvoiceOut:
-        repo = Repository(conn)
-        invoice = await self._owned_invoice(repo, caller, profile, number)
-        return invoice_out(invoice, await repo.unfinished_operations(invoice["id"]))
+        row = await Repository(conn).get_invoice_with_pending(self._profile(profile), number)
+        if row is None or (row["owner"] != caller.client and not caller.is_admin):
+            raise errors.InvoiceNotFound(f"There is no invoice {number!r} for merchant profile {profile!r}.")
+        return invoice_out(row, row["pending_ids"])
 
     async def refresh(self, conn: AsyncConnection, caller: Caller, profile: str, number: str) -> InvoiceOut:
         """Read Cybersource first (history, balance), store what it says, then answer from the store."""

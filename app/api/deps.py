@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -14,17 +15,17 @@ from app.service import Caller, InvoiceService
 from app.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_service(request: Request) -> InvoiceService:
+async def get_service(request: Request) -> InvoiceService:
     service: InvoiceService = request.app.state.service
     return service
 
 
-def get_executor(request: Request) -> IdempotentExecutor:
+async def get_executor(request: Request) -> IdempotentExecutor:
     executor: IdempotentExecutor = request.app.state.executor
     return executor
 
@@ -34,7 +35,7 @@ bearer_scheme = HTTPBearer(auto_error=False, description="The caller's API key: 
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="The caller's API key, alternatively")
 
 
-def authenticate(request: Request,
+async def authenticate(request: Request,
                  bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None,
                  api_key: Annotated[str | None, Depends(api_key_scheme)] = None) -> Caller:
     """Callers send their key as `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
@@ -50,15 +51,15 @@ def authenticate(request: Request,
     return caller
 
 
-def scope(required: str):  # type: ignore[no-untyped-def]
-    def check(caller: Annotated[Caller, Depends(authenticate)]) -> Caller:
+def scope(required: str) -> Callable[[Caller], Awaitable[Caller]]:
+    async def check(caller: Annotated[Caller, Depends(authenticate)]) -> Caller:
         if required not in caller.scopes:
             raise errors.Forbidden(f"This API key lacks the {required!r} scope.")
         return caller
     return check
 
 
-def idempotency_key(idempotency_key: Annotated[str | None, Header(
+async def idempotency_key(idempotency_key: Annotated[str | None, Header(
         description="Required on every mutating call: a retry with the same key gets the first answer "
                     "back. A quoted string (`\"8e03978e-…\"`) or a bare token; at most 255 characters.")] = None,
                     ) -> str:

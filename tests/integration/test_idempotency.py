@@ -425,11 +425,12 @@ async def test_killed_after_commit_is_replayed_on_retry(database_url: str, execu
     model, request_fingerprint = _as_the_api_would(body)
     committed = asyncio.Event()
 
-    async def die_while_waiting(operation_id: uuid.UUID, wait_seconds: float) -> Any:
+    async def die_while_waiting(caller: Any, key: str, operation_id: uuid.UUID, wait_seconds: float,
+                                **_: Any) -> Any:
         committed.set()  # the claim, the invoice and the outbox command are committed; no answer yet
         await asyncio.Event().wait()
 
-    monkeypatch.setattr(executor, "_outcome_after_wait", die_while_waiting)
+    monkeypatch.setattr(executor, "_final_outcome", die_while_waiting)
     request = asyncio.create_task(executor.run(
         caller=BILLING, key=idem, request_fingerprint=request_fingerprint, method="POST", path="/v1/invoices",
         wait_seconds=10, enqueue=lambda conn: executor.service.create(conn, BILLING, "default", model)))
