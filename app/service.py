@@ -21,7 +21,7 @@ from app.presenters import SUCCESS_STATUS, failure_problem, invoice_out, operati
 from app.repository import InvoiceFields, Repository
 from app.schemas import InvoiceCreate, InvoiceOut, InvoiceUpdate
 from app.settings import Settings
-from app.upstream_state import UpstreamState, status_event
+from app.upstream_state import COMMAND_EVENTS, UpstreamState, status_event
 
 # Which Cybersource statuses allow each action (README's lifecycle table); PENDING allows nothing.
 ALLOWED_FROM: dict[str, frozenset[str]] = {
@@ -207,6 +207,9 @@ async def record_upstream_state(repo: Repository, invoice: RowMapping, state: Up
     await repo.apply_upstream_state(invoice["id"], status=state.status, payment_link=state.payment_link,
                                     balance_amount=state.balance_amount, upstream=state.body)
     event = status_event(invoice["status"], state.status)
+    if event in COMMAND_EVENTS.values() and await repo.unfinished_operations(invoice["id"]):
+        # Our own command is on its way and writes this event when the relay records it.
+        event = None
     if event is not None:
         await repo.insert_event(event_type=event, invoice=invoice, operation_id=None,
                                 data={"status": state.status, "previousStatus": invoice["status"],

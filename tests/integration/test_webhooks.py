@@ -44,9 +44,12 @@ async def test_payment_webhook_updates_the_store_without_refresh():
             with serve(create_simulator_app(sim_config), ready_path="/__sim/faults", port=sim_port) as sim_url:
                 async with client_for(facade_url) as api, httpx.AsyncClient(base_url=sim_url) as sim:
                     created = await api.post("/v1/invoices", headers=key(),
-                                             json=invoice_body(sendImmediately=True, allowPartialPayments=True))
+                                             json=invoice_body(allowPartialPayments=True))
                     assert created.status_code == 201, created.text
                     number = created.json()["invoiceNumber"]
+                    # The simulator's `send` notification races our own send command: one event only.
+                    sent = await api.post(f"/v1/invoices/{number}/send", headers=key())
+                    assert sent.status_code == 200, sent.text
                     await sim.post(f"/__sim/invoices/{number}/payments", json={"amount": "40.00"})
 
                     async def partial():
@@ -65,7 +68,7 @@ async def test_payment_webhook_updates_the_store_without_refresh():
                     assert deliveries, "the simulator recorded no webhook deliveries"
                     events = [e["type"] for e in (await api.get("/v1/events", params={"limit": 100})).json()["items"]
                               if e["invoiceNumber"] == number]
-                    assert events == ["invoice.created", "invoice.partially_paid", "invoice.paid"]
+                    assert events == ["invoice.created", "invoice.sent", "invoice.partially_paid", "invoice.paid"]
 
 
 async def test_forged_webhook_is_refused(facade_url: str):
