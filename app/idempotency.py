@@ -130,14 +130,18 @@ class IdempotentExecutor:
 
 
 def prefer_wait(prefer: str | None, default: float) -> tuple[float, bool]:
-    """(seconds to wait, respond-async asked) from an RFC 7240 Prefer header."""
+    """(seconds to wait, respond-async asked) from an RFC 7240 Prefer header.
+
+    Preferences are comma-separated; each may carry `;` parameters (ignored) and a quoted value.
+    """
     if not prefer:
         return default, False
-    tokens = [t.strip().lower() for t in prefer.split(",")]
-    if "respond-async" in tokens:
-        return 0.0, True
-    for token in tokens:
-        name, _, value = token.partition("=")
-        if name.strip() == "wait" and value.strip().isdigit():
-            return min(float(value.strip()), 60.0), False
-    return default, False
+    wait = default
+    for preference in prefer.split(","):
+        name, _, value = preference.split(";", 1)[0].strip().partition("=")
+        name, value = name.strip().lower(), value.strip().strip('"')
+        if name == "respond-async":
+            return 0.0, True
+        if name == "wait" and value.isdigit():
+            wait = min(float(value), 60.0)
+    return wait, False

@@ -396,16 +396,8 @@ class Repository:
 
     async def get_idempotency_record(self, client: str, key: str) -> RowMapping | None:
         return await self._one(
-            "SELECT *, locked_until < now() AS lock_expired FROM idempotency_records "
+            "SELECT * FROM idempotency_records "
             "WHERE client = :client AND key = :key", client=client, key=key)
-
-    async def take_over_stale_key(self, client: str, key: str, lock_seconds: float) -> bool:
-        """A request that died without an outbox command left its claim: the retry takes it over."""
-        row = await self._one(
-            "UPDATE idempotency_records SET locked_until = now() + make_interval(secs => :lock) "
-            "WHERE client = :client AND key = :key AND state = 'processing' AND operation_id IS NULL "
-            "AND locked_until < now() RETURNING key", client=client, key=key, lock=lock_seconds)
-        return row is not None
 
     async def attach_operation(self, client: str, key: str, operation_id: uuid.UUID) -> None:
         await self.conn.execute(text(
@@ -419,11 +411,6 @@ class Repository:
             "response_headers = CAST(:headers AS jsonb), response_body = CAST(:body AS jsonb), "
             "completed_at = now() WHERE client = :client AND key = :key AND state = 'processing'"),
             {"client": client, "key": key, "status": status, "headers": _json(headers), "body": _json(body)})
-
-    async def release_idempotency_key(self, client: str, key: str) -> None:
-        await self.conn.execute(text(
-            "DELETE FROM idempotency_records WHERE client = :client AND key = :key AND state = 'processing' "
-            "AND operation_id IS NULL"), {"client": client, "key": key})
 
     async def purge_idempotency_records(self, *, older_than_hours: float, batch: int) -> int:
         rows = await self._all(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -87,18 +89,42 @@ def install(app: FastAPI) -> None:
             headers["Allow"] = _allowed_methods(request)
         return JSONResponse(body, status_code=exc.status_code, headers=headers, media_type=errors.PROBLEM_JSON)
 
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        # Registered on the database's exception types (not on Exception, whose handler runs after the
+        # response and makes the server drop the keep-alive connection).
+        if not database_unavailable(exc):
+            raise exc
+        log.warning("api.database_unavailable", path=request.url.path, error=type(exc).__name__)
+        return problem_response(errors.ServiceUnavailable(
+            "The database is unavailable; nothing was applied. Retry with the same Idempotency-Key.",
+            headers={"Retry-After": "2"}), request)
+
+    for exc_type in DATABASE_ERRORS:
+        app.add_exception_handler(exc_type, database_error)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
-        if isinstance(exc, OperationalError | InterfaceError | OSError) or (
-                isinstance(exc, DBAPIError) and exc.connection_invalidated):
-            log.warning("api.database_unavailable", path=request.url.path, error=type(exc).__name__)
-            return problem_response(errors.ServiceUnavailable(
-                "The database is unavailable; nothing was applied. Retry with the same Idempotency-Key.",
-                headers={"Retry-After": "2"}), request)
         log.exception("api.unhandled_error", path=request.url.path)
         body = {"type": errors.PROBLEM_TYPE_BASE + "internal_error", "title": "Internal error", "status": 500,
                 "code": "internal_error", "detail": "An unexpected error occurred; it has been logged.",
                 "instance": request.url.path}
         return JSONResponse(body, status_code=500, media_type=errors.PROBLEM_JSON)
+
+
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    OSError, sa_exc.DBAPIError, sa_exc.TimeoutError, asyncpg.PostgresConnectionError,
+    asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database cannot be reached or refuses connections (down, restarting, out of connections)."""
+    if isinstance(exc, OSError | sa_exc.TimeoutError | sa_exc.InterfaceError | sa_exc.OperationalError):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        cause = exc.orig.__cause__ if exc.orig is not None else None
+        return isinstance(cause, asyncpg.PostgresConnectionError | asyncpg.TooManyConnectionsError
+                          | asyncpg.CannotConnectNowError | OSError)
+    return isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.TooManyConnectionsError
+                      | asyncpg.CannotConnectNowError)

@@ -147,3 +147,12 @@ def test_fields_cannot_bleed_into_each_other():
 ])
 def test_prefer_wait(prefer: str | None, expected: tuple[float, bool]):
     assert prefer_wait(prefer, 10.0) == expected
+
+
+def test_prefer_parameters_and_quoted_values():
+    from app.idempotency import prefer_wait
+
+    assert prefer_wait("respond-async; foo=bar", 10.0) == (0.0, True)
+    assert prefer_wait('wait="5"', 10.0) == (5.0, False)
+    assert prefer_wait("handling=lenient, wait=3", 10.0) == (3.0, False)
+    assert prefer_wait("wait=600", 10.0) == (60.0, False)
