@@ -68,7 +68,6 @@ class Relay:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
         self._completions: list[Completion] = []
-        self._flushed = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._listener: Any = None
 
