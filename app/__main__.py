@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,6 +44,15 @@ def _parser() -> argparse.ArgumentParser:
     # The simulator owns its flags; everything after `simulator` is handed to it (see main()).
     commands.add_parser("simulator", add_help=False,
                         help="run the local Cybersource invoicing simulator (see `simulator --help`)")
+
+    operations = commands.add_parser("operations", help="operators: list outbox commands, retry failed ones")
+    actions = operations.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="print commands as JSON lines, oldest first")
+    listing.add_argument("--state", choices=["pending", "in_flight", "succeeded", "failed"], default="failed",
+                         help="which commands (default: %(default)s)")
+    listing.add_argument("--limit", type=int, default=100, help="at most this many (default: %(default)s)")
+    retry = actions.add_parser("retry", help="put a failed command back in the outbox")
+    retry.add_argument("operation_id", type=uuid.UUID, help="the operation's id")
 
     openapi = commands.add_parser("openapi", help="print the facade's OpenAPI document as JSON")
     openapi.add_argument("--output", type=Path, help="write to this file instead of stdout")
@@ -110,6 +120,18 @@ def migrate(database_url: str) -> None:
     log.info("database migrated to head")
 
 
+def _run_operations(settings: Settings, args: argparse.Namespace) -> int:
+    from app.operations_cli import list_operations, retry_operation
+
+    if args.action == "list":
+        for line in asyncio.run(list_operations(settings, state=args.state, limit=args.limit)):
+            print(line)
+        return 0
+    done, message = asyncio.run(retry_operation(settings, args.operation_id))
+    print(message, file=sys.stdout if done else sys.stderr)
+    return 0 if done else 1
+
+
 def openapi_json(settings: Settings) -> str:
     """The OpenAPI document exactly as `openapi/openapi.json` keeps it (sorted keys, stable)."""
     from app.main import create_app
@@ -149,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _run_relay(settings)
     elif args.command == "migrate":
         migrate(settings.database_url)
+    elif args.command == "operations":
+        return _run_operations(settings, args)
     return 0
 
 

@@ -18,7 +18,7 @@ from app.cybersource.client import CybersourceClients
 from app.cybersource.errors import AuthenticationError, CybersourceError, RejectedError
 from app.invoice_rules import check_invoice, upstream_body
 from app.presenters import SUCCESS_STATUS, failure_problem, invoice_out, operation_out
-from app.repository import InvoiceFields, Repository
+from app.repository import OUTBOX_CHANNEL, InvoiceFields, Repository
 from app.schemas import InvoiceCreate, InvoiceOut, InvoiceUpdate
 from app.settings import Settings
 from app.upstream_state import COMMAND_EVENTS, UpstreamState, status_event
@@ -216,3 +216,15 @@ async def record_upstream_state(repo: Repository, invoice: RowMapping, state: Up
                                       "balanceAmount": None if state.balance_amount is None
                                       else str(state.balance_amount),
                                       "observedAt": datetime.now().astimezone().isoformat()})
+
+
+async def requeue_failed_operation(repo: Repository, operation_id: uuid.UUID) -> RowMapping:
+    """Operators: put a command that failed for good back in the outbox (API and CLI)."""
+    if await repo.get_operation(operation_id) is None:
+        raise errors.OperationNotFound(f"There is no operation {operation_id}.")
+    if await repo.retry_failed_operation(operation_id) is None:
+        raise errors.OperationNotRetryable("Only an operation in state failed can be retried.")
+    await repo.notify(OUTBOX_CHANNEL, str(operation_id))
+    row = await repo.get_operation(operation_id)
+    assert row is not None
+    return row

@@ -15,9 +15,9 @@ from app.api.invoices import respond
 from app.api.problems import problem_responses
 from app.idempotency import fingerprint
 from app.presenters import decode_cursor, encode_cursor, operation_out
-from app.repository import OUTBOX_CHANNEL, Repository
+from app.repository import Repository
 from app.schemas import OperationOut, OperationPage
-from app.service import Outcome
+from app.service import Outcome, requeue_failed_operation
 
 router = APIRouter(prefix="/v1/operations", tags=["operations"])
 
@@ -56,14 +56,7 @@ async def list_operations(request: Request, caller: Admin,
 async def retry_operation(request: Request, operationId: uuid.UUID, caller: Admin,
                           key: IdempotencyKey, executor: ExecutorDep, settings: SettingsDep) -> JSONResponse:
     async def enqueue(conn: AsyncConnection) -> Any:
-        repo = Repository(conn)
-        if await repo.get_operation(operationId) is None:
-            raise errors.OperationNotFound(f"There is no operation {operationId}.")
-        if await repo.retry_failed_operation(operationId) is None:
-            raise errors.OperationNotRetryable("Only an operation in state failed can be retried.")
-        await repo.notify(OUTBOX_CHANNEL, str(operationId))
-        row = await repo.get_operation(operationId)
-        assert row is not None
+        row = await requeue_failed_operation(Repository(conn), operationId)
         return Outcome(202, operation_out(row).model_dump(mode="json"),
                        {"Location": f"/v1/operations/{operationId}"})
 
