@@ -56,9 +56,10 @@ def fingerprint(method: str, path: str, body: Any, *, scope: str = "") -> str:
 
 
 class IdempotentExecutor:
-    def __init__(self, engine: AsyncEngine, settings: Settings, service: InvoiceService,
+    def __init__(self, engine: AsyncEngine, reads: AsyncEngine, settings: Settings, service: InvoiceService,
                  waiter: OperationWaiter) -> None:
         self.engine = engine
+        self.reads = reads  # autocommit: the replay check is one statement, no transaction
         self.settings = settings
         self.service = service
         self.waiter = waiter
@@ -87,6 +88,11 @@ class IdempotentExecutor:
         `wait_seconds` bounds the wait for this request's own command; `replay_wait_seconds` (only what the
         caller asked for with `Prefer: wait=N`) bounds the wait for a request still running under the key.
         """
+        # A retry usually finds its key: answer it with one read, without a write transaction.
+        async with self.reads.connect() as conn:
+            record = await Repository(conn).get_idempotency_record(caller.client, key)
+        if record is not None:
+            return await self._existing(caller, key, record, request_fingerprint, replay_wait_seconds), True
         async with self.engine.begin() as conn:
             repo = Repository(conn)
             claimed = await repo.claim_idempotency_key(

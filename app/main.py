@@ -42,11 +42,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         clients = CybersourceClients.from_settings(settings)
         listen = None if not settings.relay_listen else plain_url(settings.database_listen_url
                                                                    or settings.database_url)
-        waiter = OperationWaiter(engine, listen)
+        # Single-statement reads need no BEGIN/ROLLBACK round trips: they run in autocommit (same pool).
+        reads = engine.execution_options(isolation_level="AUTOCOMMIT")
+        waiter = OperationWaiter(reads, listen)
         await waiter.start()
         service = InvoiceService(settings, clients)
-        app.state.engine, app.state.clients, app.state.service = engine, clients, service
-        app.state.executor = IdempotentExecutor(engine, settings, service, waiter)
+        app.state.engine, app.state.reads, app.state.clients, app.state.service = engine, reads, clients, service
+        app.state.executor = IdempotentExecutor(engine, reads, settings, service, waiter)
         stop = asyncio.Event()
         relay_task = None
         if settings.relay_in_process:

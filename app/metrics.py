@@ -72,5 +72,5 @@ async def refresh_outbox_gauges(engine: AsyncEngine) -> None:
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    await refresh_outbox_gauges(request.app.state.engine)
+    await refresh_outbox_gauges(request.app.state.reads)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -28,7 +28,7 @@ async def list_events(request: Request, caller: Reader,
             raise errors.MalformedRequest("The cursor is not one this API handed out.")
         position = (int(txid), int(event_id))
     owner = None if caller.is_admin else caller.client
-    async with request.app.state.engine.connect() as conn:
+    async with request.app.state.reads.connect() as conn:
         rows = await Repository(conn).list_events(after=position, owner=owner, limit=limit)
     cursor = encode_cursor(rows[-1]["txid"], rows[-1]["id"]) if rows else after
     return EventPage(items=[event_out(r) for r in rows], nextCursor=cursor)

@@ -18,7 +18,7 @@ async def livez() -> dict[str, str]:
             responses={503: {"description": "The database does not answer"}})
 async def readyz(request: Request) -> JSONResponse:
     try:
-        async with request.app.state.engine.connect() as conn:
+        async with request.app.state.reads.connect() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception as exc:  # any failure means "not ready"; the probe only needs the verdict
         return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)

@@ -104,7 +104,7 @@ async def list_invoices(request: Request, caller: Reader,
             raise MalformedRequest("The cursor is not one this API handed out.") from None
     filters = InvoiceFilter(owner=owner, status=status, customer_email=customer_email,
                             created_from=created_from, created_to=created_to, merchant_profile=profile)
-    async with request.app.state.engine.connect() as conn:
+    async with request.app.state.reads.connect() as conn:
         rows = await Repository(conn).list_invoices(filters, after=after, limit=limit + 1)
     items = [invoice_out(row) for row in rows[:limit]]
     next_cursor = encode_cursor(rows[limit - 1]["created_at"], rows[limit - 1]["id"]) if len(rows) > limit else None
@@ -115,11 +115,10 @@ async def list_invoices(request: Request, caller: Reader,
             summary="One invoice from the local store; refresh=true reads Cybersource first")
 async def get_invoice(request: Request, invoiceNumber: str, caller: Reader, service: ServiceDep,
                       refresh: bool = False, profile: MerchantProfileHeader = "default") -> Response:
-    engine = request.app.state.engine
     if refresh:
-        async with engine.begin() as conn:
+        async with request.app.state.engine.begin() as conn:
             return as_json(await service.refresh(conn, caller, profile, invoiceNumber))
-    async with engine.connect() as conn:
+    async with request.app.state.reads.connect() as conn:
         return as_json(await service.get(conn, caller, profile, invoiceNumber))
 
 

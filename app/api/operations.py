@@ -25,7 +25,7 @@ router = APIRouter(prefix="/v1/operations", tags=["operations"])
 @router.get("/{operationId}", response_model=OperationOut, responses=problem_responses(401, 403, 404, 422),
             summary="State of one outbox command: pending, in_flight, succeeded, failed")
 async def get_operation(request: Request, operationId: uuid.UUID, caller: Reader) -> OperationOut:
-    async with request.app.state.engine.connect() as conn:
+    async with request.app.state.reads.connect() as conn:
         row = await Repository(conn).get_operation(operationId)
     if row is None or (row["owner"] != caller.client and not caller.is_admin):
         raise errors.OperationNotFound(f"There is no operation {operationId}.")
@@ -44,7 +44,7 @@ async def list_operations(request: Request, caller: Admin,
         if not seq.isdigit():
             raise errors.MalformedRequest("The cursor is not one this API handed out.")
         after = int(seq)
-    async with request.app.state.engine.connect() as conn:
+    async with request.app.state.reads.connect() as conn:
         rows = await Repository(conn).list_operations(state=state, owner=None, after_seq=after, limit=limit + 1)
     next_cursor = encode_cursor(rows[limit - 1]["seq"]) if len(rows) > limit else None
     return OperationPage(items=[operation_out(r) for r in rows[:limit]], nextCursor=next_cursor)

@@ -405,7 +405,8 @@ async def executor(database_url: str, simulator_url: str) -> AsyncIterator[Idemp
     clients = CybersourceClients.from_settings(settings)
     service = InvoiceService(settings, clients)
     try:
-        yield IdempotentExecutor(engine, settings, service, OperationWaiter(engine, None))
+        reads = engine.execution_options(isolation_level="AUTOCOMMIT")
+        yield IdempotentExecutor(engine, reads, settings, service, OperationWaiter(reads, None))
     finally:
         await clients.aclose()
         await engine.dispose()
