@@ -9,7 +9,7 @@ export PATH := $(PATH):$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.g
 # Root on our machines; anywhere else apt-get needs sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install db browser-deps lint typecheck openapi openapi-check test run bench-client bench-api bench
+.PHONY: help install db test-deps lint typecheck openapi openapi-check test run bench-client bench-api bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -25,10 +25,13 @@ db: ## start the local PostgreSQL if it does not answer
 		pg_isready -h 127.0.0.1; \
 	fi
 
-browser-deps: ## install Debian chromium for the browser test if missing
-	@if [ ! -x /usr/bin/chromium ]; then \
+test-deps: ## install what some tests drive for real if missing: chromium (Swagger UI), pgbouncer
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -x /usr/sbin/pgbouncer ] || missing="$$missing pgbouncer"; \
+	if [ -n "$$missing" ]; then \
 		$(SUDO) apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
 lint: install ## ruff
@@ -46,7 +49,7 @@ openapi-check: install ## fail if openapi/openapi.json differs from what the cod
 	diff -u openapi/openapi.json "$$generated" \
 		|| { echo "openapi/openapi.json is stale: run 'make openapi' and commit it" >&2; exit 1; }
 
-test: install db browser-deps ## the whole suite (what .ci/run runs): lint, types, OpenAPI check, pytest
+test: install db test-deps ## the whole suite (what .ci/run runs): lint, types, OpenAPI check, pytest
 	uv run ruff check app tests bench
 	uv run mypy
 	$(MAKE) --no-print-directory openapi-check

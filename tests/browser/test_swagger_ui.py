@@ -34,7 +34,7 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--virtual-time-budget=15000",
 ]
-INSTALL_HINT = "Debian chromium is required: run `make browser-deps` (apt-get install -y chromium)"
+INSTALL_HINT = "Debian chromium is required: run `make test-deps` (apt-get install -y chromium)"
 
 
 def chromium() -> str:
