@@ -7,6 +7,7 @@ For each upstream delay a fake Cybersource (bench/fake_upstream.py) runs in a SE
 `--concurrency` workers keep that many signed create_invoice calls in flight for `--duration` seconds,
 first with our client (aiohttp, pooled session), then with an httpx.AsyncClient doing the same work per
 call (serialise the same request model once, HTTP-Signature-sign it, POST, parse into InvoiceResponse).
+The implementations take turns in `--rounds` slices so that load from elsewhere hits them alike.
 With a delay the concurrency bound is concurrency / delay (64 / 0.150 s = 426.7 calls/s); the table shows
 calls/s, latency percentiles, % of that bound and the ratio to the httpx baseline.
 """
@@ -22,7 +23,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from importlib.metadata import version
@@ -73,7 +74,7 @@ class Cell:
 
 
 @contextlib.asynccontextmanager
-async def fake_upstream(delay_ms: float, loop: str):  # type: ignore[no-untyped-def]
+async def fake_upstream(delay_ms: float, loop: str) -> AsyncIterator[str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.fake_upstream", "--delay-ms", str(delay_ms), "--loop", loop,
         stdout=asyncio.subprocess.PIPE, cwd=PROJECT_ROOT)
@@ -95,7 +96,8 @@ async def fake_upstream(delay_ms: float, loop: str):  # type: ignore[no-untyped-
 
 async def drive(call: Callable[[], Awaitable[Any]], *, concurrency: int, duration: float,
                 warmup: float) -> tuple[int, int, list[float], float]:
-    """Keep `concurrency` calls in flight; count only calls that start after the warm-up."""
+    """Keep `concurrency` calls in flight; count the calls that complete inside the measured window
+    [warm-up end, warm-up end + duration], and divide by exactly that window."""
     latencies: list[float] = []
     errors = 0
     start_measure = time.perf_counter() + warmup
@@ -110,15 +112,15 @@ async def drive(call: Callable[[], Awaitable[Any]], *, concurrency: int, duratio
             try:
                 await call()
             except Exception:
-                if began >= start_measure:
+                if start_measure <= time.perf_counter() <= stop_at:
                     errors += 1
                 continue
-            if began >= start_measure:
-                latencies.append(time.perf_counter() - began)
+            ended = time.perf_counter()
+            if start_measure <= ended <= stop_at:
+                latencies.append(ended - began)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - start_measure
-    return len(latencies), errors, latencies, elapsed
+    return len(latencies), errors, latencies, duration
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -141,7 +143,12 @@ def make_cell(name: str, delay_ms: float, concurrency: int, result: tuple[int, i
                 pct_of_bound=round(100 * rate / bound, 1) if bound else None)
 
 
-async def bench_ours(base_url: str, args: argparse.Namespace) -> tuple[int, int, list[float], float]:
+Call = Callable[[], Awaitable[Any]]
+Result = tuple[int, int, list[float], float]
+
+
+@contextlib.asynccontextmanager
+async def ours_client(base_url: str, args: argparse.Namespace) -> AsyncIterator[Call]:
     profile = MerchantProfile(merchant_id=MERCHANT, key_id=KEY_ID, shared_secret=SecretStr(SECRET),
                               base_url=base_url)
     async with CybersourceClient(profile, timeouts=Timeouts(connect=5, read=30, total=45),
@@ -150,10 +157,12 @@ async def bench_ours(base_url: str, args: argparse.Namespace) -> tuple[int, int,
             result = await client.create_invoice(REQUEST)
             assert result.id == "98753"
 
-        return await drive(call, concurrency=args.concurrency, duration=args.duration, warmup=args.warmup)
+        yield call
 
 
-async def bench_httpx(base_url: str, args: argparse.Namespace) -> tuple[int, int, list[float], float]:
+@contextlib.asynccontextmanager
+async def httpx_client(base_url: str, args: argparse.Namespace) -> AsyncIterator[Call]:
+    """The baseline: the same work per call (serialise, sign, POST, parse into InvoiceResponse) on httpx."""
     credentials = SigningCredentials(merchant_id=MERCHANT, key_id=KEY_ID, secret=decode_secret(SECRET))
     limits = httpx.Limits(max_connections=max(100, args.concurrency),
                           max_keepalive_connections=max(100, args.concurrency))
@@ -171,11 +180,13 @@ async def bench_httpx(base_url: str, args: argparse.Namespace) -> tuple[int, int
                                                    correlation_id=response.headers.get("v-c-correlation-id"))
             assert result.id == "98753"
 
-        return await drive(call, concurrency=args.concurrency, duration=args.duration, warmup=args.warmup)
+        yield call
 
 
-async def bench_bare_aiohttp(base_url: str, args: argparse.Namespace) -> tuple[int, int, list[float], float]:
-    """The floor under our client: the same signed POST straight through aiohttp, JSON parsed, no model."""
+@contextlib.asynccontextmanager
+async def bare_aiohttp_client(base_url: str, args: argparse.Namespace) -> AsyncIterator[Call]:
+    """The floor under our client: the same signed POST straight through aiohttp, body encoded once,
+    JSON parsed, no model."""
     credentials = SigningCredentials(merchant_id=MERCHANT, key_id=KEY_ID, secret=decode_secret(SECRET))
     connector = aiohttp.TCPConnector(limit=max(100, args.concurrency))
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -191,26 +202,41 @@ async def bench_bare_aiohttp(base_url: str, args: argparse.Namespace) -> tuple[i
                 raise RuntimeError(response.status)
             json.loads(payload)
 
-        return await drive(call, concurrency=args.concurrency, duration=args.duration, warmup=args.warmup)
+        yield call
 
 
 async def run(args: argparse.Namespace) -> list[Cell]:
+    """Per delay: the implementations take turns in `--rounds` slices of `duration / rounds` seconds each,
+    so a burst of load from elsewhere on the machine hits all of them alike; the slices are summed."""
+    implementations: list[tuple[str, Any]] = [("ours (aiohttp)", ours_client)]
+    if args.bare_aiohttp:
+        implementations.append(("bare aiohttp", bare_aiohttp_client))
+    if not args.skip_httpx:
+        implementations.append(("httpx baseline", httpx_client))
     cells: list[Cell] = []
     for delay in args.delays:
-        async with fake_upstream(delay, args.upstream_loop) as base_url:
-            ours = make_cell("ours (aiohttp)", delay, args.concurrency, await bench_ours(base_url, args))
-            print(f"  delay {delay:g} ms  ours  : {ours.calls_per_s:8.1f} calls/s", flush=True)
-            cells.append(ours)
-            if args.bare_aiohttp:
-                bare = make_cell("bare aiohttp", delay, args.concurrency, await bench_bare_aiohttp(base_url, args))
-                print(f"  delay {delay:g} ms  bare  : {bare.calls_per_s:8.1f} calls/s", flush=True)
-                cells.append(bare)
-            if not args.skip_httpx:
-                baseline = make_cell("httpx baseline", delay, args.concurrency, await bench_httpx(base_url, args))
-                print(f"  delay {delay:g} ms  httpx : {baseline.calls_per_s:8.1f} calls/s", flush=True)
-                ours.ratio_vs_httpx = round(ours.calls_per_s / baseline.calls_per_s, 1) \
-                    if baseline.calls_per_s else None
-                cells.append(baseline)
+        async with fake_upstream(delay, args.upstream_loop) as base_url, contextlib.AsyncExitStack() as stack:
+            calls = {name: await stack.enter_async_context(factory(base_url, args))
+                     for name, factory in implementations}
+            totals: dict[str, list[Any]] = {name: [0, 0, [], 0.0] for name in calls}
+            for round_no in range(args.rounds):
+                warmup = args.warmup if round_no == 0 else min(args.warmup, 0.3)
+                for name, call in calls.items():
+                    done, errors, latencies, elapsed = await drive(
+                        call, concurrency=args.concurrency, duration=args.duration / args.rounds, warmup=warmup)
+                    total = totals[name]
+                    total[0] += done
+                    total[1] += errors
+                    total[2] += latencies
+                    total[3] += elapsed
+            by_name = {name: make_cell(name, delay, args.concurrency, (t[0], t[1], t[2], t[3]))
+                       for name, t in totals.items()}
+            baseline = by_name.get("httpx baseline")
+            for cell in by_name.values():
+                if baseline is not None and cell is not baseline and baseline.calls_per_s:
+                    cell.ratio_vs_httpx = round(cell.calls_per_s / baseline.calls_per_s, 1)
+                print(f"  delay {delay:g} ms  {cell.client:<16}: {cell.calls_per_s:8.1f} calls/s", flush=True)
+            cells.extend(by_name.values())
     return cells
 
 
@@ -230,7 +256,9 @@ def table(cells: list[Cell]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per cell")
-    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each cell")
+    parser.add_argument("--warmup", type=float, default=1.0,
+                        help="unmeasured seconds before the first slice (0.3 s before the others)")
+    parser.add_argument("--rounds", type=int, default=4, help="slices per implementation, taken in turns")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--delays", type=lambda text: [float(x) for x in text.split(",")], default=[0.0, 150.0],
                         help="upstream delays in ms, comma-separated")
@@ -261,6 +289,7 @@ def main() -> None:
                     "aiohttp": version("aiohttp"), "httpx": version("httpx"), "client_loop": args.loop,
                     "upstream_loop": args.upstream_loop},
         "config": {"concurrency": args.concurrency, "duration_s": args.duration, "warmup_s": args.warmup,
+                   "rounds": args.rounds,
                    "delays_ms": args.delays},
         "targets": {"calls_per_s_at_0ms": 2000, "pct_of_bound_at_150ms": 90},
         "results": [asdict(cell) for cell in cells],
