@@ -6,6 +6,7 @@ a repr. In production the settings refuse to load with a missing or placeholder 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from functools import cached_property
@@ -68,6 +69,15 @@ class MerchantProfile(BaseModel):
         return self
 
 
+class WebhookKey(BaseModel):
+    """A Cybersource digital signature key that incoming webhooks may still be signed with."""
+
+    model_config = {"frozen": True, "extra": "forbid"}
+
+    key_id: str = Field(min_length=1)
+    secret: SecretStr
+
+
 class ApiKey(BaseModel):
     """A caller of the facade: its name, the SHA-256 of its key, and what it may do."""
 
@@ -116,6 +126,8 @@ class Settings(BaseSettings):
 
     cybersource_webhook_key_id: str = LOCAL_WEBHOOK_KEY_ID
     cybersource_webhook_secret: SecretStr = SecretStr(LOCAL_WEBHOOK_SECRET)
+    # During a key rotation, the keys notifications may still be signed with: [{"key_id", "secret"}].
+    cybersource_webhook_previous_keys: Annotated[list[WebhookKey], NoDecode] = Field(default_factory=list)
 
     api_keys: Annotated[list[ApiKey], NoDecode] = Field(default_factory=list)
 
@@ -151,7 +163,7 @@ class Settings(BaseSettings):
     idempotency_purge_batch: int = Field(default=1000, ge=1)
     housekeeping_interval_seconds: float = Field(default=60.0, gt=0)
 
-    @field_validator("api_keys", "cybersource_profiles", mode="before")
+    @field_validator("api_keys", "cybersource_profiles", "cybersource_webhook_previous_keys", mode="before")
     @classmethod
     def _json_lists(cls, value: Any) -> Any:
         return _parse_json_list(value)
@@ -177,6 +189,10 @@ class Settings(BaseSettings):
             value = secret.get_secret_value().strip()
             if value.lower() in PLACEHOLDER_SECRETS or value in local_values:
                 problems.append(f"{name} is missing or a placeholder")
+        for webhook_key in self.cybersource_webhook_previous_keys:
+            value = webhook_key.secret.get_secret_value().strip()
+            if value.lower() in PLACEHOLDER_SECRETS or value in local_values:
+                problems.append(f"the previous webhook key {webhook_key.key_id!r} has a placeholder secret")
         for profile in self.cybersource_profiles:
             if profile.shared_secret is not None:
                 value = profile.shared_secret.get_secret_value().strip()
@@ -189,6 +205,13 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("refusing to start in production: " + "; ".join(problems))
         return self
+
+    @cached_property
+    def webhook_keys(self) -> dict[str, bytes]:
+        """keyId -> decoded secret for every key incoming webhooks may be signed with."""
+        keys = {key.key_id: key.secret for key in self.cybersource_webhook_previous_keys}
+        keys[self.cybersource_webhook_key_id] = self.cybersource_webhook_secret
+        return {key_id: base64.b64decode(secret.get_secret_value()) for key_id, secret in keys.items()}
 
     @cached_property
     def effective_api_keys(self) -> list[ApiKey]:
@@ -217,6 +240,10 @@ class Settings(BaseSettings):
     @cached_property
     def merchant_profiles(self) -> dict[str, MerchantProfile]:
         profiles = {"default": self.default_profile}
+        for webhook_key in self.cybersource_webhook_previous_keys:
+            value = webhook_key.secret.get_secret_value().strip()
+            if value.lower() in PLACEHOLDER_SECRETS or value in local_values:
+                problems.append(f"the previous webhook key {webhook_key.key_id!r} has a placeholder secret")
         for profile in self.cybersource_profiles:
             if profile.name in profiles:
                 raise ValueError(f"merchant profile {profile.name!r} is defined twice")

@@ -7,7 +7,6 @@ redelivery of an accepted one changes nothing.
 
 from __future__ import annotations
 
-import base64
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
@@ -37,8 +36,7 @@ async def webhook_health() -> dict[str, str]:
 async def receive(request: Request,
                   v_c_signature: Annotated[str | None, Header(alias="v-c-signature")] = None) -> JSONResponse:
     settings = request.app.state.settings
-    keys = {settings.cybersource_webhook_key_id:
-            base64.b64decode(settings.cybersource_webhook_secret.get_secret_value())}
+    keys = settings.webhook_keys
     raw = await request.body()
     try:
         notification = read_notification(verify(raw, v_c_signature, keys))

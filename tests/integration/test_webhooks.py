@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import time
 
 import httpx
 
@@ -77,3 +82,28 @@ async def test_forged_webhook_is_refused(facade_url: str):
                                      headers={"v-c-signature": "t=1;keyId=x;sig=AAAA"})
         assert response.status_code == 401
         assert response.json()["code"] == "unauthenticated"
+
+
+async def test_previous_webhook_key_still_accepted_during_rotation(database_url: str, simulator_url: str):
+    old_secret = base64.b64encode(hashlib.sha256(b"last year's key").digest()).decode()
+    settings = facade_settings(database_url, simulator_url, relay_in_process=False,
+                               cybersource_webhook_previous_keys=json.dumps([{"key_id": "old-key",
+                                                                             "secret": old_secret}]))
+    body = json.dumps({"payloads": {"testPayload": {"message": "test"}}}, separators=(",", ":"))
+
+    def signed(key_id: str, secret: str) -> dict[str, str]:
+        t = int(time.time() * 1000)
+        message = f"{t}.{json.dumps({'testPayload': {'message': 'test'}}, separators=(',', ':'))}"
+        sig = base64.b64encode(hmac.new(base64.b64decode(secret), message.encode(), hashlib.sha256).digest())
+        return {"v-c-signature": f"t={t};keyId={key_id};sig={sig.decode()}", "Content-Type": "application/json"}
+
+    with serve(create_app(settings)) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            old = await client.post("/v1/webhooks/cybersource", content=body, headers=signed("old-key", old_secret))
+            assert old.status_code == 200, old.text
+            current = await client.post("/v1/webhooks/cybersource", content=body,
+                                        headers=signed(LOCAL_WEBHOOK_KEY_ID, LOCAL_WEBHOOK_SECRET))
+            assert current.status_code == 200, current.text
+            unknown = await client.post("/v1/webhooks/cybersource", content=body,
+                                        headers=signed("retired-key", old_secret))
+            assert unknown.status_code == 401
