@@ -67,3 +67,11 @@ def test_merchant_profiles_from_json_and_urls():
     assert async_url("postgresql://u:p@h:5432/db") == "postgresql+asyncpg://u:p@h:5432/db"
     with pytest.raises(ValidationError, match="needs a shared secret"):
         Settings(cybersource_profiles=json.dumps([{"name": "x", "merchant_id": "m", "key_id": "k"}]))
+
+
+def test_webhook_keys_include_previous_ones_and_production_refuses_placeholders():
+    previous = json.dumps([{"key_id": "old", "secret": REAL_SECRET}])
+    keys = Settings(cybersource_webhook_key_id="new", cybersource_webhook_previous_keys=previous).webhook_keys
+    assert set(keys) == {"new", "old"}
+    with pytest.raises(ValidationError, match="previous webhook key 'old'"):
+        production(cybersource_webhook_previous_keys=json.dumps([{"key_id": "old", "secret": "changeme"}]))
