@@ -20,12 +20,13 @@ INVOICE_NUMBER_MAX_LENGTH = 26
 INVOICE_NUMBER_PATTERN = rf"^[A-Za-z0-9_-]{{1,{INVOICE_NUMBER_MAX_LENGTH}}}$"
 
 
-def _amount(max_length: int) -> Any:
-    return Annotated[str, StringConstraints(pattern=AMOUNT_PATTERN, max_length=max_length)]
-
-
-def _rate(max_length: int) -> Any:
-    return Annotated[str, StringConstraints(pattern=RATE_PATTERN, max_length=max_length)]
+# Amounts and rates are decimal strings, limited to the lengths of Cybersource's spec.
+Amount13 = Annotated[str, StringConstraints(pattern=AMOUNT_PATTERN, max_length=13)]
+Amount15 = Annotated[str, StringConstraints(pattern=AMOUNT_PATTERN, max_length=15)]
+Amount19 = Annotated[str, StringConstraints(pattern=AMOUNT_PATTERN, max_length=19)]
+Amount25 = Annotated[str, StringConstraints(pattern=AMOUNT_PATTERN, max_length=25)]
+Rate6 = Annotated[str, StringConstraints(pattern=RATE_PATTERN, max_length=6)]
+Rate7 = Annotated[str, StringConstraints(pattern=RATE_PATTERN, max_length=7)]
 
 
 class Strict(BaseModel):
@@ -83,23 +84,23 @@ class InvoiceInformationCreate(InvoiceInformationBase):
 
 class TaxDetails(Strict):
     type: str | None = Field(default=None, max_length=100)
-    amount: _amount(13) | None = None  # type: ignore[valid-type]
-    rate: _rate(6) | None = None  # type: ignore[valid-type]
+    amount: Amount13 | None = None
+    rate: Rate6 | None = None
 
 
 class Freight(Strict):
-    amount: _amount(13) | None = None  # type: ignore[valid-type]
+    amount: Amount13 | None = None
     taxable: bool | None = None
-    taxRate: _rate(7) | None = None  # type: ignore[valid-type]
+    taxRate: Rate7 | None = None
 
 
 class AmountDetails(Strict):
-    totalAmount: _amount(19)  # type: ignore[valid-type]
+    totalAmount: Amount19
     currency: str = Field(pattern=r"^[A-Z]{3}$")
-    discountAmount: _amount(15) | None = None  # type: ignore[valid-type]
-    discountPercent: _rate(7) | None = None  # type: ignore[valid-type]
-    subAmount: _amount(25) | None = None  # type: ignore[valid-type]
-    minimumPartialAmount: _amount(19) | None = None  # type: ignore[valid-type]
+    discountAmount: Amount15 | None = None
+    discountPercent: Rate7 | None = None
+    subAmount: Amount25 | None = None
+    minimumPartialAmount: Amount19 | None = None
     taxDetails: TaxDetails | None = None
     freight: Freight | None = None
 
@@ -108,12 +109,12 @@ class LineItem(Strict):
     productSku: str | None = Field(default=None, max_length=255)
     productName: str | None = Field(default=None, max_length=255)
     quantity: int = Field(default=1, ge=1, le=999_999_999)
-    unitPrice: _amount(15)  # type: ignore[valid-type]
-    discountAmount: _amount(13) | None = None  # type: ignore[valid-type]
-    discountPercent: _rate(6) | None = None  # type: ignore[valid-type]
-    taxAmount: _amount(15) | None = None  # type: ignore[valid-type]
-    taxRate: _rate(7) | None = None  # type: ignore[valid-type]
-    totalAmount: _amount(13) | None = None  # type: ignore[valid-type]
+    unitPrice: Amount15
+    discountAmount: Amount13 | None = None
+    discountPercent: Rate6 | None = None
+    taxAmount: Amount15 | None = None
+    taxRate: Rate7 | None = None
+    totalAmount: Amount13 | None = None
 
 
 class OrderInformation(Strict):
