@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import orjson
 from sqlalchemy import MetaData
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -37,6 +38,19 @@ def plain_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def json_loads(text: str) -> Any:
+    """JSONB columns are decoded on every read: orjson is several times faster than the standard library.
+
+    orjson reads integers beyond 64 bits as floats; every integer in Cybersource's invoicing schema is an
+    int64 at most (quantity, definitionId), and amounts are strings, so stored bodies decode exactly.
+    """
+    return orjson.loads(text)
+
+
+def json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 def create_engine(url: str, *, pgbouncer: bool = False, pool_size: int = 20, **kwargs: Any) -> AsyncEngine:
     connect_args: dict[str, Any] = {"server_settings": {"application_name": "invoicing-gateway"}}
     if pgbouncer:
@@ -47,4 +61,5 @@ def create_engine(url: str, *, pgbouncer: bool = False, pool_size: int = 20, **k
     # No pre-ping: it would add a round trip to every checkout on the hot paths. A connection that died
     # (database restart) fails its request once with 503, is discarded, and the retry gets a fresh one.
     return create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size,
-                               pool_recycle=1800, connect_args=connect_args, **kwargs)
+                               pool_recycle=1800, connect_args=connect_args, json_deserializer=json_loads,
+                               json_serializer=json_dumps, **kwargs)
