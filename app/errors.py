@@ -108,11 +108,6 @@ class ActionNotAllowed(Conflict):
     title = "The invoice's state does not allow this action"
 
 
-class InvoiceBusy(Conflict):
-    code = "invoice_busy"
-    title = "The invoice has a change still being delivered"
-
-
 class OperationNotRetryable(Conflict):
     code = "operation_not_retryable"
     title = "Only failed operations can be retried"

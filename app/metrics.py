@@ -6,14 +6,15 @@ Labels carry route templates and outcome names only — never invoice numbers, c
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.models import OPERATION_STATES
+from app.repository import Repository
 
 HTTP_REQUESTS = Counter("igw_http_requests_total", "HTTP requests answered", ["method", "route", "status"])
 HTTP_LATENCY = Histogram("igw_http_request_duration_seconds", "HTTP request duration", ["method", "route"],
@@ -60,15 +61,10 @@ class MetricsMiddleware:
 
 async def refresh_outbox_gauges(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
-        rows = (await conn.execute(text("SELECT state, count(*) FROM operations GROUP BY state"))).all()
-        oldest = (await conn.execute(text(
-            "SELECT EXTRACT(EPOCH FROM now() - min(created_at)) FROM operations "
-            "WHERE state IN ('pending', 'in_flight')"))).scalar()
-    counts: dict[str, Any] = {"pending": 0, "in_flight": 0, "succeeded": 0, "failed": 0}
-    counts.update({state: count for state, count in rows})
-    for state, count in counts.items():
-        OUTBOX_COMMANDS.labels(state).set(count)
-    OUTBOX_OLDEST_PENDING.set(float(oldest or 0))
+        by_state, oldest_age = await Repository(conn).outbox_depth()
+    for state in OPERATION_STATES:
+        OUTBOX_COMMANDS.labels(state).set(by_state.get(state, 0))
+    OUTBOX_OLDEST_PENDING.set(oldest_age)
 
 
 async def metrics_endpoint(request: Request) -> Response:

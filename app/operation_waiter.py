@@ -12,11 +12,10 @@ import uuid
 from typing import Any
 
 import asyncpg
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.logging import get_logger
-from app.repository import OPERATION_DONE_CHANNEL
+from app.repository import OPERATION_DONE_CHANNEL, Repository
 
 log = get_logger(__name__)
 # With LISTEN a poll only guards against a lost notification; without it, polling is the mechanism.
@@ -54,8 +53,7 @@ class OperationWaiter:
 
     async def _finished(self, operation_id: uuid.UUID) -> bool:
         async with self.engine.connect() as conn:
-            state = (await conn.execute(text("SELECT state FROM operations WHERE id = :id"),
-                                        {"id": operation_id})).scalar()
+            state = await Repository(conn).operation_state(operation_id)
         return state in (None, "succeeded", "failed")
 
     async def wait(self, operation_id: uuid.UUID, seconds: float) -> bool:

@@ -21,7 +21,7 @@ async def list_operations(settings: Settings, *, state: str | None, limit: int) 
     engine = create_engine(settings.database_url, pgbouncer=settings.database_pgbouncer, pool_size=1)
     try:
         async with engine.connect() as conn:
-            rows = await Repository(conn).list_operations(state=state, owner=None, after_seq=None, limit=limit)
+            rows = await Repository(conn).list_operations(state=state, after_seq=None, limit=limit)
     finally:
         await engine.dispose()
     return [operation_out(row).model_dump_json() for row in rows]

@@ -28,7 +28,7 @@ def _money_text(value: Decimal | None, currency: str) -> str | None:
     return format(value.quantize(Decimal(1).scaleb(-currency_exponent(currency))), "f")
 
 
-def invoice_out(row: RowMapping, pending: Sequence[RowMapping] | Sequence[str] = ()) -> InvoiceOut:
+def invoice_out(row: RowMapping, pending_ids: Sequence[str] = ()) -> InvoiceOut:
     """The invoice as Cybersource last told us, falling back to what the caller asked for."""
     upstream = row["upstream"] or {}
     content = row["content"]
@@ -41,8 +41,7 @@ def invoice_out(row: RowMapping, pending: Sequence[RowMapping] | Sequence[str] =
         status=row["status"],
         paymentLink=row["payment_link"],
         balanceAmount=_money_text(row["balance_amount"], row["currency"]),
-        sync=InvoiceSync(state=row["sync_state"],
-                         pendingOperations=[p if isinstance(p, str) else str(p["id"]) for p in pending],
+        sync=InvoiceSync(state=row["sync_state"], pendingOperations=list(pending_ids),
                          lastError=UpstreamError.model_validate(error) if error else None),
         customerInformation=merged["customerInformation"],
         processingInformation=merged["processingInformation"],

@@ -121,9 +121,6 @@ class Repository:
             "FROM invoices i WHERE i.merchant_profile = :p AND i.invoice_number = :n",
             p=merchant_profile, n=invoice_number)
 
-    async def get_invoice_by_id(self, invoice_id: int) -> RowMapping | None:
-        return await self._one("SELECT * FROM invoices WHERE id = :id", id=invoice_id)
-
     async def list_invoices(self, filters: InvoiceFilter, *, after: tuple[datetime, int] | None,
                             limit: int) -> Sequence[RowMapping]:
         """Newest first, keyset-paginated on (created_at, id)."""
@@ -189,6 +186,22 @@ class Repository:
     async def notify(self, channel: str, payload: str = "") -> None:
         await self.conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
 
+    async def operation_state(self, operation_id: uuid.UUID) -> str | None:
+        row = await self._one("SELECT state FROM operations WHERE id = :id", id=operation_id)
+        return None if row is None else str(row["state"])
+
+    async def outbox_depth(self) -> tuple[dict[str, int], float]:
+        """Commands per state, and the age in seconds of the oldest unfinished one (0 when none)."""
+        rows = await self._all("SELECT state, count(*) AS n FROM operations GROUP BY state")
+        oldest = await self._one(
+            "SELECT EXTRACT(EPOCH FROM now() - min(created_at)) AS age FROM operations "
+            "WHERE state IN ('pending', 'in_flight')")
+        age = oldest["age"] if oldest is not None else None
+        return {row["state"]: int(row["n"]) for row in rows}, float(age or 0)
+
+    async def ping(self) -> None:
+        await self.conn.execute(text("SELECT 1"))
+
     async def get_operation(self, operation_id: uuid.UUID) -> RowMapping | None:
         return await self._one(
             "SELECT o.*, i.invoice_number, i.owner FROM operations o JOIN invoices i ON i.id = o.invoice_id "
@@ -199,16 +212,12 @@ class Repository:
             "SELECT id, kind, state FROM operations WHERE invoice_id = :id AND state IN ('pending', 'in_flight') "
             "ORDER BY seq", id=invoice_id)
 
-    async def list_operations(self, *, state: str | None, owner: str | None, after_seq: int | None,
-                              limit: int) -> Sequence[RowMapping]:
+    async def list_operations(self, *, state: str | None, after_seq: int | None, limit: int) -> Sequence[RowMapping]:
         clauses: list[str] = []
         params: dict[str, Any] = {"limit": limit}
         if state is not None:
             clauses.append("o.state = :state")
             params["state"] = state
-        if owner is not None:
-            clauses.append("i.owner = :owner")
-            params["owner"] = owner
         if after_seq is not None:
             clauses.append("o.seq > :after")
             params["after"] = after_seq
@@ -381,6 +390,17 @@ class Repository:
             ORDER BY e.txid, e.id LIMIT :limit
             """,  # noqa: S608  (clauses are fixed text; values are bound)
             **params)
+
+    # --- webhook receipts ----------------------------------------------------------------------------
+
+    async def record_webhook_receipt(self, *, dedup_key: str, event_type: str, invoice_number: str | None,
+                                     raw_body: str) -> bool:
+        """Remember an accepted notification; False when it was accepted before (a redelivery)."""
+        row = await self._one(
+            "INSERT INTO webhook_receipts (dedup_key, event_type, invoice_number, raw_body) "
+            "VALUES (:k, :e, :n, :b) ON CONFLICT DO NOTHING RETURNING dedup_key",
+            k=dedup_key, e=event_type, n=invoice_number, b=raw_body)
+        return row is not None
 
     # --- idempotency records ------------------------------------------------------------------------
 

@@ -187,7 +187,7 @@ class InvoiceService:
         repo = Repository(conn)
         invoice = await self._owned_invoice(repo, caller, profile, number)
         if invoice["status"] is None:
-            return invoice_out(invoice, await repo.unfinished_operations(invoice["id"]))
+            return await self.get(conn, caller, profile, number)
         try:
             result = await self.clients.get(profile).get_invoice(number)
         except AuthenticationError as exc:
@@ -197,9 +197,7 @@ class InvoiceService:
         except CybersourceError as exc:
             raise errors.UpstreamUnavailable(f"Cybersource could not be reached: {exc.message}") from exc
         await record_upstream_state(repo, invoice, UpstreamState.from_body(result.raw))
-        refreshed = await repo.get_invoice(profile, number)
-        assert refreshed is not None
-        return invoice_out(refreshed, await repo.unfinished_operations(invoice["id"]))
+        return await self.get(conn, caller, profile, number)
 
 
 async def record_upstream_state(repo: Repository, invoice: RowMapping, state: UpstreamState) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+
+from app.repository import Repository
 
 router = APIRouter(tags=["health"])
 
@@ -19,7 +20,7 @@ async def livez() -> dict[str, str]:
 async def readyz(request: Request) -> JSONResponse:
     try:
         async with request.app.state.reads.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+            await Repository(conn).ping()
     except Exception as exc:  # any failure means "not ready"; the probe only needs the verdict
         return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
     return JSONResponse({"status": "ok"})

@@ -22,6 +22,7 @@ from app.api.deps import (
     Writer,
 )
 from app.api.problems import problem_responses
+from app.errors import MalformedRequest
 from app.idempotency import REPLAYED_HEADER, fingerprint, prefer_wait
 from app.presenters import decode_cursor, encode_cursor, invoice_out
 from app.repository import InvoiceFilter, Repository
@@ -100,7 +101,6 @@ async def list_invoices(request: Request, caller: Reader,
         try:
             after = (datetime.fromisoformat(created), int(row_id))
         except ValueError:
-            from app.errors import MalformedRequest
             raise MalformedRequest("The cursor is not one this API handed out.") from None
     filters = InvoiceFilter(owner=owner, status=status, customer_email=customer_email,
                             created_from=created_from, created_to=created_to, merchant_profile=profile)

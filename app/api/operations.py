@@ -45,7 +45,7 @@ async def list_operations(request: Request, caller: Admin,
             raise errors.MalformedRequest("The cursor is not one this API handed out.")
         after = int(seq)
     async with request.app.state.reads.connect() as conn:
-        rows = await Repository(conn).list_operations(state=state, owner=None, after_seq=after, limit=limit + 1)
+        rows = await Repository(conn).list_operations(state=state, after_seq=after, limit=limit + 1)
     next_cursor = encode_cursor(rows[limit - 1]["seq"]) if len(rows) > limit else None
     return OperationPage(items=[operation_out(r) for r in rows[:limit]], nextCursor=next_cursor)
 

@@ -11,11 +11,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from app import errors
 from app.api.problems import problem_responses
-from app.cybersource.errors import CybersourceError, RejectedError
+from app.cybersource.errors import CybersourceError
 from app.logging import get_logger
 from app.repository import Repository
 from app.service import record_upstream_state
@@ -48,14 +47,12 @@ async def receive(request: Request,
     profile = next((name for name, p in settings.merchant_profiles.items()
                     if p.merchant_id == notification.organization_id), "default")
     async with request.app.state.engine.begin() as conn:
-        inserted = (await conn.execute(text(
-            "INSERT INTO webhook_receipts (dedup_key, event_type, invoice_number, raw_body) "
-            "VALUES (:k, :e, :n, :b) ON CONFLICT DO NOTHING RETURNING dedup_key"),
-            {"k": notification.dedup_key, "e": notification.event_type, "n": notification.invoice_number,
-             "b": raw.decode("utf-8", errors="replace")})).first()
-        if inserted is None:
-            return JSONResponse({"status": "duplicate", "action": "none"})
         repo = Repository(conn)
+        if not await repo.record_webhook_receipt(dedup_key=notification.dedup_key,
+                                                 event_type=notification.event_type,
+                                                 invoice_number=notification.invoice_number,
+                                                 raw_body=raw.decode("utf-8", errors="replace")):
+            return JSONResponse({"status": "duplicate", "action": "none"})
         invoice = await repo.get_invoice(profile, notification.invoice_number, for_update=True)
         if invoice is None:
             log.info("webhook.unknown_invoice", invoice_number=notification.invoice_number)
@@ -66,7 +63,7 @@ async def receive(request: Request,
                                             headers={"Retry-After": "5"})
         try:
             current = await request.app.state.clients.get(profile).get_invoice(notification.invoice_number)
-        except (RejectedError, CybersourceError) as exc:
+        except CybersourceError as exc:
             # Rolls the receipt back: Cybersource will deliver the notification again.
             raise errors.ServiceUnavailable("Cybersource could not confirm the invoice; retry later.",
                                             headers={"Retry-After": "30"}) from exc
