@@ -63,3 +63,13 @@ def create_engine(url: str, *, pgbouncer: bool = False, pool_size: int = 20, **k
     return create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size,
                                pool_recycle=1800, connect_args=connect_args, json_deserializer=json_loads,
                                json_serializer=json_dumps, **kwargs)
+
+
+def autocommit_reads(engine: AsyncEngine, *, pgbouncer: bool) -> AsyncEngine:
+    """The engine for single-statement reads: autocommit saves the BEGIN/ROLLBACK round trips.
+
+    Not behind PgBouncer in transaction mode: asyncpg prepares a statement and executes it in two round trips,
+    and outside a transaction PgBouncer may run the second on another server connection, where the
+    statement does not exist. There reads keep their transaction, which pins one server connection.
+    """
+    return engine if pgbouncer else engine.execution_options(isolation_level="AUTOCOMMIT")

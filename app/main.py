@@ -11,7 +11,7 @@ from fastapi.responses import PlainTextResponse
 
 from app.api import events, health, invoice_settings, invoices, operations, problems, webhooks
 from app.cybersource.client import CybersourceClients
-from app.db import create_engine, plain_url
+from app.db import autocommit_reads, create_engine, plain_url
 from app.docs import mount_swagger_ui
 from app.idempotency import IdempotentExecutor
 from app.logging import get_logger
@@ -42,8 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         clients = CybersourceClients.from_settings(settings)
         listen = None if not settings.relay_listen else plain_url(settings.database_listen_url
                                                                    or settings.database_url)
-        # Single-statement reads need no BEGIN/ROLLBACK round trips: they run in autocommit (same pool).
-        reads = engine.execution_options(isolation_level="AUTOCOMMIT")
+        reads = autocommit_reads(engine, pgbouncer=settings.database_pgbouncer)
         waiter = OperationWaiter(reads, listen)
         await waiter.start()
         service = InvoiceService(settings, clients)
