@@ -21,6 +21,8 @@ HTTP_LATENCY = Histogram("igw_http_request_duration_seconds", "HTTP request dura
                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 RELAY_DELIVERIES = Counter("igw_relay_deliveries_total", "Outbox commands handled by the relay",
                            ["kind", "outcome"])
+RECONCILER_CHECKS = Counter("igw_reconciler_checks_total", "Open invoices re-read from Cybersource by the "
+                            "status reconciler", ["outcome"])
 OUTBOX_COMMANDS = Gauge("igw_outbox_commands", "Outbox commands by state (read at scrape time)", ["state"])
 OUTBOX_OLDEST_PENDING = Gauge("igw_outbox_oldest_pending_seconds", "Age of the oldest unfinished command")
 

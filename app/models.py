@@ -36,6 +36,8 @@ from app.db import Base
 INVOICE_NUMBER_SEQUENCE = Sequence("invoice_number_seq", start=1, metadata=Base.metadata)
 
 SYNC_STATES = ("pending", "in_sync", "failed")
+# Statuses a payer can still move without a command of ours (README's lifecycle: payments, a pending review).
+RECONCILED_STATUSES = ("CREATED", "SENT", "PARTIAL", "PENDING")
 OPERATION_KINDS = ("create", "update", "publish", "send", "cancel")
 OPERATION_STATES = ("pending", "in_flight", "succeeded", "failed")
 
@@ -52,6 +54,8 @@ class Invoice(Base):
         Index("ix_invoices_owner_created", "owner", "created_at"),
         Index("ix_invoices_status_created", "status", "created_at"),
         Index("ix_invoices_customer_email", "customer_email"),
+        # The status reconciler's queue: only invoices a payer can still change, oldest check first.
+        Index("ix_invoices_open_checked", "checked_at", postgresql_where=text(f"status IN {RECONCILED_STATUSES}")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -74,6 +78,9 @@ class Invoice(Base):
     upstream: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
+    # When Cybersource's state of the invoice was last seen (a command's answer, a refresh, a webhook, the
+    # reconciler): the reconciler re-reads open invoices not seen for a while, in case a webhook was lost.
+    checked_at: Mapped[datetime] = _now()
 
 
 class InvoiceNumberCounter(Base):

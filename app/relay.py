@@ -8,6 +8,7 @@
   upstream status and e-mail history with what it was before the first attempt.
 - Finish: completions are written in batches, one statement per table; failures past the attempt or
   age limit are dead-lettered (state failed) with the error on the invoice and an `invoice.failed` event.
+- Alongside: the status reconciler (app/status_reconciler.py) and the purge of old idempotency records.
 - Wake-ups: LISTEN on the outbox channel, with polling as the fallback; SIGTERM stops claiming, lets
   calls in flight finish (bounded), and releases whatever is still held.
 """
@@ -42,6 +43,7 @@ from app.logging import get_logger
 from app.metrics import RELAY_DELIVERIES
 from app.repository import OUTBOX_CHANNEL, Completion, Repository
 from app.settings import Settings
+from app.status_reconciler import StatusReconciler
 from app.upstream_state import COMMAND_EVENTS, UpstreamState
 
 log = get_logger(__name__)
@@ -76,7 +78,10 @@ class Relay:
     async def run(self, stop: asyncio.Event) -> None:
         await self._listen()
         flusher = asyncio.create_task(self._flush_loop(stop))
-        housekeeping = asyncio.create_task(self._housekeeping_loop(stop))
+        # Side jobs: purging idempotency records, and re-reading open invoices (an invoice the reconciler held
+        # at shutdown is simply checked again later).
+        side_jobs = [asyncio.create_task(self._housekeeping_loop(stop)),
+                     asyncio.create_task(StatusReconciler(self.engine, self.settings, self.clients).run(stop))]
         log.info("relay.started", owner=self.owner, concurrency=self.settings.relay_concurrency)
         try:
             while not stop.is_set():
@@ -91,7 +96,7 @@ class Relay:
                         await asyncio.wait_for(self._wait_wake_or_stop(stop),
                                                self.settings.relay_poll_interval_seconds)
         finally:
-            await self._shutdown(flusher, housekeeping)
+            await self._shutdown(flusher, side_jobs)
 
     async def _wait_wake_or_stop(self, stop: asyncio.Event) -> None:
         waiters = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())]
@@ -101,8 +106,9 @@ class Relay:
             for waiter in waiters:
                 waiter.cancel()
 
-    async def _shutdown(self, flusher: asyncio.Task[None], housekeeping: asyncio.Task[None]) -> None:
-        housekeeping.cancel()
+    async def _shutdown(self, flusher: asyncio.Task[None], side_jobs: list[asyncio.Task[None]]) -> None:
+        for job in side_jobs:
+            job.cancel()
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=SHUTDOWN_GRACE_SECONDS)
         for task in self._in_flight:

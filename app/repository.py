@@ -18,6 +18,8 @@ from typing import Any
 from sqlalchemy import RowMapping, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.models import RECONCILED_STATUSES
+
 UNFINISHED = ("pending", "in_flight")
 OUTBOX_CHANNEL = "igw_outbox"
 OPERATION_DONE_CHANNEL = "igw_operation_done"
@@ -166,9 +168,31 @@ class Repository:
             "UPDATE invoices SET status = COALESCE(:status, status), "
             "payment_link = COALESCE(:link, payment_link), "
             "balance_amount = COALESCE(:balance, balance_amount), "
-            "upstream = COALESCE(CAST(:upstream AS jsonb), upstream), updated_at = now() WHERE id = :id"),
+            "upstream = COALESCE(CAST(:upstream AS jsonb), upstream), updated_at = now(), checked_at = now() "
+            "WHERE id = :id"),
             {"id": invoice_id, "status": status, "link": payment_link, "balance": balance_amount,
              "upstream": None if upstream is None else _json(upstream)})
+
+    async def claim_invoices_to_reconcile(self, *, stale_seconds: float, limit: int) -> Sequence[RowMapping]:
+        """Open invoices not seen upstream for `stale_seconds` and with no command on its way, oldest first.
+
+        Marking them seen now is the claim: another relay skips the locked rows and, once this commits,
+        finds them fresh. The returned `checked_at` lets the caller notice a newer observation later.
+        """
+        return await self._all(
+            f"""
+            UPDATE invoices i SET checked_at = now()
+            FROM (SELECT id FROM invoices
+                  WHERE status IN {RECONCILED_STATUSES} AND sync_state = 'in_sync'
+                    AND checked_at < now() - make_interval(secs => :stale)
+                  ORDER BY checked_at LIMIT :limit FOR UPDATE SKIP LOCKED) due
+            WHERE i.id = due.id
+            RETURNING i.id, i.merchant_profile, i.invoice_number, i.checked_at
+            """, stale=stale_seconds, limit=limit)  # noqa: S608 (a constant tuple, no input)
+
+    async def get_invoice_by_id(self, invoice_id: int, *, for_update: bool = False) -> RowMapping | None:
+        lock = " FOR UPDATE" if for_update else ""
+        return await self._one("SELECT * FROM invoices WHERE id = :id" + lock, id=invoice_id)  # noqa: S608
 
     # --- operations (the outbox) --------------------------------------------------------------------
 
@@ -306,7 +330,8 @@ class Repository:
                     WHEN EXISTS (SELECT 1 FROM operations p WHERE p.invoice_id = i.id
                                  AND p.state IN ('pending', 'in_flight')) THEN 'pending'
                     ELSE 'in_sync' END,
-                updated_at = now()
+                updated_at = now(),
+                checked_at = CASE WHEN x.ok THEN now() ELSE i.checked_at END
             FROM jsonb_to_recordset(CAST(:items AS jsonb))
                  AS x(id bigint, ok boolean, status text, link text, balance numeric, upstream jsonb, error jsonb)
             WHERE i.id = x.id

@@ -185,7 +185,9 @@ class InvoiceService:
     async def refresh(self, conn: AsyncConnection, caller: Caller, profile: str, number: str) -> InvoiceOut:
         """Read Cybersource first (history, balance), store what it says, then answer from the store."""
         repo = Repository(conn)
-        invoice = await self._owned_invoice(repo, caller, profile, number)
+        # Locked until what Cybersource says is stored, as a webhook does: a concurrent webhook or reconciler
+        # cannot record an older reading over a newer one.
+        invoice = await self._owned_invoice(repo, caller, profile, number, for_update=True)
         if invoice["status"] is None:
             return await self.get(conn, caller, profile, number)
         try:

@@ -158,6 +158,12 @@ class Settings(BaseSettings):
     # 502 "General system failure" is often an account problem: retry it only this many times.
     relay_account_error_attempts: int = Field(default=3, ge=1)
 
+    # The status reconciler (runs with the relay): re-read open invoices (CREATED, SENT, PARTIAL, PENDING) not
+    # seen upstream for this long, in case a payment's webhook was lost; 0 turns it off.
+    reconcile_after_seconds: float = Field(default=3600.0, ge=0)
+    reconcile_batch_size: int = Field(default=50, ge=1, le=1000)
+    reconcile_concurrency: int = Field(default=4, ge=1, le=64)
+
     idempotency_retention_hours: float = Field(default=24.0, gt=0)
     idempotency_lock_seconds: float = Field(default=60.0, gt=0)
     idempotency_purge_batch: int = Field(default=1000, ge=1)

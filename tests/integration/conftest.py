@@ -44,7 +44,10 @@ def simulator_url() -> Iterator[str]:
 
 
 def facade_settings(database_url: str, simulator_url: str, **overrides: Any) -> Settings:
+    # Facades on fresh databases share the session's simulator: a prefix of their own keeps their invoice
+    # numbers from meeting another facade's invoices there.
     values: dict[str, Any] = dict(
+        invoice_number_prefix=f"T{uuid.uuid4().hex[:6]}-",
         app_env="test", database_url=database_url, cybersource_base_url=simulator_url, api_keys=api_keys_json(),
         relay_in_process=True, relay_poll_interval_seconds=0.2, relay_backoff_base_seconds=0.05,
         relay_backoff_cap_seconds=0.5, request_wait_seconds=10, cybersource_read_timeout=2.0,
@@ -55,7 +58,8 @@ def facade_settings(database_url: str, simulator_url: str, **overrides: Any) -> 
 
 @pytest.fixture(scope="session")
 def facade_url(database_url: str, simulator_url: str) -> Iterator[str]:
-    with serve(create_app(facade_settings(database_url, simulator_url))) as url:
+    # The one facade with the default prefix: tests read the default numbering from it.
+    with serve(create_app(facade_settings(database_url, simulator_url, invoice_number_prefix="INV-"))) as url:
         yield url
 
 

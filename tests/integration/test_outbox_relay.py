@@ -505,8 +505,8 @@ class CrashesAfterSending(WatchingRelay):
             await asyncio.Event().wait()
         return result
 
-    async def _shutdown(self, flusher: asyncio.Task[None], housekeeping: asyncio.Task[None]) -> None:
-        tasks = [flusher, housekeeping, *self._in_flight]
+    async def _shutdown(self, flusher: asyncio.Task[None], side_jobs: list[asyncio.Task[None]]) -> None:
+        tasks = [flusher, *side_jobs, *self._in_flight]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
