@@ -67,12 +67,37 @@ class UpstreamState:
         )
 
     def matches_request(self, request: dict[str, Any]) -> bool:
-        """Is this upstream invoice the one our create asked for (amount, currency, customer)?"""
+        """Is this upstream invoice the one our create asked for?
+
+        Asked after a DUPLICATE_RECORD or a lost answer: the number is ours, but an invoice made elsewhere
+        with the same number (another environment on the same merchant) must not be taken for ours. So
+        every identifying field the request set must come back the same: amounts, currency, customer,
+        due date, description and the number of line items. A mismatch fails the create, visibly.
+        """
         amounts = (request.get("orderInformation") or {}).get("amountDetails") or {}
-        email = (request.get("customerInformation") or {}).get("email")
-        return (self.total_amount == _decimal(amounts.get("totalAmount"))
-                and (self.currency or "").upper() == str(amounts.get("currency", "")).upper()
-                and (email is None or (self.customer_email or "").lower() == email.lower()))
+        if (self.total_amount != _decimal(amounts.get("totalAmount"))
+                or (self.currency or "").upper() != str(amounts.get("currency", "")).upper()):
+            return False
+        upstream_items = (self.body.get("orderInformation") or {}).get("lineItems") or []
+        requested_items = (request.get("orderInformation") or {}).get("lineItems")
+        if requested_items is not None and len(upstream_items) != len(requested_items):
+            return False
+        return all(_same_text(_field(request, path), _field(self.body, path)) for path in IDENTIFYING_TEXT_FIELDS
+                   if _field(request, path) is not None)
+
+
+# Text fields of a create that Cybersource returns as sent (compared trimmed, case-insensitively).
+IDENTIFYING_TEXT_FIELDS = (("customerInformation", "email"), ("customerInformation", "name"),
+                           ("invoiceInformation", "dueDate"), ("invoiceInformation", "description"))
+
+
+def _field(body: dict[str, Any], path: tuple[str, str]) -> Any:
+    section = body.get(path[0])
+    return section.get(path[1]) if isinstance(section, dict) else None
+
+
+def _same_text(requested: Any, upstream: Any) -> bool:
+    return upstream is not None and str(requested).strip().casefold() == str(upstream).strip().casefold()
 
 
 def status_event(old: str | None, new: str | None) -> str | None:
