@@ -38,7 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url, pgbouncer=settings.database_pgbouncer,
-                               pool_size=settings.database_pool_size)
+                               pool_size=settings.database_pool_size,
+                               pool_timeout=settings.database_pool_timeout_seconds)
         clients = CybersourceClients.from_settings(settings)
         listen = None if not settings.relay_listen else plain_url(settings.database_listen_url
                                                                    or settings.database_url)

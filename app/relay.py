@@ -331,7 +331,8 @@ async def run_relay(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     engine = create_engine(settings.database_url, pgbouncer=settings.database_pgbouncer,
-                           pool_size=settings.database_pool_size)
+                           pool_size=settings.database_pool_size,
+                           pool_timeout=settings.database_pool_timeout_seconds)
     clients = CybersourceClients.from_settings(settings)
     if settings.relay_metrics_port:
         # The standalone relay has no HTTP API: its counters get a small scrape endpoint of their own.

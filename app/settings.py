@@ -104,7 +104,9 @@ class Settings(BaseSettings):
     # PgBouncer in transaction mode: no prepared-statement cache; LISTEN needs a direct connection.
     database_pgbouncer: bool = False
     database_listen_url: str | None = None
-    database_pool_size: int = 20
+    database_pool_size: int = Field(default=20, ge=1)
+    # How long a request waits for a free pooled connection before it answers 503.
+    database_pool_timeout_seconds: float = Field(default=10.0, gt=0)
 
     cybersource_environment: CybersourceEnvironment = "test"
     cybersource_base_url: str | None = None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import asyncpg
+import httpx
 
 from app.main import create_app
 from tests.integration.conftest import client_for, facade_settings, invoice_body, key
@@ -36,3 +38,24 @@ async def test_out_of_connections_is_503(database_url: str, simulator_url: str):
 async def test_database_down_is_503(simulator_url: str):
     nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"
     assert await _answers(nowhere, simulator_url) == [(503, "service_unavailable", "2")] * 2
+
+
+async def test_a_busy_pool_is_503_after_the_pool_timeout(database_url: str, simulator_url: str,
+                                                          sim: httpx.AsyncClient):
+    """A refresh holds its connection (and the invoice row) while Cybersource hangs; with a pool of one, a
+    read waits `DATABASE_POOL_TIMEOUT_SECONDS` for a connection, then answers 503 instead of waiting on."""
+    settings = facade_settings(database_url, simulator_url, database_pool_size=1, database_pool_timeout_seconds=0.5)
+    with serve(create_app(settings)) as url:
+        async with client_for(url) as api:
+            created = await api.post("/v1/invoices", json=invoice_body(), headers=key())
+            assert created.status_code == 201, created.text
+            number = created.json()["invoiceNumber"]
+            await sim.post("/__sim/faults", json={"action": "hang", "method": "GET", "times": 1,
+                                                  "path": f"/invoicing/v2/invoices/{number}"})
+            refresh = asyncio.create_task(api.get(f"/v1/invoices/{number}", params={"refresh": "true"}))
+            await asyncio.sleep(0.3)
+            waited = await api.get("/v1/invoices")
+            assert (waited.status_code, waited.json()["code"]) == (503, "service_unavailable")
+            assert waited.headers["retry-after"]
+            await refresh
+            assert (await api.get("/v1/invoices")).status_code == 200  # the connection came back
