@@ -183,7 +183,7 @@ class Repository:
             f"""
             UPDATE invoices i SET checked_at = now()
             FROM (SELECT id FROM invoices
-                  WHERE status IN {RECONCILED_STATUSES} AND sync_state = 'in_sync'
+                  WHERE status IN {RECONCILED_STATUSES} AND sync_state <> 'pending'
                     AND checked_at < now() - make_interval(secs => :stale)
                   ORDER BY checked_at LIMIT :limit FOR UPDATE SKIP LOCKED) due
             WHERE i.id = due.id

@@ -87,7 +87,7 @@ class StatusReconciler:
             # Seen since the claim (a command's answer, a webhook, a refresh), or a command on its way: what
             # we read may already be older than what the store has.
             if (invoice is None or invoice["checked_at"] != due["checked_at"]
-                    or invoice["sync_state"] != "in_sync"):
+                    or invoice["sync_state"] == "pending"):
                 return "superseded"
             if state.status in (None, invoice["status"]) and state.balance_amount in (None, invoice["balance_amount"]):
                 return "unchanged"

@@ -73,6 +73,31 @@ async def test_payments_without_webhooks_reach_the_store(simulator_url: str, sim
                     "invoice.created", "invoice.sent", "invoice.partially_paid", "invoice.paid"]
 
 
+async def test_an_invoice_whose_last_command_failed_is_still_reconciled(simulator_url: str,
+                                                                          sim: httpx.AsyncClient):
+    """A rejected update leaves the invoice SENT with `sync.state: failed`; its payment link still works."""
+    with fresh_database() as database_url:
+        settings = facade_settings(database_url, simulator_url, reconcile_after_seconds=0.3)
+        with serve(create_app(settings)) as url:
+            async with client_for(url) as api:
+                number = await _sent_invoice(api)
+                await sim.post("/__sim/faults", json={"method": "PUT", "path": f"/invoicing/v2/invoices/{number}",
+                                                      "status": 400, "times": 1})
+                update = {k: v for k, v in invoice_body("100.00").items() if k != "invoiceInformation"}
+                update["invoiceInformation"] = {"description": "Changed", "dueDate": "2026-12-31"}
+                rejected = await api.put(f"/v1/invoices/{number}", json=update, headers=key())
+                assert rejected.status_code == 422, rejected.text
+                await sim.post(f"/__sim/invoices/{number}/payments", json={"amount": "100.00"})
+
+                async def paid() -> dict[str, Any] | None:
+                    body: dict[str, Any] = (await api.get(f"/v1/invoices/{number}")).json()
+                    return body if body["status"] == "PAID" else None
+
+                body = await _eventually(paid)
+                assert body, "the invoice with a failed command was not re-read"
+                assert body["sync"]["state"] == "failed"  # the failed update stays visible
+
+
 async def test_drafts_and_closed_invoices_are_not_read_again(simulator_url: str, sim: httpx.AsyncClient):
     with fresh_database() as database_url:
         settings = facade_settings(database_url, simulator_url, reconcile_after_seconds=0.3)
