@@ -7,13 +7,14 @@ on refusal, so tests and people can read them.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.simulator.state import PaymentRefused, utc_now
+from app.simulator.state import MerchantBook, Outcome, PaymentRefused, utc_now
 from app.simulator.validation import parse_amount
 from app.simulator.views import JSONBody, admin_invoice
 
@@ -90,28 +91,55 @@ def admin_routes(sim: Simulator) -> list[Route]:
             return _refuse(404, "NOT_FOUND", "invoice does not exist for this merchant")
         return JSONBody(admin_invoice(invoice, sim.config.payment_link_base))
 
-    async def pay(request: Request) -> Response:
+    async def _object_body(request: Request, example: str) -> dict[str, Any] | Response:
         try:
             body = await _json(request)
         except ValueError:
-            return _refuse(400, "BAD_JSON", 'body must be JSON like {"amount": "10.00"}')
+            return _refuse(400, "BAD_JSON", f"body must be JSON like {example}")
         if not isinstance(body, dict):
             return _refuse(400, "BAD_JSON", "body must be a JSON object")
+        return body
+
+    def _payment_reply(merchant: str, act: Callable[[MerchantBook], Outcome], not_payable: str) -> Response:
+        try:
+            outcome = act(sim.state.book(merchant))
+        except PaymentRefused as exc:
+            code = {404: "NOT_FOUND", 409: not_payable}.get(exc.http_status, "PAYMENT_REFUSED")
+            return _refuse(exc.http_status, code, exc.message)
+        deliveries = [sim.emit_webhook(event, outcome.invoice) for event in outcome.events]
+        result = admin_invoice(outcome.invoice, sim.config.payment_link_base)
+        result["webhooks"] = [d["deliveryId"] for d in deliveries if d is not None]
+        return JSONBody(result)
+
+    async def pay(request: Request) -> Response:
+        body = await _object_body(request, '{"amount": "10.00"}')
+        if isinstance(body, Response):
+            return body
         merchant = merchant_of(request, body)
         if merchant is None:
             return _refuse(404, "UNKNOWN_MERCHANT", "merchantId is not configured")
         amount = parse_amount(body.get("amount"))
         if amount is None:
             return _refuse(422, "INVALID_AMOUNT", 'amount must be a positive decimal, e.g. "10.00"')
-        try:
-            outcome = sim.state.book(merchant).pay(request.path_params["id"], amount, utc_now())
-        except PaymentRefused as exc:
-            code = {404: "NOT_FOUND", 409: "NOT_PAYABLE"}.get(exc.http_status, "PAYMENT_REFUSED")
-            return _refuse(exc.http_status, code, exc.message)
-        deliveries = [sim.emit_webhook(event, outcome.invoice) for event in outcome.events]
-        result = admin_invoice(outcome.invoice, sim.config.payment_link_base)
-        result["webhooks"] = [d["deliveryId"] for d in deliveries if d is not None]
-        return JSONBody(result)
+        review = body.get("review", False)
+        if not isinstance(review, bool):
+            return _refuse(422, "INVALID_REVIEW", "review must be true or false")
+        invoice_id, now = request.path_params["id"], utc_now()
+        return _payment_reply(merchant, lambda book: book.pay(invoice_id, amount, now, review=review), "NOT_PAYABLE")
+
+    async def decide(request: Request) -> Response:
+        body = await _object_body(request, '{"decision": "accept"}')
+        if isinstance(body, Response):
+            return body
+        merchant = merchant_of(request, body)
+        if merchant is None:
+            return _refuse(404, "UNKNOWN_MERCHANT", "merchantId is not configured")
+        decision = body.get("decision")
+        if decision not in ("accept", "reject"):
+            return _refuse(422, "INVALID_DECISION", 'decision must be "accept" or "reject"')
+        invoice_id, now = request.path_params["id"], utc_now()
+        accept = decision == "accept"
+        return _payment_reply(merchant, lambda book: book.decide(invoice_id, accept, now), "NOT_PENDING")
 
     async def list_faults(request: Request) -> Response:
         return JSONBody([rule.describe() for rule in sim.faults.rules])
@@ -148,6 +176,7 @@ def admin_routes(sim: Simulator) -> list[Route]:
         Route("/__sim/invoices", list_invoices, methods=["GET"]),
         Route("/__sim/invoices/{id}", get_invoice, methods=["GET"]),
         Route("/__sim/invoices/{id}/payments", pay, methods=["POST"]),
+        Route("/__sim/invoices/{id}/payments/pending", decide, methods=["POST"]),
         Route("/__sim/faults", list_faults, methods=["GET"]),
         Route("/__sim/faults", add_faults, methods=["POST"]),
         Route("/__sim/faults", clear_faults, methods=["DELETE"]),

@@ -101,6 +101,15 @@ def iso_millis(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+@dataclass(slots=True, frozen=True)
+class PendingPayment:
+    """A payment waiting for a decision (e.g. a review): what PENDING holds until accept or reject."""
+
+    amount: Decimal
+    previous_status: str  # CREATED, SENT or PARTIAL: where a rejection puts the invoice back
+    transaction: dict[str, str]
+
+
 @dataclass(slots=True)
 class Invoice:
     id: str
@@ -112,6 +121,7 @@ class Invoice:
     paid: Decimal = Decimal(0)
     history: list[dict[str, Any]] = field(default_factory=list)  # oldest first; rendered newest first
     emails: list[dict[str, Any]] = field(default_factory=list)  # every e-mail "sent", for tests to count
+    pending: PendingPayment | None = None  # set exactly while the status is PENDING
 
     @property
     def amount_details(self) -> dict[str, Any]:
@@ -287,11 +297,21 @@ class MerchantBook:
         invoice.record("CANCEL", now)
         return Outcome(invoice=invoice, events=[EVENT_CANCEL])
 
-    def pay(self, invoice_id: str, amount: Decimal, now: datetime) -> Outcome:
-        """A payer pays through the link (not an API call): README's last lifecycle row."""
+    def _payable(self, invoice_id: str) -> Invoice:
         invoice = self.invoices.get(invoice_id)
         if invoice is None:
             raise PaymentRefused(404, f"invoice {invoice_id!r} does not exist for merchant {self.merchant_id!r}")
+        return invoice
+
+    def pay(self, invoice_id: str, amount: Decimal, now: datetime, review: bool = False) -> Outcome:
+        """A payer pays through the link (not an API call): README's last lifecycle row.
+
+        With `review`, the payment waits for a decision instead (`decide`): the invoice goes to PENDING
+        with a PENDING history entry, its balance unchanged, and no webhook (none is documented for it).
+        """
+        invoice = self._payable(invoice_id)
+        if invoice.status == PENDING:
+            raise PaymentRefused(409, "a payment of this invoice is pending a decision")
         if invoice.status not in {CREATED, SENT, PARTIAL}:
             raise PaymentRefused(409, f"an invoice in status {invoice.status} cannot be paid")
         balance = invoice.balance
@@ -303,11 +323,36 @@ class MerchantBook:
             minimum = invoice.amount_details.get("minimumPartialAmount")
             if minimum is not None and amount < Decimal(minimum):
                 raise PaymentRefused(422, f"{amount} is below the minimum partial amount {minimum}")
-        invoice.paid += amount
         transaction = {
             "transactionId": "".join(secrets.choice("0123456789") for _ in range(22)),
             "amount": format_money(amount, str(amount), invoice.amount_details["totalAmount"]),
         }
+        if review:
+            invoice.pending = PendingPayment(amount=amount, previous_status=invoice.status, transaction=transaction)
+            invoice.status = PENDING
+            invoice.record("PENDING", now, dict(transaction))
+            return Outcome(invoice=invoice)
+        return self._apply_payment(invoice, amount, transaction, now)
+
+    def decide(self, invoice_id: str, accept: bool, now: datetime) -> Outcome:
+        """The decision on a PENDING payment: accepted it is applied as any payment (history, status,
+        webhook); rejected it adds a REJECTED entry and the invoice returns to its status before, silently.
+        """
+        invoice = self._payable(invoice_id)
+        pending = invoice.pending
+        if invoice.status != PENDING or pending is None:
+            raise PaymentRefused(409, f"an invoice in status {invoice.status} has no pending payment")
+        invoice.pending = None
+        if accept:
+            # Nothing can change the balance while PENDING (update and payments are refused).
+            return self._apply_payment(invoice, pending.amount, dict(pending.transaction), now)
+        invoice.status = pending.previous_status
+        invoice.record("REJECTED", now, dict(pending.transaction))
+        return Outcome(invoice=invoice)
+
+    @staticmethod
+    def _apply_payment(invoice: Invoice, amount: Decimal, transaction: dict[str, str], now: datetime) -> Outcome:
+        invoice.paid += amount
         invoice.record("PAYMENT", now, transaction)
         if invoice.balance == 0:
             invoice.status = PAID

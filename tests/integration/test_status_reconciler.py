@@ -98,6 +98,26 @@ async def test_an_invoice_whose_last_command_failed_is_still_reconciled(simulato
                 assert body["sync"]["state"] == "failed"  # the failed update stays visible
 
 
+async def test_a_payment_under_review_is_followed_until_decided(simulator_url: str, sim: httpx.AsyncClient):
+    """PENDING (a payment waiting for a decision) allows no action, and stays open for the reconciler."""
+    with fresh_database() as database_url:
+        settings = facade_settings(database_url, simulator_url, reconcile_after_seconds=0.3)
+        with serve(create_app(settings)) as url:
+            async with client_for(url) as api:
+                number = await _sent_invoice(api)
+                review = await sim.post(f"/__sim/invoices/{number}/payments", json={"amount": "100.00", "review": True})
+                assert review.status_code == 200, review.text
+                assert await _eventually(lambda: _status(api, number, "PENDING"))
+                canceled = await api.post(f"/v1/invoices/{number}/cancel", headers=key())
+                assert (canceled.status_code, canceled.json()["code"]) == (409, "action_not_allowed")
+                decided = await sim.post(f"/__sim/invoices/{number}/payments/pending", json={"decision": "accept"})
+                assert decided.status_code == 200, decided.text
+                assert await _eventually(lambda: _status(api, number, "PAID"))
+                events = (await api.get("/v1/events", params={"limit": 100})).json()["items"]
+                assert [e["type"] for e in events if e["invoiceNumber"] == number] == [
+                    "invoice.created", "invoice.sent", "invoice.paid"]
+
+
 async def test_drafts_and_closed_invoices_are_not_read_again(simulator_url: str, sim: httpx.AsyncClient):
     with fresh_database() as database_url:
         settings = facade_settings(database_url, simulator_url, reconcile_after_seconds=0.3)
