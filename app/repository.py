@@ -7,6 +7,7 @@ the relay's claim and batch completion) are measured faster this way than throug
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Sequence
@@ -69,15 +70,20 @@ class InvoiceFilter:
     merchant_profile: str | None = None
 
 
+# text() parses every statement for its bind parameters; the statements here are a small fixed set (the list
+# filters combine into a few dozen), so each is parsed once.
+_statement = functools.lru_cache(maxsize=512)(text)
+
+
 class Repository:
     def __init__(self, connection: AsyncConnection) -> None:
         self.conn = connection
 
     async def _one(self, sql: str, **params: Any) -> RowMapping | None:
-        return (await self.conn.execute(text(sql), params)).mappings().first()
+        return (await self.conn.execute(_statement(sql), params)).mappings().first()
 
     async def _all(self, sql: str, **params: Any) -> Sequence[RowMapping]:
-        return (await self.conn.execute(text(sql), params)).mappings().all()
+        return (await self.conn.execute(_statement(sql), params)).mappings().all()
 
     # --- invoice numbers ----------------------------------------------------------------------------
 
