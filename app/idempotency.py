@@ -69,12 +69,14 @@ class IdempotentExecutor:
         """Wait (bounded) for the command, then store its answer under the key, in one transaction.
 
         A 202 is stored only by the request that answers it (`store_accepted`); a retry that finds the
-        command still running stores nothing and answers 409 instead.
+        command still running stores nothing and answers 409 instead. A first request with no wait
+        (`Prefer: respond-async`, or `REQUEST_WAIT_SECONDS=0`) always answers 202.
         """
         if wait_seconds > 0:
             await self.waiter.wait(operation_id, wait_seconds)
         async with self.engine.begin() as conn:
-            outcome = await self.service.outcome(conn, operation_id)
+            # A first request that asked not to wait answers 202 even when a fast relay already finished.
+            outcome = await self.service.outcome(conn, operation_id, accepted=store_accepted and wait_seconds <= 0)
             if store_accepted or outcome.status != 202:
                 await Repository(conn).complete_idempotency_key(
                     caller.client, key, status=outcome.status, headers=outcome.headers, body=outcome.body)

@@ -155,20 +155,23 @@ class InvoiceService:
 
     # --- answers ------------------------------------------------------------------------------------
 
-    async def outcome(self, conn: AsyncConnection, operation_id: uuid.UUID) -> Outcome:
-        """The answer for a command as it stands: the final result, or 202 while it is on its way."""
+    async def outcome(self, conn: AsyncConnection, operation_id: uuid.UUID, *, accepted: bool = False) -> Outcome:
+        """The answer for a command as it stands: the final result, or 202 while it is on its way.
+
+        `accepted`: 202 whatever the state (the caller asked not to wait: `Prefer: respond-async`).
+        """
         repo = Repository(conn)
         operation = await repo.get_operation(operation_id)
         if operation is None:
             raise errors.OperationNotFound(f"There is no operation {operation_id}.")
         number = operation["invoice_number"]
-        if operation["state"] == "succeeded":
+        if operation["state"] == "succeeded" and not accepted:
             invoice = await repo.get_invoice_with_pending(operation["merchant_profile"], number)
             assert invoice is not None
             headers = {"Location": f"/v1/invoices/{number}"} if operation["kind"] == "create" else {}
             body = invoice_out(invoice, invoice["pending_ids"]).model_dump(mode="json")
             return Outcome(SUCCESS_STATUS[operation["kind"]], body, headers)
-        if operation["state"] == "failed":
+        if operation["state"] == "failed" and not accepted:
             problem = failure_problem(operation)
             return Outcome(problem.status_code, problem.problem(), {})
         body = operation_out(operation).model_dump(mode="json")

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy import text
 
 from app.cybersource.client import CybersourceClients
 from app.db import create_engine
@@ -416,6 +417,27 @@ def _as_the_api_would(body: dict[str, Any]) -> tuple[InvoiceCreate, str]:
     model = InvoiceCreate.model_validate(body)
     return model, fingerprint("POST", "/v1/invoices", model.model_dump(mode="json", exclude_unset=True),
                               scope="default")
+
+
+async def test_respond_async_answers_202_even_when_the_relay_was_faster(executor: IdempotentExecutor):
+    body, _ = unique_body()
+    model, request_fingerprint = _as_the_api_would(body)
+    operations: list[uuid.UUID] = []
+
+    async def create_and_finish_at_once(conn: Any) -> Any:
+        accepted = await executor.service.create(conn, BILLING, "default", model)
+        operations.append(accepted.operation_id)
+        # As if a relay had delivered it before the request read its answer (bench_api saw this race).
+        await conn.execute(text("UPDATE operations SET state = 'succeeded' WHERE id = :id"),
+                           {"id": accepted.operation_id})
+        return accepted
+
+    outcome, replayed_answer = await executor.run(
+        caller=BILLING, key=str(uuid.uuid4()), request_fingerprint=request_fingerprint, method="POST",
+        path="/v1/invoices", wait_seconds=0, enqueue=create_and_finish_at_once)
+    assert not replayed_answer
+    assert outcome.status == 202
+    assert outcome.headers["Location"] == f"/v1/operations/{operations[0]}"
 
 
 async def test_killed_after_commit_is_replayed_on_retry(database_url: str, executor: IdempotentExecutor,
