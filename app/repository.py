@@ -424,6 +424,9 @@ class Repository:
 
     # --- webhook receipts ----------------------------------------------------------------------------
 
+    async def webhook_receipt_exists(self, dedup_key: str) -> bool:
+        return await self._one("SELECT 1 FROM webhook_receipts WHERE dedup_key = :k", k=dedup_key) is not None
+
     async def record_webhook_receipt(self, *, dedup_key: str, event_type: str, invoice_number: str | None,
                                      raw_body: str) -> bool:
         """Remember an accepted notification; False when it was accepted before (a redelivery)."""

@@ -185,14 +185,12 @@ class InvoiceService:
             raise errors.InvoiceNotFound(f"There is no invoice {number!r} for merchant profile {profile!r}.")
         return invoice_out(row, row["pending_ids"])
 
-    async def refresh(self, conn: AsyncConnection, caller: Caller, profile: str, number: str) -> InvoiceOut:
-        """Read Cybersource first (history, balance), store what it says, then answer from the store."""
-        repo = Repository(conn)
-        # Locked until what Cybersource says is stored, as a webhook does: a concurrent webhook or reconciler
-        # cannot record an older reading over a newer one.
-        invoice = await self._owned_invoice(repo, caller, profile, number, for_update=True)
-        if invoice["status"] is None:
-            return await self.get(conn, caller, profile, number)
+    async def owned(self, conn: AsyncConnection, caller: Caller, profile: str, number: str) -> RowMapping:
+        """The caller's invoice row (404 for someone else's), as a starting point for a refresh."""
+        return await self._owned_invoice(Repository(conn), caller, profile, number)
+
+    async def read_upstream(self, profile: str, number: str) -> UpstreamState:
+        """GET the invoice from Cybersource (no database connection is held meanwhile)."""
         try:
             result = await self.clients.get(profile).get_invoice(number)
         except AuthenticationError as exc:
@@ -201,8 +199,22 @@ class InvoiceService:
             raise errors.UpstreamRejected(f"Cybersource could not read the invoice: {exc.message}") from exc
         except CybersourceError as exc:
             raise errors.UpstreamUnavailable(f"Cybersource could not be reached: {exc.message}") from exc
-        await record_upstream_state(repo, invoice, UpstreamState.from_body(result.raw))
-        return await self.get(conn, caller, profile, number)
+        return UpstreamState.from_body(result.raw)
+
+    async def record_observation(self, conn: AsyncConnection, profile: str, seen: RowMapping,
+                                 state: UpstreamState) -> None:
+        """Record `state`, read from Cybersource after `seen` was read from the store; the newest reading wins.
+
+        The row is locked now. If another reading was recorded since `seen` (a command's answer, a webhook,
+        a refresh, the reconciler), ours may be the older one: read again, holding the row this time, so
+        nothing can be recorded in between. In the usual case no connection waits on Cybersource.
+        """
+        repo = Repository(conn)
+        invoice = await repo.get_invoice_by_id(seen["id"], for_update=True)
+        assert invoice is not None  # invoices are never deleted
+        if invoice["checked_at"] != seen["checked_at"]:
+            state = await self.read_upstream(profile, invoice["invoice_number"])
+        await record_upstream_state(repo, invoice, state)
 
 
 async def record_upstream_state(repo: Repository, invoice: RowMapping, state: UpstreamState) -> None:

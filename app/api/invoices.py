@@ -115,9 +115,13 @@ async def list_invoices(request: Request, caller: Reader,
             summary="One invoice from the local store; refresh=true reads Cybersource first")
 async def get_invoice(request: Request, invoiceNumber: str, caller: Reader, service: ServiceDep,
                       refresh: bool = False, profile: MerchantProfileHeader = "default") -> Response:
-    if refresh:
-        async with request.app.state.engine.begin() as conn:
-            return as_json(await service.refresh(conn, caller, profile, invoiceNumber))
+    if refresh:  # read Cybersource first (history, balance), record it, then answer from the store
+        async with request.app.state.reads.connect() as conn:
+            seen = await service.owned(conn, caller, profile, invoiceNumber)
+        if seen["status"] is not None:  # else our create has not reached Cybersource yet
+            state = await service.read_upstream(profile, invoiceNumber)
+            async with request.app.state.engine.begin() as conn:
+                await service.record_observation(conn, profile, seen, state)
     async with request.app.state.reads.connect() as conn:
         return as_json(await service.get(conn, caller, profile, invoiceNumber))
 

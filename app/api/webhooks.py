@@ -14,11 +14,8 @@ from fastapi.responses import JSONResponse
 
 from app import errors
 from app.api.problems import problem_responses
-from app.cybersource.errors import CybersourceError
 from app.logging import get_logger
 from app.repository import Repository
-from app.service import record_upstream_state
-from app.upstream_state import UpstreamState
 from app.webhooks import WebhookInvalid, read_notification, verify
 
 log = get_logger(__name__)
@@ -46,27 +43,32 @@ async def receive(request: Request,
         return JSONResponse({"status": "accepted", "action": "none"})
     profile = next((name for name, p in settings.merchant_profiles.items()
                     if p.merchant_id == notification.organization_id), "default")
-    async with request.app.state.engine.begin() as conn:
+    async with request.app.state.reads.connect() as conn:
         repo = Repository(conn)
-        if not await repo.record_webhook_receipt(dedup_key=notification.dedup_key,
-                                                 event_type=notification.event_type,
-                                                 invoice_number=notification.invoice_number,
-                                                 raw_body=raw.decode("utf-8", errors="replace")):
+        if await repo.webhook_receipt_exists(notification.dedup_key):
             return JSONResponse({"status": "duplicate", "action": "none"})
-        invoice = await repo.get_invoice(profile, notification.invoice_number, for_update=True)
-        if invoice is None:
-            log.info("webhook.unknown_invoice", invoice_number=notification.invoice_number)
-            return JSONResponse({"status": "accepted", "action": "unknown invoice"})
-        if invoice["status"] is None:
-            # Our create is still being recorded: let Cybersource redeliver once it is, so events stay in order.
-            raise errors.ServiceUnavailable("The invoice's create is still being recorded; deliver again later.",
-                                            headers={"Retry-After": "5"})
-        try:
-            current = await request.app.state.clients.get(profile).get_invoice(notification.invoice_number)
-        except CybersourceError as exc:
-            # Rolls the receipt back: Cybersource will deliver the notification again.
-            raise errors.ServiceUnavailable("Cybersource could not confirm the invoice; retry later.",
-                                            headers={"Retry-After": "30"}) from exc
-        await record_upstream_state(repo, invoice, UpstreamState.from_body(current.raw))
+        seen = await repo.get_invoice(profile, notification.invoice_number)
+    if seen is not None and seen["status"] is None:
+        # Our create is still being recorded: let Cybersource redeliver once it is, so events stay in order.
+        raise errors.ServiceUnavailable("The invoice's create is still being recorded; deliver again later.",
+                                        headers={"Retry-After": "5"})
+    service = request.app.state.service
+    try:
+        # Read before taking a connection: a slow Cybersource must not hold the pool.
+        state = None if seen is None else await service.read_upstream(profile, notification.invoice_number)
+        async with request.app.state.engine.begin() as conn:
+            # Recorded with the new state, in one transaction: a failure leaves no receipt, so Cybersource's
+            # retry is processed; a redelivery racing this one finds the receipt and changes nothing.
+            if not await Repository(conn).record_webhook_receipt(
+                    dedup_key=notification.dedup_key, event_type=notification.event_type,
+                    invoice_number=notification.invoice_number, raw_body=raw.decode("utf-8", errors="replace")):
+                return JSONResponse({"status": "duplicate", "action": "none"})
+            if seen is None or state is None:
+                log.info("webhook.unknown_invoice", invoice_number=notification.invoice_number)
+                return JSONResponse({"status": "accepted", "action": "unknown invoice"})
+            await service.record_observation(conn, profile, seen, state)
+    except (errors.UpstreamUnavailable, errors.UpstreamRejected) as exc:
+        raise errors.ServiceUnavailable("Cybersource could not confirm the invoice; retry later.",
+                                        headers={"Retry-After": "30"}) from exc
     log.info("webhook.applied", event_type=notification.event_type, invoice_number=notification.invoice_number)
     return JSONResponse({"status": "accepted", "action": "refreshed"})

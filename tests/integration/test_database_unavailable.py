@@ -40,10 +40,33 @@ async def test_database_down_is_503(simulator_url: str):
     assert await _answers(nowhere, simulator_url) == [(503, "service_unavailable", "2")] * 2
 
 
-async def test_a_busy_pool_is_503_after_the_pool_timeout(database_url: str, simulator_url: str,
-                                                          sim: httpx.AsyncClient):
-    """A refresh holds its connection (and the invoice row) while Cybersource hangs; with a pool of one, a
-    read waits `DATABASE_POOL_TIMEOUT_SECONDS` for a connection, then answers 503 instead of waiting on."""
+async def test_a_busy_pool_is_503_after_the_pool_timeout(database_url: str, simulator_url: str):
+    """With a pool of one, held by a send that waits for the invoice's row lock (taken here), a read waits
+    `DATABASE_POOL_TIMEOUT_SECONDS` for a connection, then answers 503 instead of waiting on."""
+    settings = facade_settings(database_url, simulator_url, database_pool_size=1, database_pool_timeout_seconds=0.5)
+    with serve(create_app(settings)) as url:
+        async with client_for(url) as api:
+            created = await api.post("/v1/invoices", json=invoice_body(), headers=key())
+            assert created.status_code == 201, created.text
+            number = created.json()["invoiceNumber"]
+            locker = await asyncpg.connect(database_url)
+            try:
+                async with locker.transaction():
+                    await locker.execute("SELECT 1 FROM invoices WHERE invoice_number = $1 FOR UPDATE", number)
+                    send = asyncio.create_task(api.post(f"/v1/invoices/{number}/send", headers=key()))
+                    await asyncio.sleep(0.3)  # the send holds the pool's one connection, waiting for the lock
+                    waited = await api.get("/v1/invoices")
+                    assert (waited.status_code, waited.json()["code"]) == (503, "service_unavailable")
+                    assert waited.headers["retry-after"]
+            finally:
+                await locker.close()
+            assert (await send).status_code == 200  # the lock is gone: the send went through
+            assert (await api.get("/v1/invoices")).status_code == 200
+
+
+async def test_a_refresh_holds_no_connection_while_cybersource_answers(database_url: str, simulator_url: str,
+                                                                       sim: httpx.AsyncClient):
+    """With a pool of one, reads go on while a refresh waits for a hanging Cybersource."""
     settings = facade_settings(database_url, simulator_url, database_pool_size=1, database_pool_timeout_seconds=0.5)
     with serve(create_app(settings)) as url:
         async with client_for(url) as api:
@@ -54,8 +77,8 @@ async def test_a_busy_pool_is_503_after_the_pool_timeout(database_url: str, simu
                                                   "path": f"/invoicing/v2/invoices/{number}"})
             refresh = asyncio.create_task(api.get(f"/v1/invoices/{number}", params={"refresh": "true"}))
             await asyncio.sleep(0.3)
-            waited = await api.get("/v1/invoices")
-            assert (waited.status_code, waited.json()["code"]) == (503, "service_unavailable")
-            assert waited.headers["retry-after"]
-            await refresh
-            assert (await api.get("/v1/invoices")).status_code == 200  # the connection came back
+            assert not refresh.done()
+            assert (await api.get("/v1/invoices")).status_code == 200
+            assert (await api.get(f"/v1/invoices/{number}")).status_code == 200
+            timed_out = await refresh  # the client's read timeout: 502, nothing recorded
+            assert (timed_out.status_code, timed_out.json()["code"]) == (502, "upstream_unavailable")

@@ -16,7 +16,7 @@ from app.cybersource.client import CybersourceClients
 from app.db import create_engine
 from app.main import create_app
 from app.repository import Repository
-from app.service import record_upstream_state
+from app.service import InvoiceService, record_upstream_state
 from app.status_reconciler import StatusReconciler
 from app.upstream_state import UpstreamState
 from tests.integration.conftest import client_for, facade_settings, invoice_body, key
@@ -212,3 +212,32 @@ async def _waiting_for_a_lock(engine: AsyncEngine) -> bool:
         waiting = await conn.exec_driver_sql(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
         return bool(waiting.scalar_one())
+
+
+async def test_a_refresh_or_webhook_reading_overtaken_meanwhile_is_read_again(simulator_url: str,
+                                                                               sim: httpx.AsyncClient):
+    """record_observation (refresh, webhook): a reading older than what was recorded since is not stored
+    as it is; Cybersource is read again, and the newest state stays."""
+    with fresh_database() as database_url:
+        settings = facade_settings(database_url, simulator_url, reconcile_after_seconds=0)
+        with serve(create_app(settings)) as url:
+            async with client_for(url) as api:
+                number = await _sent_invoice(api)
+                engine = create_engine(database_url)
+                clients = CybersourceClients.from_settings(settings)
+                service = InvoiceService(settings, clients)
+                try:
+                    async with engine.connect() as conn:
+                        seen = await Repository(conn).get_invoice("default", number)
+                    assert seen is not None
+                    older = await service.read_upstream("default", number)
+                    assert older.status == "SENT"
+                    await sim.post(f"/__sim/invoices/{number}/payments", json={"amount": "100.00"})
+                    newer = await api.get(f"/v1/invoices/{number}", params={"refresh": "true"})
+                    assert newer.json()["status"] == "PAID"
+                    async with engine.begin() as conn:
+                        await service.record_observation(conn, "default", seen, older)
+                    assert (await api.get(f"/v1/invoices/{number}")).json()["status"] == "PAID"
+                finally:
+                    await clients.aclose()
+                    await engine.dispose()
