@@ -9,7 +9,7 @@ export PATH := $(PATH):$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.g
 # Root on our machines; anywhere else apt-get needs sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install db test-deps lint typecheck openapi openapi-check test run bench-client bench-api bench
+.PHONY: help install db test-deps lint typecheck openapi openapi-check test contract-fuzz run bench-client bench-api bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ bench-client: install db ## client/simulator benchmark
 
 bench-api: install db ## HTTP API end to end (api --with-relay, simulator, PostgreSQL)
 	uv run python -m bench.bench_api
+
+contract-fuzz: install db ## schemathesis with fresh random examples (200 per route; the suite uses fixed ones)
+	CONTRACT_FUZZ=1 CONTRACT_EXAMPLES=$${CONTRACT_EXAMPLES:-200} uv run pytest -q tests/contract
 
 bench: install db ## every benchmark in bench/bench_*.py
 	@for module in bench/bench_*.py; do \

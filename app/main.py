@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import PlainTextResponse
 
 from app.api import events, health, invoice_settings, invoices, operations, problems, webhooks
+from app.api.deps import single_valued_query
 from app.cybersource.client import CybersourceClients
 from app.db import autocommit_reads, create_engine, plain_url
 from app.docs import mount_swagger_ui
@@ -66,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await engine.dispose()
 
     app = FastAPI(title="invoicing-gateway", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
-                  docs_url=None, redoc_url=None)
+                  docs_url=None, redoc_url=None, dependencies=[Depends(single_valued_query)])
     app.state.settings = settings
     app.state.callers = {key.sha256.lower(): Caller(key.client, frozenset(key.scopes))
                          for key in settings.effective_api_keys}

@@ -32,6 +32,14 @@ Rate7 = Annotated[str, StringConstraints(pattern=RATE_PATTERN, max_length=7)]
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def no_nul_characters(cls, value: Any) -> Any:
+        # PostgreSQL can store no NUL character in text or JSONB; Cybersource's fields are printable text.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain a NUL character (\\u0000)")
+        return value
+
 
 class Partner(Strict):
     developerId: str | None = Field(default=None, max_length=8)

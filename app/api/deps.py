@@ -30,6 +30,14 @@ async def get_executor(request: Request) -> IdempotentExecutor:
     return executor
 
 
+async def single_valued_query(request: Request) -> None:
+    """Every query parameter of v1 takes one value: a repeated one is refused, not silently cut to its last."""
+    query = request.query_params
+    if len(query.multi_items()) != len(query):
+        repeated = sorted(name for name in query if len(query.getlist(name)) > 1)
+        raise errors.MalformedRequest(f"Give each query parameter once; repeated: {', '.join(repeated)}.")
+
+
 # Declared as security schemes so Swagger UI's Authorize button and the OpenAPI document show them.
 bearer_scheme = HTTPBearer(auto_error=False, description="The caller's API key: `Authorization: Bearer <key>`")
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="The caller's API key, alternatively")

@@ -92,6 +92,10 @@ def install(app: FastAPI) -> None:
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
         # Registered on the database's exception types (not on Exception, whose handler runs after the
         # response and makes the server drop the keep-alive connection).
+        if unstorable_text(exc):
+            return problem_response(errors.MalformedRequest(
+                "The request carries text PostgreSQL cannot hold (a NUL character, \\u0000); nothing was "
+                "applied."), request)
         if not database_unavailable(exc):
             raise exc
         log.warning("api.database_unavailable", path=request.url.path, error=type(exc).__name__)
@@ -114,6 +118,12 @@ def install(app: FastAPI) -> None:
 DATABASE_ERRORS: tuple[type[Exception], ...] = (
     OSError, sa_exc.DBAPIError, sa_exc.TimeoutError, asyncpg.PostgresConnectionError,
     asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError)
+
+
+def unstorable_text(exc: BaseException) -> bool:
+    """A value PostgreSQL refuses as text or JSONB (a NUL character from a query string or path)."""
+    cause = exc.orig.__cause__ if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    return isinstance(cause, asyncpg.CharacterNotInRepertoireError | asyncpg.UntranslatableCharacterError)
 
 
 def database_unavailable(exc: BaseException) -> bool:
