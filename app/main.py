@@ -50,6 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service = InvoiceService(settings, clients)
         app.state.engine, app.state.reads, app.state.clients, app.state.service = engine, reads, clients, service
         app.state.executor = IdempotentExecutor(engine, reads, settings, service, waiter)
+        # Settings changes call Cybersource inside their key's transaction, holding a connection meanwhile:
+        # one at a time per process, so a slow Cybersource cannot take the pool from reads.
+        app.state.settings_changes = asyncio.Semaphore(1)
         stop = asyncio.Event()
         relay_task = None
         if settings.relay_in_process:

@@ -68,8 +68,9 @@ async def put_settings(request: Request, caller: Admin, key: IdempotencyKey, exe
             raise _upstream_problem(exc) from exc
         return Outcome(200, dict(result.raw), {})
 
-    outcome, replayed = await executor.run(
-        caller=caller, key=key, method="PUT", path=request.url.path, wait_seconds=0,
-        request_fingerprint=fingerprint("PUT", request.url.path, {"q": productType, "body": body}, scope=profile),
-        enqueue=call)
+    async with request.app.state.settings_changes:
+        outcome, replayed = await executor.run(
+            caller=caller, key=key, method="PUT", path=request.url.path, wait_seconds=0,
+            request_fingerprint=fingerprint("PUT", request.url.path, {"q": productType, "body": body}, scope=profile),
+            enqueue=call)
     return respond(outcome, replayed)
