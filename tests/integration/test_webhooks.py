@@ -107,3 +107,41 @@ async def test_previous_webhook_key_still_accepted_during_rotation(database_url:
             unknown = await client.post("/v1/webhooks/cybersource", content=body,
                                         headers=signed("retired-key", old_secret))
             assert unknown.status_code == 401
+
+
+async def test_a_webhook_holds_no_connection_while_cybersource_answers():
+    """With a pool of one: a webhook whose confirming GET hangs leaves the pool to reads; Cybersource's
+    retry of the notification then records the payment."""
+    sim_port = free_port()
+    with fresh_database() as db:
+        facade = create_app(facade_settings(db, f"http://127.0.0.1:{sim_port}", database_pool_size=1,
+                                            database_pool_timeout_seconds=0.5, reconcile_after_seconds=0))
+        with serve(facade) as facade_url:
+            sim_config = SimulatorConfig(
+                merchants=(MerchantConfig(merchant_id=LOCAL_MERCHANT_ID, key_id=LOCAL_KEY_ID,
+                                          shared_secret=LOCAL_SHARED_SECRET),),
+                webhook=WebhookConfig(url=f"{facade_url}/v1/webhooks/cybersource", key_id=LOCAL_WEBHOOK_KEY_ID,
+                                      secret=LOCAL_WEBHOOK_SECRET, retry_delays=(0.2, 0.5, 1.0)),
+                log_requests=False, hang_s=30.0)
+            with serve(create_simulator_app(sim_config), ready_path="/__sim/faults", port=sim_port) as sim_url:
+                async with client_for(facade_url) as api, httpx.AsyncClient(base_url=sim_url) as sim:
+                    created = await api.post("/v1/invoices", headers=key(), json=invoice_body(sendImmediately=True))
+                    assert created.status_code == 201, created.text
+                    number = created.json()["invoiceNumber"]
+                    hang = (await sim.post("/__sim/faults", json={
+                        "action": "hang", "method": "GET", "times": 1,
+                        "path": f"/invoicing/v2/invoices/{number}"})).json()[0]
+                    await sim.post(f"/__sim/invoices/{number}/payments", json={"amount": "100.00"})
+
+                    async def confirming_get_hangs():
+                        rules = (await sim.get("/__sim/faults")).json()
+                        return any(rule["id"] == hang["id"] and rule["hits"] for rule in rules)
+
+                    assert await _wait_for(confirming_get_hangs), "the webhook's GET never reached the simulator"
+                    reads = [(await api.get("/v1/invoices")).status_code for _ in range(3)]
+                    assert reads == [200, 200, 200]
+
+                    async def paid():
+                        return (await api.get(f"/v1/invoices/{number}")).json()["status"] == "PAID"
+
+                    assert await _wait_for(paid), "the retried notification did not record the payment"
