@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -75,3 +76,9 @@ def test_webhook_keys_include_previous_ones_and_production_refuses_placeholders(
     assert set(keys) == {"new", "old"}
     with pytest.raises(ValidationError, match="previous webhook key 'old'"):
         production(cybersource_webhook_previous_keys=json.dumps([{"key_id": "old", "secret": "changeme"}]))
+
+
+def test_every_setting_is_documented_in_the_readme():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    undocumented = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in readme]
+    assert undocumented == []
