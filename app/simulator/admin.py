@@ -91,14 +91,18 @@ def admin_routes(sim: Simulator) -> list[Route]:
             return _refuse(404, "NOT_FOUND", "invoice does not exist for this merchant")
         return JSONBody(admin_invoice(invoice, sim.config.payment_link_base))
 
-    async def _object_body(request: Request, example: str) -> dict[str, Any] | Response:
+    async def _payer_request(request: Request, example: str) -> tuple[dict[str, Any], str] | Response:
+        """The JSON object body of a payer action and the merchant it is for, or the refusal."""
         try:
             body = await _json(request)
         except ValueError:
             return _refuse(400, "BAD_JSON", f"body must be JSON like {example}")
         if not isinstance(body, dict):
             return _refuse(400, "BAD_JSON", "body must be a JSON object")
-        return body
+        merchant = merchant_of(request, body)
+        if merchant is None:
+            return _refuse(404, "UNKNOWN_MERCHANT", "merchantId is not configured")
+        return body, merchant
 
     def _payment_reply(merchant: str, act: Callable[[MerchantBook], Outcome], not_payable: str) -> Response:
         try:
@@ -112,12 +116,10 @@ def admin_routes(sim: Simulator) -> list[Route]:
         return JSONBody(result)
 
     async def pay(request: Request) -> Response:
-        body = await _object_body(request, '{"amount": "10.00"}')
-        if isinstance(body, Response):
-            return body
-        merchant = merchant_of(request, body)
-        if merchant is None:
-            return _refuse(404, "UNKNOWN_MERCHANT", "merchantId is not configured")
+        parsed = await _payer_request(request, '{"amount": "10.00"}')
+        if isinstance(parsed, Response):
+            return parsed
+        body, merchant = parsed
         amount = parse_amount(body.get("amount"))
         if amount is None:
             return _refuse(422, "INVALID_AMOUNT", 'amount must be a positive decimal, e.g. "10.00"')
@@ -128,12 +130,10 @@ def admin_routes(sim: Simulator) -> list[Route]:
         return _payment_reply(merchant, lambda book: book.pay(invoice_id, amount, now, review=review), "NOT_PAYABLE")
 
     async def decide(request: Request) -> Response:
-        body = await _object_body(request, '{"decision": "accept"}')
-        if isinstance(body, Response):
-            return body
-        merchant = merchant_of(request, body)
-        if merchant is None:
-            return _refuse(404, "UNKNOWN_MERCHANT", "merchantId is not configured")
+        parsed = await _payer_request(request, '{"decision": "accept"}')
+        if isinstance(parsed, Response):
+            return parsed
+        body, merchant = parsed
         decision = body.get("decision")
         if decision not in ("accept", "reject"):
             return _refuse(422, "INVALID_DECISION", 'decision must be "accept" or "reject"')

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
 
 import asyncpg
 import httpx
 
 from app.main import create_app
 from tests.integration.conftest import client_for, facade_settings, invoice_body, key
+from tests.integration.waiting import add_fault, fault_hits, until, waiting_for_a_lock
 from tests.support.postgres import SERVER_URL
 from tests.support.servers import free_port, serve
 
@@ -50,19 +50,18 @@ async def test_a_busy_pool_is_503_after_the_pool_timeout(database_url: str, simu
             created = await api.post("/v1/invoices", json=invoice_body(), headers=key())
             assert created.status_code == 201, created.text
             number = created.json()["invoiceNumber"]
-            locker, watcher = await asyncpg.connect(database_url), await asyncpg.connect(database_url)
+            locker = await asyncpg.connect(database_url)
             try:
                 async with locker.transaction():
                     await locker.execute("SELECT 1 FROM invoices WHERE invoice_number = $1 FOR UPDATE", number)
                     send = asyncio.create_task(api.post(f"/v1/invoices/{number}/send", headers=key()))
                     # The send holds the pool's one connection, waiting for the lock.
-                    await _until(lambda: _waiting_for_a_lock(watcher), "the send to wait for the row lock")
+                    await until(lambda: waiting_for_a_lock(database_url), what="the send to wait for the row lock")
                     waited = await api.get("/v1/invoices")
                     assert (waited.status_code, waited.json()["code"]) == (503, "service_unavailable")
                     assert waited.headers["retry-after"]
             finally:
                 await locker.close()
-                await watcher.close()
             assert (await send).status_code == 200  # the lock is gone: the send went through
             assert (await api.get("/v1/invoices")).status_code == 200
 
@@ -76,30 +75,11 @@ async def test_a_refresh_holds_no_connection_while_cybersource_answers(database_
             created = await api.post("/v1/invoices", json=invoice_body(), headers=key())
             assert created.status_code == 201, created.text
             number = created.json()["invoiceNumber"]
-            hang = (await sim.post("/__sim/faults", json={"action": "hang", "method": "GET", "times": 1,
-                                                          "path": f"/invoicing/v2/invoices/{number}"})).json()[0]
+            hang = await add_fault(sim, action="hang", method="GET", times=1, path=f"/invoicing/v2/invoices/{number}")
             refresh = asyncio.create_task(api.get(f"/v1/invoices/{number}", params={"refresh": "true"}))
-
-            async def cybersource_hangs() -> bool:
-                rules = (await sim.get("/__sim/faults")).json()
-                return any(rule["id"] == hang["id"] and rule["hits"] for rule in rules)
-
-            await _until(cybersource_hangs, "the refresh to reach the hanging Cybersource")
+            await until(lambda: fault_hits(sim, hang), what="the refresh to reach the hanging Cybersource")
             assert not refresh.done()
             assert (await api.get("/v1/invoices")).status_code == 200
             assert (await api.get(f"/v1/invoices/{number}")).status_code == 200
             timed_out = await refresh  # the client's read timeout: 502, nothing recorded
             assert (timed_out.status_code, timed_out.json()["code"]) == (502, "upstream_unavailable")
-
-
-async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-
-
-async def _waiting_for_a_lock(conn: asyncpg.Connection) -> bool:
-    # Outside any transaction (pg_stat_activity is read once per transaction, then cached).
-    return bool(await conn.fetchval(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"))

@@ -14,6 +14,7 @@ import pytest
 
 from app.main import create_app
 from tests.integration.conftest import client_for, facade_settings, key
+from tests.integration.waiting import add_fault, fault_hits, until
 from tests.support.servers import serve
 
 SETTINGS_PATH = "/invoicing/v2/invoiceSettings"
@@ -63,7 +64,7 @@ async def test_a_change_is_replayed_and_a_rejection_is_a_final_answer(ops: httpx
 
 async def test_an_unreachable_cybersource_leaves_the_key_free_for_the_retry(ops: httpx.AsyncClient,
                                                                             sim: httpx.AsyncClient):
-    await sim.post("/__sim/faults", json={"method": "PUT", "path": SETTINGS_PATH, "status": 503, "times": 1})
+    await add_fault(sim, method="PUT", path=SETTINGS_PATH, status=503, times=1)
     headers, body = key(), _display_name()
     failed = await ops.put("/v1/invoice-settings", json=body, headers=headers)
     assert (failed.status_code, failed.json()["code"]) == (502, "upstream_unavailable"), failed.text
@@ -78,22 +79,12 @@ async def test_slow_settings_changes_leave_connections_for_reads(database_url: s
     two, reads still get one while two changes wait on a slow Cybersource."""
     settings = facade_settings(database_url, simulator_url, database_pool_size=2, database_pool_timeout_seconds=0.5,
                                relay_in_process=False)
-    slow = (await sim.post("/__sim/faults", json={"action": "latency", "latency_ms": 1500, "method": "PUT",
-                                                  "path": SETTINGS_PATH, "times": 2})).json()[0]
-
-    async def cybersource_is_busy() -> bool:
-        return any(rule["id"] == slow["id"] and rule["hits"] for rule in (await sim.get("/__sim/faults")).json())
-
+    slow = await add_fault(sim, action="latency", latency_ms=1500, method="PUT", path=SETTINGS_PATH, times=2)
     with serve(create_app(settings)) as url:
         async with client_for(url, "ops") as ops:
             changes = [asyncio.create_task(ops.put("/v1/invoice-settings", json=_display_name(), headers=key()))
                        for _ in range(2)]
-            for _ in range(200):  # until the first change waits on Cybersource
-                if await cybersource_is_busy():
-                    break
-                await asyncio.sleep(0.02)
-            else:
-                pytest.fail("no settings change reached Cybersource")
+            await until(lambda: fault_hits(sim, slow), what="the first change to wait on Cybersource")
             await asyncio.sleep(0.2)  # and the second has come in behind it
             reads = [await ops.get("/v1/invoices") for _ in range(3)]
             assert [r.status_code for r in reads] == [200, 200, 200], [r.text for r in reads]

@@ -10,10 +10,10 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import httpx
@@ -27,10 +27,10 @@ from app.relay import Relay
 from app.repository import Repository
 from app.settings import Settings
 from tests.integration.conftest import client_for, facade_settings, invoice_body, key
+from tests.integration.waiting import add_fault, fault_hits, until
 from tests.support.postgres import fresh_database
 from tests.support.servers import serve
 
-T = TypeVar("T")
 CREATE_PATH = "/invoicing/v2/invoices"
 ASYNC = {"Prefer": "respond-async"}
 
@@ -38,37 +38,11 @@ ASYNC = {"Prefer": "respond-async"}
 # --- helpers --------------------------------------------------------------------------------------
 
 
-async def until(probe: Callable[[], Awaitable[T]], *, timeout: float = 15.0, interval: float = 0.05,
-                what: str = "condition") -> T:
-    """Poll `probe` until it returns something truthy; fail after `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {result!r})")
-        await asyncio.sleep(interval)
-
-
 def tagged_body(tag: str, **info: Any) -> dict[str, Any]:
     """An invoice whose description carries `tag`, so the simulator's copies can be counted."""
     body = invoice_body(**info)
     body["invoiceInformation"]["description"] = f"relay test {tag}"
     return body
-
-
-async def add_fault(sim: httpx.AsyncClient, **rule: Any) -> str:
-    rule.setdefault("id", f"relay-{uuid.uuid4().hex[:8]}")
-    response = await sim.post("/__sim/faults", json=rule)
-    assert response.status_code == 201, response.text
-    return str(rule["id"])
-
-
-async def fault_hits(sim: httpx.AsyncClient, rule_id: str) -> int:
-    rules = (await sim.get("/__sim/faults")).json()
-    return next(r["hits"] for r in rules if r["id"] == rule_id)
 
 
 async def sim_invoice(sim: httpx.AsyncClient, number: str) -> dict[str, Any]:

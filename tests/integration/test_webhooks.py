@@ -22,6 +22,7 @@ from app.settings import (
 from app.simulator.app import create_simulator_app
 from app.simulator.config import MerchantConfig, SimulatorConfig, WebhookConfig
 from tests.integration.conftest import client_for, facade_settings, invoice_body, key
+from tests.integration.waiting import add_fault, fault_hits, until
 from tests.support.postgres import fresh_database
 from tests.support.servers import free_port, serve
 
@@ -128,20 +129,14 @@ async def test_a_webhook_holds_no_connection_while_cybersource_answers():
                     created = await api.post("/v1/invoices", headers=key(), json=invoice_body(sendImmediately=True))
                     assert created.status_code == 201, created.text
                     number = created.json()["invoiceNumber"]
-                    hang = (await sim.post("/__sim/faults", json={
-                        "action": "hang", "method": "GET", "times": 1,
-                        "path": f"/invoicing/v2/invoices/{number}"})).json()[0]
+                    hang = await add_fault(sim, action="hang", method="GET", times=1,
+                                           path=f"/invoicing/v2/invoices/{number}")
                     await sim.post(f"/__sim/invoices/{number}/payments", json={"amount": "100.00"})
-
-                    async def confirming_get_hangs():
-                        rules = (await sim.get("/__sim/faults")).json()
-                        return any(rule["id"] == hang["id"] and rule["hits"] for rule in rules)
-
-                    assert await _wait_for(confirming_get_hangs), "the webhook's GET never reached the simulator"
+                    await until(lambda: fault_hits(sim, hang), what="the webhook's GET to reach the simulator")
                     reads = [(await api.get("/v1/invoices")).status_code for _ in range(3)]
                     assert reads == [200, 200, 200]
 
                     async def paid():
                         return (await api.get(f"/v1/invoices/{number}")).json()["status"] == "PAID"
 
-                    assert await _wait_for(paid), "the retried notification did not record the payment"
+                    await until(paid, what="the retried notification to record the payment")
