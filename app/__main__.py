@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from app.logging import configure_logging
+from app.observability.logging import configure_logging
 from app.settings import Settings
 
 ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
@@ -69,7 +69,7 @@ def _run_api(settings: Settings, host: str, port: int) -> None:
 
 
 def _run_relay(settings: Settings) -> None:
-    from app.relay import run_relay
+    from app.outbox.relay import run_relay
 
     asyncio.run(run_relay(settings))
 
@@ -121,7 +121,7 @@ def migrate(database_url: str) -> None:
 
 
 def _run_operations(settings: Settings, args: argparse.Namespace) -> int:
-    from app.operations_cli import list_operations, retry_operation
+    from app.outbox.cli import list_operations, retry_operation
 
     if args.action == "list":
         for line in asyncio.run(list_operations(settings, state=args.state, limit=args.limit)):

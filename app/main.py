@@ -9,18 +9,23 @@ from collections.abc import AsyncIterator
 from fastapi import Depends, FastAPI
 from fastapi.responses import PlainTextResponse
 
-from app.api import events, health, invoice_settings, invoices, operations, problems, webhooks
-from app.api.deps import single_valued_query
 from app.cybersource.client import CybersourceClients
 from app.db import autocommit_reads, create_engine, plain_url
-from app.docs import mount_swagger_ui
-from app.idempotency import IdempotentExecutor
-from app.logging import get_logger
-from app.metrics import MetricsMiddleware, metrics_endpoint
-from app.operation_waiter import OperationWaiter
-from app.relay import Relay
-from app.service import Caller, InvoiceService
+from app.events import endpoints as events
+from app.http import health, problems
+from app.http.deps import single_valued_query
+from app.http.docs import mount_swagger_ui
+from app.idempotency.executor import IdempotentExecutor
+from app.invoices import endpoints as invoices
+from app.invoices.service import Caller, InvoiceService
+from app.merchant_config import endpoints as invoice_settings
+from app.observability.logging import get_logger
+from app.observability.metrics import MetricsMiddleware, metrics_endpoint
+from app.outbox import endpoints as operations
+from app.outbox.relay import Relay
+from app.outbox.waiter import OperationWaiter
 from app.settings import Settings
+from app.upstream_sync import endpoints as webhooks
 
 log = get_logger(__name__)
 

@@ -63,7 +63,7 @@ from app.cybersource.signing import (
     sign_jwt,
 )
 from app.cybersource.transport import SessionProvider, Timeouts
-from app.logging import get_logger
+from app.observability.logging import get_logger
 from app.settings import MerchantProfile, Settings
 
 __all__ = [

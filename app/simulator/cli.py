@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from app.logging import configure_logging, get_logger
+from app.observability.logging import configure_logging, get_logger
 from app.settings import LOCAL_KEY_ID, LOCAL_MERCHANT_ID, LOCAL_SHARED_SECRET
 from app.simulator.config import SimulatorConfig, config_from_mapping, load_config_file, parse_delays
 

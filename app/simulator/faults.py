@@ -32,7 +32,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.logging import get_logger
+from app.observability.logging import get_logger
 from app.simulator.views import JSON_TYPE, dumps, error_body
 
 ACTIONS = frozenset({"status", "latency", "hang", "drop", "apply_then_drop"})

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 from starlette.types import Receive, Scope, Send
 
 from app.cybersource.signing import SignatureInvalid
-from app.logging import get_logger
+from app.observability.logging import get_logger
 from app.simulator import merchant_data as md
 from app.simulator.auth import request_target
 from app.simulator.state import LIST_FILTERS, PENDING, InvoiceProblem, MerchantBook, Outcome, utc_now

@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from app.logging import get_logger
+from app.observability.logging import get_logger
 from app.simulator.config import WebhookConfig
 from app.simulator.state import Invoice, iso_millis
 

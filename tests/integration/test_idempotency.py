@@ -18,13 +18,13 @@ from sqlalchemy import text
 
 from app.cybersource.client import CybersourceClients
 from app.db import create_engine
-from app.idempotency import IdempotentExecutor, fingerprint
+from app.idempotency.executor import IdempotentExecutor, fingerprint
+from app.invoices.repository import Repository
+from app.invoices.schemas import InvoiceCreate
+from app.invoices.service import Caller, InvoiceService
 from app.main import create_app
-from app.operation_waiter import OperationWaiter
-from app.relay import Relay
-from app.repository import Repository
-from app.schemas import InvoiceCreate
-from app.service import Caller, InvoiceService
+from app.outbox.relay import Relay
+from app.outbox.waiter import OperationWaiter
 from tests.integration.conftest import KEYS, client_for, facade_settings, invoice_body, key
 from tests.support.postgres import fresh_database
 from tests.support.servers import serve

@@ -19,12 +19,12 @@ import asyncpg
 import httpx
 import pytest
 
-from app import relay as relay_module
 from app.cybersource.client import CybersourceClients
 from app.db import create_engine
+from app.invoices.repository import Repository
 from app.main import create_app
-from app.relay import Relay
-from app.repository import Repository
+from app.outbox import relay as relay_module
+from app.outbox.relay import Relay
 from app.settings import Settings
 from tests.integration.conftest import client_for, facade_settings, invoice_body, key
 from tests.integration.waiting import add_fault, fault_hits, until

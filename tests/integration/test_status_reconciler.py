@@ -14,12 +14,12 @@ from prometheus_client import REGISTRY
 
 from app.cybersource.client import CybersourceClients
 from app.db import create_engine
+from app.invoices.repository import Repository
+from app.invoices.service import InvoiceService, record_upstream_state
+from app.invoices.upstream_state import UpstreamState
 from app.main import create_app
-from app.repository import Repository
-from app.service import InvoiceService, record_upstream_state
 from app.settings import Settings
-from app.status_reconciler import StatusReconciler
-from app.upstream_state import UpstreamState
+from app.upstream_sync.reconciler import StatusReconciler
 from tests.integration.conftest import client_for, facade_settings, invoice_body, key
 from tests.integration.waiting import add_fault, fault_hits, until, waiting_for_a_lock
 from tests.support.postgres import fresh_database

@@ -7,8 +7,8 @@ import copy
 import pytest
 from pydantic import ValidationError
 
-from app.invoice_rules import check_invoice, upstream_body
-from app.schemas import InvoiceCreate
+from app.invoices.rules import check_invoice, upstream_body
+from app.invoices.schemas import InvoiceCreate
 
 BASE = {
     "customerInformation": {"name": "Tanya Lee", "email": "tanya@example.com"},

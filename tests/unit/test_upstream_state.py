@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.upstream_state import UpstreamState
+from app.invoices.upstream_state import UpstreamState
 
 SAMPLES = Path(__file__).parents[1] / "fixtures" / "cybersource" / "samples"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.repository import Repository
+from app.invoices.repository import Repository
 
 router = APIRouter(tags=["health"])
 

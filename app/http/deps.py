@@ -10,8 +10,8 @@ from fastapi import Depends, Header, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from app import errors
-from app.idempotency import IdempotentExecutor, parse_idempotency_key
-from app.service import Caller, InvoiceService
+from app.idempotency.executor import IdempotentExecutor, parse_idempotency_key
+from app.invoices.service import Caller, InvoiceService
 from app.settings import Settings
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from app.schemas import InvoiceUpdate, LineItem
+from app.invoices.schemas import InvoiceUpdate, LineItem
 
 # ISO 4217 minor units that differ from 2.
 CURRENCY_EXPONENTS: dict[str, int] = {

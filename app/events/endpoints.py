@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from app import errors
-from app.api.deps import Reader
-from app.api.problems import problem_responses
-from app.presenters import decode_cursor, encode_cursor, event_out
-from app.repository import Repository
-from app.schemas import EventPage
+from app.http.deps import Reader
+from app.http.problems import problem_responses
+from app.invoices.presenters import decode_cursor, encode_cursor, event_out
+from app.invoices.repository import Repository
+from app.invoices.schemas import EventPage
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 

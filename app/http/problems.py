@@ -13,8 +13,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from app import errors
-from app.logging import get_logger
-from app.schemas import Problem
+from app.invoices.schemas import Problem
+from app.observability.logging import get_logger
 
 log = get_logger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.logging import get_logger
-from app.repository import OPERATION_DONE_CHANNEL, Repository
+from app.invoices.repository import OPERATION_DONE_CHANNEL, Repository
+from app.observability.logging import get_logger
 
 log = get_logger(__name__)
 # With LISTEN a poll only guards against a lost notification; without it, polling is the mechanism.

@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.invoices.repository import Repository
 from app.models import OPERATION_STATES
-from app.repository import Repository
 
 HTTP_REQUESTS = Counter("igw_http_requests_total", "HTTP requests answered", ["method", "route", "status"])
 HTTP_LATENCY = Histogram("igw_http_request_duration_seconds", "HTTP request duration", ["method", "route"],

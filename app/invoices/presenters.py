@@ -13,8 +13,8 @@ from sqlalchemy import RowMapping
 
 from app import errors
 from app.errors import ApiError
-from app.invoice_rules import currency_exponent
-from app.schemas import EventOut, InvoiceOut, InvoiceSync, OperationOut, UpstreamError
+from app.invoices.rules import currency_exponent
+from app.invoices.schemas import EventOut, InvoiceOut, InvoiceSync, OperationOut, UpstreamError
 
 SUCCESS_STATUS = {"create": 201, "update": 200, "publish": 200, "send": 200, "cancel": 200}
 CONTENT_KEYS = ("customerInformation", "processingInformation", "invoiceInformation", "orderInformation",

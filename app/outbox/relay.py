@@ -39,12 +39,12 @@ from app.cybersource.errors import (
     TransientError,
 )
 from app.db import create_engine, plain_url
-from app.logging import get_logger
-from app.metrics import RELAY_DELIVERIES
-from app.repository import OUTBOX_CHANNEL, Completion, Repository
+from app.invoices.repository import OUTBOX_CHANNEL, Completion, Repository
+from app.invoices.upstream_state import COMMAND_EVENTS, UpstreamState
+from app.observability.logging import get_logger
+from app.observability.metrics import RELAY_DELIVERIES
 from app.settings import Settings
-from app.status_reconciler import StatusReconciler
-from app.upstream_state import COMMAND_EVENTS, UpstreamState
+from app.upstream_sync.reconciler import StatusReconciler
 
 log = get_logger(__name__)
 SHUTDOWN_GRACE_SECONDS = 20.0

@@ -22,9 +22,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import errors
-from app.operation_waiter import OperationWaiter
-from app.repository import Repository
-from app.service import Accepted, Caller, InvoiceService, Outcome
+from app.invoices.repository import Repository
+from app.invoices.service import Accepted, Caller, InvoiceService, Outcome
+from app.outbox.waiter import OperationWaiter
 from app.settings import Settings
 
 MAX_KEY_LENGTH = 255

@@ -10,9 +10,9 @@ import uuid
 
 from app.db import create_engine
 from app.errors import ApiError
-from app.presenters import operation_out
-from app.repository import Repository
-from app.service import requeue_failed_operation
+from app.invoices.presenters import operation_out
+from app.invoices.repository import Repository
+from app.invoices.service import requeue_failed_operation
 from app.settings import Settings
 
 

@@ -10,14 +10,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import errors
-from app.api.deps import Admin, ExecutorDep, IdempotencyKey, Reader, SettingsDep
-from app.api.invoices import respond
-from app.api.problems import problem_responses
-from app.idempotency import fingerprint
-from app.presenters import decode_cursor, encode_cursor, operation_out
-from app.repository import Repository
-from app.schemas import OperationOut, OperationPage
-from app.service import Outcome, requeue_failed_operation
+from app.http.deps import Admin, ExecutorDep, IdempotencyKey, Reader, SettingsDep
+from app.http.problems import problem_responses
+from app.idempotency.executor import fingerprint
+from app.invoices.endpoints import respond
+from app.invoices.presenters import decode_cursor, encode_cursor, operation_out
+from app.invoices.repository import Repository
+from app.invoices.schemas import OperationOut, OperationPage
+from app.invoices.service import Outcome, requeue_failed_operation
 
 router = APIRouter(prefix="/v1/operations", tags=["operations"])
 

@@ -13,10 +13,10 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
 from app import errors
-from app.api.problems import problem_responses
-from app.logging import get_logger
-from app.repository import Repository
-from app.webhooks import WebhookInvalid, read_notification, verify
+from app.http.problems import problem_responses
+from app.invoices.repository import Repository
+from app.observability.logging import get_logger
+from app.upstream_sync.notifications import WebhookInvalid, read_notification, verify
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])

@@ -16,12 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app import errors
 from app.cybersource.client import CybersourceClients
 from app.cybersource.errors import AuthenticationError, CybersourceError, RejectedError
-from app.invoice_rules import check_invoice, upstream_body
-from app.presenters import SUCCESS_STATUS, failure_problem, invoice_out, operation_out
-from app.repository import OUTBOX_CHANNEL, InvoiceFields, Repository
-from app.schemas import InvoiceCreate, InvoiceOut, InvoiceUpdate
+from app.invoices.presenters import SUCCESS_STATUS, failure_problem, invoice_out, operation_out
+from app.invoices.repository import OUTBOX_CHANNEL, InvoiceFields, Repository
+from app.invoices.rules import check_invoice, upstream_body
+from app.invoices.schemas import InvoiceCreate, InvoiceOut, InvoiceUpdate
+from app.invoices.upstream_state import COMMAND_EVENTS, UpstreamState, status_event
 from app.settings import Settings
-from app.upstream_state import COMMAND_EVENTS, UpstreamState, status_event
 
 # Which Cybersource statuses allow each action (README's lifecycle table); PENDING allows nothing.
 ALLOWED_FROM: dict[str, frozenset[str]] = {

@@ -18,12 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.cybersource.client import CybersourceClients, UnknownMerchantProfileError
 from app.cybersource.errors import CybersourceError
-from app.logging import get_logger
-from app.metrics import RECONCILER_CHECKS
-from app.repository import Repository
-from app.service import record_upstream_state
+from app.invoices.repository import Repository
+from app.invoices.service import record_upstream_state
+from app.invoices.upstream_state import UpstreamState
+from app.observability.logging import get_logger
+from app.observability.metrics import RECONCILER_CHECKS
 from app.settings import Settings
-from app.upstream_state import UpstreamState
 
 log = get_logger(__name__)
 # The longest pause between two looks for due invoices, whatever the staleness setting.

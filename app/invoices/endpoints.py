@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, BeforeValidator
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.api.deps import (
+from app.errors import MalformedRequest
+from app.http.deps import (
     ExecutorDep,
     IdempotencyKey,
     MerchantProfileHeader,
@@ -21,13 +22,12 @@ from app.api.deps import (
     SettingsDep,
     Writer,
 )
-from app.api.problems import problem_responses
-from app.errors import MalformedRequest
-from app.idempotency import REPLAYED_HEADER, fingerprint, prefer_wait
-from app.presenters import decode_cursor, encode_cursor, invoice_out
-from app.repository import InvoiceFilter, Repository
-from app.schemas import InvoiceCreate, InvoiceOut, InvoicePage, InvoiceUpdate, OperationOut
-from app.service import Caller, Outcome
+from app.http.problems import problem_responses
+from app.idempotency.executor import REPLAYED_HEADER, fingerprint, prefer_wait
+from app.invoices.presenters import decode_cursor, encode_cursor, invoice_out
+from app.invoices.repository import InvoiceFilter, Repository
+from app.invoices.schemas import InvoiceCreate, InvoiceOut, InvoicePage, InvoiceUpdate, OperationOut
+from app.invoices.service import Caller, Outcome
 
 router = APIRouter(prefix="/v1/invoices", tags=["invoices"])
 ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")

@@ -9,13 +9,13 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import errors
-from app.api.deps import Admin, ExecutorDep, IdempotencyKey, MerchantProfileHeader, Reader
-from app.api.invoices import respond
-from app.api.problems import problem_responses
 from app.cybersource.client import CybersourceClient
 from app.cybersource.errors import AuthenticationError, CybersourceError, RejectedError
-from app.idempotency import fingerprint
-from app.service import Outcome
+from app.http.deps import Admin, ExecutorDep, IdempotencyKey, MerchantProfileHeader, Reader
+from app.http.problems import problem_responses
+from app.idempotency.executor import fingerprint
+from app.invoices.endpoints import respond
+from app.invoices.service import Outcome
 
 router = APIRouter(prefix="/v1/invoice-settings", tags=["invoice settings"])
 ProductType = Literal["INVOICING", "PAYBYLINK"]
