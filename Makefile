@@ -9,7 +9,21 @@ export PATH := $(PATH):$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.g
 # Root on our machines; anywhere else apt-get needs sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install db test-deps lint typecheck openapi openapi-check test contract-fuzz run bench-client bench-api bench
+.PHONY: help install db test-deps lint typecheck openapi openapi-check chart-check test image contract-fuzz run \
+	bench-client bench-api bench
+
+CHART := helm/invoicing-gateway
+# The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest kubernetes-validate knows.
+KUBE_VERSIONS := 1.29.0 1.37.0
+# helm keeps its caches and configuration inside the repository (gitignored), not in $HOME.
+HELM_HOME := $(CURDIR)/.cache/helm
+export HELM_CACHE_HOME := $(HELM_HOME)/cache
+export HELM_CONFIG_HOME := $(HELM_HOME)/config
+export HELM_DATA_HOME := $(HELM_HOME)/data
+IMAGE ?= localhost/invoicing-gateway:dev
+BASE_IMAGE ?= localhost/invoicing-gateway-base:bookworm
+# No Docker engine here: buildah with chroot isolation and the vfs storage driver.
+BUILDAH := STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot buildah
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -25,10 +39,11 @@ db: ## start the local PostgreSQL if it does not answer
 		pg_isready -h 127.0.0.1; \
 	fi
 
-test-deps: ## install what some tests drive for real if missing: chromium (Swagger UI), pgbouncer
+test-deps: ## install what some tests drive for real if missing: chromium (Swagger UI), pgbouncer, npm (helm)
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	[ -x /usr/sbin/pgbouncer ] || missing="$$missing pgbouncer"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 		$(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
@@ -49,11 +64,40 @@ openapi-check: install ## fail if openapi/openapi.json differs from what the cod
 	diff -u openapi/openapi.json "$$generated" \
 		|| { echo "openapi/openapi.json is stale: run 'make openapi' and commit it" >&2; exit 1; }
 
-test: install db test-deps ## the whole suite (what .ci/run runs): lint, types, OpenAPI check, pytest
+chart-check: install ## hadolint the Dockerfile; helm lint --strict, template, kubernetes-validate --strict per values file
+	uv run hadolint Dockerfile
+	@helm=$$(scripts/install_helm.sh); rendered=$$(mktemp -d); trap 'rm -rf "$$rendered"' EXIT; \
+	for values in "" $(CHART)/ci/*.yaml; do \
+		name=$$(basename "$${values:-default}" .yaml); \
+		echo "helm lint --strict, helm template: $${values:-default values}"; \
+		"$$helm" lint --strict --quiet $(CHART) $${values:+-f "$$values"}; \
+		"$$helm" template igw $(CHART) $${values:+-f "$$values"} > "$$rendered/$$name.yaml"; \
+	done; \
+	for version in $(KUBE_VERSIONS); do \
+		echo "kubernetes-validate --strict -k $$version"; \
+		uv run kubernetes-validate --strict --quiet --no-warn -k "$$version" "$$rendered"/*.yaml; \
+	done
+	@# ServiceMonitor and PrometheusRule have no schema there; tests/deploy checks their ports and series.
+
+test: install db test-deps ## the whole suite (what .ci/run runs): lint, types, OpenAPI check, chart checks, pytest
 	uv run ruff check app tests bench
 	uv run mypy
 	$(MAKE) --no-print-directory openapi-check
+	$(MAKE) --no-print-directory chart-check
 	uv run pytest -q
+
+image: db ## build the image with buildah on a debootstrap base, then start it once (migrate, /livez, /readyz)
+	@command -v buildah >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends buildah debootstrap; }
+	$(SUDO) scripts/build_base_image.sh $(BASE_IMAGE)
+	@# The host's CA bundle as a build secret: downloads behind a TLS-inspecting proxy verify, and it
+	@# stays out of the image.
+	$(SUDO) $(BUILDAH) build --layers --pull=never --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+		--build-arg REVISION=$$(git rev-parse --short HEAD) \
+		--secret id=ca-certificates,src=/etc/ssl/certs/ca-certificates.crt -t $(IMAGE) .
+	$(SUDO) scripts/smoke_image.sh $(IMAGE)
+	@$(SUDO) $(BUILDAH) images --format '{{.Name}}:{{.Tag}} {{.Size}}' $(IMAGE) 2>/dev/null || true
 
 run: ## API + relay + simulator on the local PostgreSQL (Ctrl-C stops them)
 	$(PYTHON) scripts/run_local.py
