@@ -130,3 +130,9 @@ def test_swagger_ui_screenshot_is_not_blank(server: str, tmp_path: Path) -> None
     assert int.from_bytes(data[16:20], "big") == 1280  # IHDR width
     # An empty 1280x900 page is about 5 KB; Swagger UI with its operations is several times that.
     assert len(data) > 20_000, f"screenshot is only {len(data)} bytes: the page looks blank"
+    # `SAVE_SCREENSHOT=docs/swagger-ui.png uv run pytest tests/browser` refreshes the README's picture
+    # (a path relative to the repository), only from a screenshot that passed the checks above.
+    if target := os.environ.get("SAVE_SCREENSHOT"):
+        saved = Path(__file__).resolve().parents[2] / target
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_bytes(data)
