@@ -69,9 +69,9 @@ def _run_api(settings: Settings, host: str, port: int) -> None:
 
 
 def _run_relay(settings: Settings) -> None:
-    from app.outbox.relay import run_relay
+    from app.outbox.worker import run_worker
 
-    asyncio.run(run_relay(settings))
+    asyncio.run(run_worker(settings))
 
 
 async def ensure_database(database_url: str) -> bool:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import MetaData
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -76,3 +80,40 @@ def autocommit_reads(engine: AsyncEngine, *, pgbouncer: bool) -> AsyncEngine:
     statement does not exist. There reads keep their transaction, which pins one server connection.
     """
     return engine if pgbouncer else engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def engine_from_settings(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
+    """The one way every process (API, worker, CLI) builds its engine from the settings."""
+    return create_engine(
+        settings.database_url,
+        pgbouncer=settings.database_pgbouncer,
+        pool_size=settings.database_pool_size if pool_size is None else pool_size,
+        pool_timeout=settings.database_pool_timeout_seconds,
+    )
+
+
+def listen_dsn(settings: Settings) -> str | None:
+    """Where LISTEN connects (never through PgBouncer), or None when the relay is told not to listen."""
+    if not settings.relay_listen:
+        return None
+    return plain_url(settings.database_listen_url or settings.database_url)
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """A process's engines: `engine` for transactions, `reads` for single-statement reads (autocommit)."""
+
+    engine: AsyncEngine
+    reads: AsyncEngine
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        engine = engine_from_settings(settings)
+        return cls(engine, autocommit_reads(engine, pgbouncer=settings.database_pgbouncer))
+
+    async def ping(self) -> None:
+        async with self.reads.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,4 +1,4 @@
-"""create_app(settings): routers, error handlers, and the lifespan that owns engine, clients and relay."""
+"""create_app(settings): routers, error handlers, and the lifespan that owns engines, clients and services."""
 
 from __future__ import annotations
 
@@ -7,25 +7,30 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI
-from fastapi.responses import PlainTextResponse
 
+from app.auth.dependencies import callers_by_key_hash
 from app.cybersource.client import CybersourceClients
-from app.db import autocommit_reads, create_engine, plain_url
+from app.db import Database, listen_dsn
 from app.events import endpoints as events
+from app.events.service import EventService
 from app.http import health, problems
-from app.http.deps import single_valued_query
+from app.http.deps import register, single_valued_query
 from app.http.docs import mount_swagger_ui
 from app.idempotency.executor import IdempotentExecutor
 from app.invoices import endpoints as invoices
-from app.invoices.service import Caller, InvoiceService
+from app.invoices.answers import command_outcome
+from app.invoices.service import InvoiceService
 from app.merchant_config import endpoints as invoice_settings
+from app.merchant_config.service import InvoiceSettingsService
 from app.observability.logging import get_logger
-from app.observability.metrics import MetricsMiddleware, metrics_endpoint
+from app.observability.metrics import MetricsMiddleware
 from app.outbox import endpoints as operations
-from app.outbox.relay import Relay
+from app.outbox.service import OperationService
 from app.outbox.waiter import OperationWaiter
+from app.outbox.worker import run_background_jobs
 from app.settings import Settings
 from app.upstream_sync import endpoints as webhooks
+from app.upstream_sync.service import UpstreamSyncService
 
 log = get_logger(__name__)
 
@@ -43,48 +48,56 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url, pgbouncer=settings.database_pgbouncer,
-                               pool_size=settings.database_pool_size,
-                               pool_timeout=settings.database_pool_timeout_seconds)
+        database = Database.from_settings(settings)
         clients = CybersourceClients.from_settings(settings)
-        listen = None if not settings.relay_listen else plain_url(settings.database_listen_url
-                                                                   or settings.database_url)
-        reads = autocommit_reads(engine, pgbouncer=settings.database_pgbouncer)
-        waiter = OperationWaiter(reads, listen)
+        waiter = OperationWaiter(database.reads, listen_dsn(settings))
         await waiter.start()
-        service = InvoiceService(settings, clients)
-        app.state.engine, app.state.reads, app.state.clients, app.state.service = engine, reads, clients, service
-        app.state.executor = IdempotentExecutor(engine, reads, settings, service, waiter)
-        # Settings changes call Cybersource inside their key's transaction, holding a connection meanwhile:
-        # one at a time per process, so a slow Cybersource cannot take the pool from reads.
-        app.state.settings_changes = asyncio.Semaphore(1)
+        engine, reads = database.engine, database.reads
+        executor = IdempotentExecutor(engine, reads, settings, waiter, command_outcome)
+        register(
+            app,
+            database,
+            InvoiceService(engine=engine, reads=reads, settings=settings, executor=executor),
+            UpstreamSyncService(engine=engine, reads=reads, settings=settings, clients=clients),
+            OperationService(engine=engine, reads=reads, executor=executor),
+            EventService(reads=reads),
+            InvoiceSettingsService(settings=settings, clients=clients, executor=executor),
+        )
         stop = asyncio.Event()
-        relay_task = None
+        background = None
         if settings.relay_in_process:
-            relay_task = asyncio.create_task(Relay(engine, settings, clients).run(stop))
-        log.info("api.started", relay_in_process=settings.relay_in_process,
-                 merchant_profiles=sorted(settings.merchant_profiles), callers=len(app.state.callers))
+            background = asyncio.create_task(run_background_jobs(database, settings, clients, stop))
+        log.info(
+            "api.started",
+            relay_in_process=settings.relay_in_process,
+            merchant_profiles=sorted(settings.merchant_profiles),
+            callers=len(app.state.callers),
+        )
         try:
             yield
         finally:
             stop.set()
-            if relay_task is not None:
-                await relay_task
+            if background is not None:
+                await background
             await waiter.stop()
             await clients.aclose()
-            await engine.dispose()
+            await database.dispose()
 
-    app = FastAPI(title="invoicing-gateway", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, dependencies=[Depends(single_valued_query)])
+    app = FastAPI(
+        title="invoicing-gateway",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[Depends(single_valued_query)],
+    )
     app.state.settings = settings
-    app.state.callers = {key.sha256.lower(): Caller(key.client, frozenset(key.scopes))
-                         for key in settings.effective_api_keys}
+    app.state.services = {}
+    app.state.callers = callers_by_key_hash(settings)
     problems.install(app)
     for module in (invoices, operations, events, invoice_settings, webhooks, health):
         app.include_router(module.router)
-    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], tags=["health"], include_in_schema=True,
-                      summary="Prometheus metrics: HTTP traffic, relay deliveries, outbox depth",
-                      response_class=PlainTextResponse)
     app.add_middleware(MetricsMiddleware)
     mount_swagger_ui(app)
     return app

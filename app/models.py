@@ -31,14 +31,15 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
+from app.invoices import commands
 
 # Default allocation: a sequence never serialises concurrent creates (a counter row would).
 INVOICE_NUMBER_SEQUENCE = Sequence("invoice_number_seq", start=1, metadata=Base.metadata)
 
 SYNC_STATES = ("pending", "in_sync", "failed")
 # Statuses a payer can still move without a command of ours (README's lifecycle: payments, a pending review).
-RECONCILED_STATUSES = ("CREATED", "SENT", "PARTIAL", "PENDING")
-OPERATION_KINDS = ("create", "update", "publish", "send", "cancel")
+RECONCILED_STATUSES = tuple(status.value for status in commands.RECONCILED_STATUSES)
+OPERATION_KINDS = tuple(kind.value for kind in commands.OperationKind)
 OPERATION_STATES = ("pending", "in_flight", "succeeded", "failed")
 
 

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from app import errors
-from app.invoices.schemas import Problem
+from app.http.schemas import Problem
 from app.observability.logging import get_logger
 
 log = get_logger(__name__)

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from app.http.schemas import UpstreamError
+
 AMOUNT_PATTERN = r"^\d{1,15}(\.\d{1,4})?$"
 RATE_PATTERN = r"^\d{1,3}(\.\d{1,4})?$"
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
@@ -153,21 +155,6 @@ class InvoiceCreate(InvoiceUpdate):
 # --- responses ------------------------------------------------------------------------------------
 
 
-class ErrorDetail(BaseModel):
-    field: str | None = None
-    reason: str | None = None
-    message: str | None = None
-
-
-class UpstreamError(BaseModel):
-    kind: Literal["rejected", "authentication", "exhausted", "transient", "ambiguous"]
-    status: int | None = None
-    reason: str | None = None
-    message: str
-    details: list[ErrorDetail] = []
-    correlationId: str | None = None
-
-
 class InvoiceSync(BaseModel):
     state: Literal["pending", "in_sync", "failed"]
     pendingOperations: list[str] = []
@@ -195,52 +182,3 @@ class InvoiceOut(BaseModel):
 class InvoicePage(BaseModel):
     items: list[InvoiceOut]
     nextCursor: str | None = None
-
-
-class OperationOut(BaseModel):
-    id: str
-    kind: Literal["create", "update", "publish", "send", "cancel"]
-    state: Literal["pending", "in_flight", "succeeded", "failed"]
-    invoiceNumber: str
-    merchantProfile: str
-    attempts: int
-    lastError: UpstreamError | None = None
-    createdAt: dt.datetime
-    updatedAt: dt.datetime
-    completedAt: dt.datetime | None = None
-    links: dict[str, str]
-
-
-class OperationPage(BaseModel):
-    items: list[OperationOut]
-    nextCursor: str | None = None
-
-
-class EventOut(BaseModel):
-    id: int
-    type: str
-    invoiceNumber: str
-    merchantProfile: str
-    operationId: str | None = None
-    data: dict[str, Any]
-    createdAt: dt.datetime
-
-
-class EventPage(BaseModel):
-    items: list[EventOut]
-    nextCursor: str | None = Field(description="pass as `after` to continue; stays put when nothing is new")
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem details, as every error of this API is answered."""
-
-    type: str
-    title: str
-    status: int
-    code: str
-    detail: str
-    instance: str | None = None
-    errors: list[dict[str, Any]] | None = None
-    retryAfter: int | None = None
-    upstream: UpstreamError | None = None
-    operationId: str | None = None

@@ -6,22 +6,15 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from app.events.types import EventType
+
 # The lifecycle event a move into a status stands for.
 STATUS_EVENTS = {
-    "CREATED": "invoice.published",
-    "SENT": "invoice.sent",
-    "PARTIAL": "invoice.partially_paid",
-    "PAID": "invoice.paid",
-    "CANCELED": "invoice.canceled",
-}
-
-# The event a delivered command writes.
-COMMAND_EVENTS = {
-    "create": "invoice.created",
-    "update": "invoice.updated",
-    "publish": "invoice.published",
-    "send": "invoice.sent",
-    "cancel": "invoice.canceled",
+    "CREATED": EventType.PUBLISHED,
+    "SENT": EventType.SENT,
+    "PARTIAL": EventType.PARTIALLY_PAID,
+    "PAID": EventType.PAID,
+    "CANCELED": EventType.CANCELED,
 }
 
 SEND_HISTORY_EVENTS = frozenset({"SEND", "RESEND"})
@@ -100,7 +93,7 @@ def _same_text(requested: Any, upstream: Any) -> bool:
     return upstream is not None and str(requested).strip().casefold() == str(upstream).strip().casefold()
 
 
-def status_event(old: str | None, new: str | None) -> str | None:
+def status_event(old: str | None, new: str | None) -> EventType | None:
     if new is None or new == old:
         return None
     return STATUS_EVENTS.get(new)

@@ -9,12 +9,11 @@ import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.invoices.repository import Repository
 from app.models import OPERATION_STATES
+from app.outbox.repository import OutboxRepository
 
 HTTP_REQUESTS = Counter("igw_http_requests_total", "HTTP requests answered", ["method", "route", "status"])
 HTTP_LATENCY = Histogram("igw_http_request_duration_seconds", "HTTP request duration", ["method", "route"],
@@ -63,12 +62,13 @@ class MetricsMiddleware:
 
 async def refresh_outbox_gauges(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
-        by_state, oldest_age = await Repository(conn).outbox_depth()
+        by_state, oldest_age = await OutboxRepository(conn).depth()
     for state in OPERATION_STATES:
         OUTBOX_COMMANDS.labels(state).set(by_state.get(state, 0))
     OUTBOX_OLDEST_PENDING.set(oldest_age)
 
 
-async def metrics_endpoint(request: Request) -> Response:
-    await refresh_outbox_gauges(request.app.state.reads)
+async def metrics_text(reads: AsyncEngine) -> Response:
+    """The Prometheus exposition, with the outbox gauges read now."""
+    await refresh_outbox_gauges(reads)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -8,31 +8,31 @@ from __future__ import annotations
 
 import uuid
 
-from app.db import create_engine
+from app.db import engine_from_settings
 from app.errors import ApiError
-from app.invoices.presenters import operation_out
-from app.invoices.repository import Repository
-from app.invoices.service import requeue_failed_operation
+from app.outbox.presenters import operation_out
+from app.outbox.service import list_operations as page_of_operations
+from app.outbox.service import requeue_failed
 from app.settings import Settings
 
 
 async def list_operations(settings: Settings, *, state: str | None, limit: int) -> list[str]:
     """One JSON document per command, oldest first."""
-    engine = create_engine(settings.database_url, pgbouncer=settings.database_pgbouncer, pool_size=1)
+    engine = engine_from_settings(settings, pool_size=1)
     try:
         async with engine.connect() as conn:
-            rows = await Repository(conn).list_operations(state=state, after_seq=None, limit=limit)
+            page = await page_of_operations(conn, state=state, after=None, limit=limit)
     finally:
         await engine.dispose()
-    return [operation_out(row).model_dump_json() for row in rows]
+    return [item.model_dump_json() for item in page.items]
 
 
 async def retry_operation(settings: Settings, operation_id: uuid.UUID) -> tuple[bool, str]:
     """Put a failed command back in the queue; (done, what to print)."""
-    engine = create_engine(settings.database_url, pgbouncer=settings.database_pgbouncer, pool_size=1)
+    engine = engine_from_settings(settings, pool_size=1)
     try:
         async with engine.begin() as conn:
-            row = await requeue_failed_operation(Repository(conn), operation_id)
+            row = await requeue_failed(conn, operation_id)
     except ApiError as exc:
         return False, exc.detail
     finally:

@@ -14,8 +14,8 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.invoices.repository import OPERATION_DONE_CHANNEL, Repository
 from app.observability.logging import get_logger
+from app.outbox.repository import OPERATION_DONE_CHANNEL, OutboxRepository
 
 log = get_logger(__name__)
 # With LISTEN a poll only guards against a lost notification; without it, polling is the mechanism.
@@ -53,7 +53,7 @@ class OperationWaiter:
 
     async def _finished(self, operation_id: uuid.UUID) -> bool:
         async with self.engine.connect() as conn:
-            state = await Repository(conn).operation_state(operation_id)
+            state = await OutboxRepository(conn).state(operation_id)
         return state in (None, "succeeded", "failed")
 
     async def wait(self, operation_id: uuid.UUID, seconds: float) -> bool:

@@ -11,19 +11,18 @@ records it: the new status, balance and body, and the lifecycle event (`invoice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
-from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.cybersource.client import CybersourceClients, UnknownMerchantProfileError
 from app.cybersource.errors import CybersourceError
-from app.invoices.repository import Repository
-from app.invoices.service import record_upstream_state
+from app.invoices.repository import InvoiceRepository
 from app.invoices.upstream_state import UpstreamState
 from app.observability.logging import get_logger
 from app.observability.metrics import RECONCILER_CHECKS
 from app.settings import Settings
+from app.upstream_sync.repository import DueInvoice, UpstreamSyncRepository
+from app.upstream_sync.service import record_upstream_state
 
 log = get_logger(__name__)
 # The longest pause between two looks for due invoices, whatever the staleness setting.
@@ -40,41 +39,35 @@ class StatusReconciler:
     def enabled(self) -> bool:
         return self.settings.reconcile_after_seconds > 0
 
-    async def run(self, stop: asyncio.Event) -> None:
-        if not self.enabled:
-            return
-        idle = min(MAX_IDLE_SECONDS, self.settings.reconcile_after_seconds / 4)
-        while not stop.is_set():
-            try:
-                checked = await self.reconcile_due()
-            except Exception:  # the database is away for a moment: keep running, try again
-                log.exception("reconciler.failed")
-                checked = 0
-            if checked < self.settings.reconcile_batch_size:  # a full batch means more may be due now
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), idle)
+    @property
+    def idle_seconds(self) -> float:
+        return min(MAX_IDLE_SECONDS, self.settings.reconcile_after_seconds / 4)
+
+    async def step(self) -> bool:
+        """One batch; True when it was full, so more may be due right away."""
+        return await self.reconcile_due() >= self.settings.reconcile_batch_size
 
     async def reconcile_due(self) -> int:
         """Re-read one batch of due invoices; returns how many were due."""
         async with self.engine.begin() as conn:
-            due = await Repository(conn).claim_invoices_to_reconcile(
+            due = await UpstreamSyncRepository(conn).claim_invoices_to_reconcile(
                 stale_seconds=self.settings.reconcile_after_seconds, limit=self.settings.reconcile_batch_size)
         slots = asyncio.Semaphore(self.settings.reconcile_concurrency)
 
-        async def check(invoice: RowMapping) -> None:
+        async def check(invoice: DueInvoice) -> None:
             async with slots:
                 RECONCILER_CHECKS.labels(await self.check(invoice)).inc()
 
         await asyncio.gather(*(check(invoice) for invoice in due))
         return len(due)
 
-    async def check(self, due: RowMapping) -> str:
+    async def check(self, due: DueInvoice) -> str:
         """Re-read one claimed invoice and record a change; returns the outcome (a metrics label)."""
-        number = due["invoice_number"]
+        number = due.invoice_number
         try:
-            result = await self.clients.get(due["merchant_profile"]).get_invoice(number)
+            result = await self.clients.get(due.merchant_profile).get_invoice(number)
         except UnknownMerchantProfileError:
-            log.warning("reconciler.unknown_profile", invoice_number=number, profile=due["merchant_profile"])
+            log.warning("reconciler.unknown_profile", invoice_number=number, profile=due.merchant_profile)
             return "failed"
         except CybersourceError as exc:  # looked at again after the interval
             log.warning("reconciler.read_failed", invoice_number=number, status=exc.status, error=exc.message,
@@ -82,16 +75,15 @@ class StatusReconciler:
             return "failed"
         state = UpstreamState.from_body(result.raw)
         async with self.engine.begin() as conn:
-            repo = Repository(conn)
-            invoice = await repo.get_invoice_by_id(due["id"], for_update=True)
+            invoice = await InvoiceRepository(conn).get_by_id(due.id, for_update=True)
             # Seen since the claim (a command's answer, a webhook, a refresh), or a command on its way: what
             # we read may already be older than what the store has.
-            if (invoice is None or invoice["checked_at"] != due["checked_at"]
-                    or invoice["sync_state"] == "pending"):
+            if invoice is None or invoice.checked_at != due.checked_at or invoice.sync_state == "pending":
                 return "superseded"
-            if state.status in (None, invoice["status"]) and state.balance_amount in (None, invoice["balance_amount"]):
+            unchanged_status = state.status in (None, invoice.status)
+            if unchanged_status and state.balance_amount in (None, invoice.balance_amount):
                 return "unchanged"
-            await record_upstream_state(repo, invoice, state)
-        log.info("reconciler.status_changed", invoice_number=number, previous_status=invoice["status"],
+            await record_upstream_state(conn, invoice, state)
+        log.info("reconciler.status_changed", invoice_number=number, previous_status=invoice.status,
                  status=state.status)
         return "changed"

@@ -16,14 +16,18 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from app.auth.principal import Caller
 from app.cybersource.client import CybersourceClients
 from app.db import create_engine
-from app.idempotency.executor import IdempotentExecutor, fingerprint
-from app.invoices.repository import Repository
+from app.idempotency.executor import IdempotentExecutor
+from app.idempotency.keys import fingerprint
+from app.idempotency.purge import purge_once
+from app.idempotency.repository import IdempotencyRepository
+from app.invoices.answers import command_outcome
 from app.invoices.schemas import InvoiceCreate
-from app.invoices.service import Caller, InvoiceService
+from app.invoices.service import InvoiceService
+from app.kit.loops import run_until_stopped
 from app.main import create_app
-from app.outbox.relay import Relay
 from app.outbox.waiter import OperationWaiter
 from tests.integration.conftest import KEYS, client_for, facade_settings, invoice_body, key
 from tests.support.postgres import fresh_database
@@ -404,13 +408,19 @@ async def executor(database_url: str, simulator_url: str) -> AsyncIterator[Idemp
     settings = facade_settings(database_url, simulator_url, relay_in_process=False)
     engine = create_engine(settings.database_url, pool_size=2)
     clients = CybersourceClients.from_settings(settings)
-    service = InvoiceService(settings, clients)
     try:
         reads = engine.execution_options(isolation_level="AUTOCOMMIT")
-        yield IdempotentExecutor(engine, reads, settings, service, OperationWaiter(reads, None))
+        yield IdempotentExecutor(engine, reads, settings, OperationWaiter(reads, None), command_outcome)
     finally:
         await clients.aclose()
         await engine.dispose()
+
+
+@pytest.fixture
+def invoices(executor: IdempotentExecutor) -> InvoiceService:
+    """The invoice service whose writes the executor runs (its enqueue steps are called directly)."""
+    return InvoiceService(engine=executor.engine, reads=executor.reads, settings=executor.settings,
+                          executor=executor)
 
 
 def _as_the_api_would(body: dict[str, Any]) -> tuple[InvoiceCreate, str]:
@@ -419,13 +429,13 @@ def _as_the_api_would(body: dict[str, Any]) -> tuple[InvoiceCreate, str]:
                               scope="default")
 
 
-async def test_respond_async_answers_202_even_when_the_relay_was_faster(executor: IdempotentExecutor):
+async def test_respond_async_answers_202_even_when_the_relay_was_faster(executor: IdempotentExecutor, invoices: InvoiceService):
     body, _ = unique_body()
     model, request_fingerprint = _as_the_api_would(body)
     operations: list[uuid.UUID] = []
 
     async def create_and_finish_at_once(conn: Any) -> Any:
-        accepted = await executor.service.create(conn, BILLING, "default", model)
+        accepted = await invoices.enqueue_create(conn, BILLING, "default", model)
         operations.append(accepted.operation_id)
         # As if a relay had delivered it before the request read its answer (bench_api saw this race).
         await conn.execute(text("UPDATE operations SET state = 'succeeded' WHERE id = :id"),
@@ -440,7 +450,7 @@ async def test_respond_async_answers_202_even_when_the_relay_was_faster(executor
     assert outcome.headers["Location"] == f"/v1/operations/{operations[0]}"
 
 
-async def test_killed_after_commit_is_replayed_on_retry(database_url: str, executor: IdempotentExecutor,
+async def test_killed_after_commit_is_replayed_on_retry(database_url: str, executor: IdempotentExecutor, invoices: InvoiceService,
                                                         api: httpx.AsyncClient, sim: httpx.AsyncClient,
                                                         monkeypatch: pytest.MonkeyPatch):
     body, description = unique_body()
@@ -456,7 +466,7 @@ async def test_killed_after_commit_is_replayed_on_retry(database_url: str, execu
     monkeypatch.setattr(executor, "_final_outcome", die_while_waiting)
     request = asyncio.create_task(executor.run(
         caller=BILLING, key=idem, request_fingerprint=request_fingerprint, method="POST", path="/v1/invoices",
-        wait_seconds=10, enqueue=lambda conn: executor.service.create(conn, BILLING, "default", model)))
+        wait_seconds=10, enqueue=lambda conn: invoices.enqueue_create(conn, BILLING, "default", model)))
     await asyncio.wait_for(committed.wait(), 10)
     request.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -483,7 +493,7 @@ async def test_killed_after_commit_is_replayed_on_retry(database_url: str, execu
 
 
 @pytest.mark.parametrize("how", ["exception", "cancelled"])
-async def test_killed_before_commit_runs_again_on_retry(database_url: str, executor: IdempotentExecutor,
+async def test_killed_before_commit_runs_again_on_retry(database_url: str, executor: IdempotentExecutor, invoices: InvoiceService,
                                                         api: httpx.AsyncClient, sim: httpx.AsyncClient, how: str):
     body, description = unique_body()
     idem = str(uuid.uuid4())
@@ -492,7 +502,7 @@ async def test_killed_before_commit_runs_again_on_retry(database_url: str, execu
     inserted = asyncio.Event()
 
     async def enqueue(conn: Any) -> Any:
-        accepted = await executor.service.create(conn, BILLING, "default", model)
+        accepted = await invoices.enqueue_create(conn, BILLING, "default", model)
         written.append(accepted.operation_id)  # invoice row and outbox command written, not committed
         if how == "exception":
             raise RuntimeError("the process dies before commit")
@@ -527,8 +537,8 @@ async def test_killed_before_commit_runs_again_on_retry(database_url: str, execu
 async def test_facade_failure_does_not_leave_the_key_stuck(own_facade: OwnFacade, sim: httpx.AsyncClient,
                                                            monkeypatch: pytest.MonkeyPatch):
     url, app, database_url = own_facade
-    service = app.state.service
-    original = service.create
+    service = app.state.services[InvoiceService]
+    original = service.enqueue_create
 
     async def fail_after_writing(conn: Any, caller: Caller, profile: str, body: Any) -> Any:
         await original(conn, caller, profile, body)
@@ -538,7 +548,7 @@ async def test_facade_failure_does_not_leave_the_key_stuck(own_facade: OwnFacade
     body, description = unique_body()
     headers = key()
     async with client_for(url) as client:
-        monkeypatch.setattr(service, "create", fail_after_writing)
+        monkeypatch.setattr(service, "enqueue_create", fail_after_writing)
         failed = await client.post("/v1/invoices", json=body, headers=headers)
         problem = assert_problem(failed, 503, "service_unavailable")
         assert "same Idempotency-Key" in problem["detail"]
@@ -603,7 +613,7 @@ async def test_old_records_are_purged_in_batches_recent_ones_stay(purge_database
         purged = []
         while True:
             async with engine.begin() as conn:
-                count = await Repository(conn).purge_idempotency_records(
+                count = await IdempotencyRepository(conn).purge(
                     older_than_hours=settings.idempotency_retention_hours, batch=10)
             purged.append(count)
             if count == 0:
@@ -630,7 +640,9 @@ async def test_relay_housekeeping_purges_with_the_configured_retention(purge_dat
     engine = create_engine(url, pool_size=2)
     clients = CybersourceClients.from_settings(settings)
     stop = asyncio.Event()
-    housekeeping = asyncio.create_task(Relay(engine, settings, clients)._housekeeping_loop(stop))
+    housekeeping = asyncio.create_task(run_until_stopped(
+        "idempotency.purge", lambda: purge_once(engine, settings), stop,
+        idle_seconds=settings.housekeeping_interval_seconds))
     try:
         # three batches of at most 3 in a row, without waiting the hour-long interval in between
         for _ in range(100):
@@ -658,7 +670,7 @@ async def test_after_retention_the_key_is_forgotten(database_url: str, api: http
     engine = create_engine(database_url, pool_size=1)
     try:
         async with engine.begin() as conn:
-            assert await Repository(conn).purge_idempotency_records(older_than_hours=24, batch=1000) >= 1
+            assert await IdempotencyRepository(conn).purge(older_than_hours=24, batch=1000) >= 1
     finally:
         await engine.dispose()
     assert await record_of(database_url, "billing", headers["Idempotency-Key"]) is None

@@ -20,11 +20,12 @@ import httpx
 import pytest
 
 from app.cybersource.client import CybersourceClients
-from app.db import create_engine
-from app.invoices.repository import Repository
+from app.db import create_engine, listen_dsn
+from app.invoices.delivery import CybersourceDelivery
 from app.main import create_app
 from app.outbox import relay as relay_module
 from app.outbox.relay import Relay
+from app.outbox.repository import OutboxRepository
 from app.settings import Settings
 from tests.integration.conftest import client_for, facade_settings, invoice_body, key
 from tests.integration.waiting import add_fault, fault_hits, until
@@ -357,35 +358,45 @@ def own(simulator_url: str) -> Iterator[OwnFacade]:
             yield facade
 
 
-class WatchingRelay(Relay):
-    """A plain relay that notes what it did, for the assertions (it changes no behaviour)."""
+class WatchingDelivery(CybersourceDelivery):
+    """The plain Cybersource handler, noting which reconciliations found the command applied."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.reconciled_as_applied: dict[str, bool] = {}
+
+    async def _reconcile(self, client: Any, op: Any) -> dict[str, Any] | None:
+        applied = await super()._reconcile(client, op)
+        self.reconciled_as_applied[str(op.id)] = applied is not None
+        return applied
+
+
+class WatchingRelay(Relay):
+    """A plain relay that notes what it did, for the assertions (it changes no behaviour)."""
+
+    delivery_class: type[CybersourceDelivery] = WatchingDelivery
+
+    def __init__(self, engine: Any, settings: Settings, clients: Any, owner: str) -> None:
+        handler = self.delivery_class(engine, settings, clients)
+        super().__init__(engine, settings, handler, owner=owner, listen_dsn=listen_dsn(settings))
         self.succeeded: list[str] = []
         self.failed: list[str] = []
         self.claimed_for_reconcile: dict[str, bool] = {}
-        self.reconciled_as_applied: dict[str, bool] = {}
         self.first_delivery_at: float | None = None
+
+    @property
+    def reconciled_as_applied(self) -> dict[str, bool]:
+        return self.handler.reconciled_as_applied  # type: ignore[attr-defined,no-any-return]
 
     async def _deliver(self, op: Any) -> None:
         if self.first_delivery_at is None:
             self.first_delivery_at = time.time()
-        self.claimed_for_reconcile[str(op["id"])] = bool(op["needs_reconcile"])
+        self.claimed_for_reconcile[str(op.id)] = bool(op.needs_reconcile)
         await super()._deliver(op)
 
-    async def _reconcile(self, client: Any, op: Any) -> dict[str, Any] | None:
-        applied = await super()._reconcile(client, op)
-        self.reconciled_as_applied[str(op["id"])] = applied is not None
-        return applied
-
-    def _complete_success(self, op: Any, body: dict[str, Any]) -> None:
-        self.succeeded.append(str(op["id"]))
-        super()._complete_success(op, body)
-
-    def _complete_failure(self, op: Any, error: dict[str, Any]) -> None:
-        self.failed.append(str(op["id"]))
-        super()._complete_failure(op, error)
+    def _complete(self, done: Any) -> None:
+        (self.succeeded if done.finish.state == "succeeded" else self.failed).append(str(done.operation.id))
+        super()._complete(done)
 
 
 @contextlib.asynccontextmanager
@@ -469,18 +480,22 @@ async def test_two_relays_drain_a_thousand_commands_exactly_once_in_order(own: O
         assert [after[op_id]["kind"] for op_id in ids] == ["create", "publish", "send", "cancel"]
 
 
+class FreezesAfterSending(WatchingDelivery):
+    async def _deliver_once(self, client: Any, op: Any, owner: str) -> dict[str, Any]:
+        result = await super()._deliver_once(client, op, owner)
+        if op.kind == "send":
+            await asyncio.Event().wait()
+        return result
+
+
 class CrashesAfterSending(WatchingRelay):
     """Relay A: a send reaches Cybersource, then the process freezes (before writing anything) until it
     is killed. Killed means no flush, no release of leases: only its sockets and connections go away."""
 
-    async def _deliver_once(self, client: Any, op: Any) -> dict[str, Any]:
-        result = await super()._deliver_once(client, op)
-        if op["kind"] == "send":
-            await asyncio.Event().wait()
-        return result
+    delivery_class = FreezesAfterSending
 
-    async def _shutdown(self, flusher: asyncio.Task[None], side_jobs: list[asyncio.Task[None]]) -> None:
-        tasks = [flusher, *side_jobs, *self._in_flight]
+    async def _shutdown(self, flusher: asyncio.Task[None]) -> None:
+        tasks = [flusher, *self._in_flight]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -568,14 +583,18 @@ async def test_clean_stop_finishes_calls_in_flight_and_claims_nothing_more(own: 
     assert {i["status"] for i in upstream} == {"DRAFT"}
 
 
+class SlowAnswer(WatchingDelivery):
+    async def _deliver_once(self, client: Any, op: Any, owner: str) -> dict[str, Any]:
+        result = await super()._deliver_once(client, op, owner)
+        if op.kind == "send":
+            await asyncio.sleep(30)
+        return result
+
+
 class SlowAnswerRelay(WatchingRelay):
     """Cybersource applied the send, but its answer takes longer than the relay's shutdown grace."""
 
-    async def _deliver_once(self, client: Any, op: Any) -> dict[str, Any]:
-        result = await super()._deliver_once(client, op)
-        if op["kind"] == "send":
-            await asyncio.sleep(30)
-        return result
+    delivery_class = SlowAnswer
 
 
 async def test_clean_stop_releases_what_it_could_not_finish_for_reconciliation(
@@ -616,16 +635,16 @@ async def test_clean_stop_writes_results_whose_flush_it_interrupted(own: OwnFaca
     tag = uuid.uuid4().hex
     queued = await queue_commands(own.base_url, tag, 1, ("publish",))
     [(number, [create_id, publish_id])] = list(queued.items())
-    original = Repository.complete_operations
+    original = OutboxRepository.finish
     writing = asyncio.Event()
 
-    async def slow_write(self: Repository, owner: str, completions: Any) -> Any:
+    async def slow_write(self: OutboxRepository, owner: str, completions: Any) -> Any:
         if owner == "relay-flush" and any(str(c.operation_id) == publish_id for c in completions):
             writing.set()
             await asyncio.sleep(0.5)
         return await original(self, owner, completions)
 
-    monkeypatch.setattr(Repository, "complete_operations", slow_write)
+    monkeypatch.setattr(OutboxRepository, "finish", slow_write)
     async with relay_running(WatchingRelay, own.settings(), "relay-flush") as (relay, task):
         await asyncio.wait_for(writing.wait(), 15)
         relay.stop_event.set()
@@ -642,16 +661,16 @@ async def test_a_database_error_while_claiming_does_not_stop_the_relay(own: OwnF
     tag = uuid.uuid4().hex
     queued = await queue_commands(own.base_url, tag, 1, ())
     [(number, [create_id])] = list(queued.items())
-    original = Repository.claim_due_operations
+    original = OutboxRepository.claim_due
     failures = []
 
-    async def flaky_claim(self: Repository, *, owner: str, **kwargs: Any) -> Any:
+    async def flaky_claim(self: OutboxRepository, *, owner: str, **kwargs: Any) -> Any:
         if owner == "relay-blip" and not failures:
             failures.append(owner)
             raise ConnectionRefusedError("the database is restarting")
         return await original(self, owner=owner, **kwargs)
 
-    monkeypatch.setattr(Repository, "claim_due_operations", flaky_claim)
+    monkeypatch.setattr(OutboxRepository, "claim_due", flaky_claim)
     async with relay_running(WatchingRelay, own.settings(), "relay-blip") as (relay, task):
         async def delivered_or_dead() -> bool:
             return task.done() or (await own.operations())[create_id]["state"] == "succeeded"

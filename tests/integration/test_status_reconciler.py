@@ -14,12 +14,13 @@ from prometheus_client import REGISTRY
 
 from app.cybersource.client import CybersourceClients
 from app.db import create_engine
-from app.invoices.repository import Repository
-from app.invoices.service import InvoiceService, record_upstream_state
+from app.invoices.repository import InvoiceRepository
 from app.invoices.upstream_state import UpstreamState
 from app.main import create_app
 from app.settings import Settings
 from app.upstream_sync.reconciler import StatusReconciler
+from app.upstream_sync.repository import UpstreamSyncRepository
+from app.upstream_sync.service import UpstreamSyncService, record_upstream_state
 from tests.integration.conftest import client_for, facade_settings, invoice_body, key
 from tests.integration.waiting import add_fault, fault_hits, until, waiting_for_a_lock
 from tests.support.postgres import fresh_database
@@ -157,21 +158,20 @@ async def test_a_newer_observation_wins_over_an_older_read(simulator_url: str, s
             async with engine.begin() as conn:
                 await conn.exec_driver_sql("UPDATE invoices SET checked_at = now() - interval '1 hour'")
             async with engine.begin() as conn:
-                (due,) = await Repository(conn).claim_invoices_to_reconcile(stale_seconds=60, limit=10)
+                (due,) = await UpstreamSyncRepository(conn).claim_invoices_to_reconcile(stale_seconds=60, limit=10)
             reconciler = StatusReconciler(engine, own.settings, clients)
             async with engine.begin() as newer:
-                repo = Repository(newer)
-                invoice = await repo.get_invoice(due["merchant_profile"], number, for_update=True)
+                invoice = await InvoiceRepository(newer).get(due.merchant_profile, number, for_update=True)
                 assert invoice is not None
                 older_read = asyncio.create_task(reconciler.check(due))
                 await until(lambda: waiting_for_a_lock(own.database_url), what="the reconciler to reach the row")
                 await sim.post(f"/__sim/invoices/{number}/payments", json={"amount": "100.00"})
                 paid = await clients.get("default").get_invoice(number)
-                await record_upstream_state(repo, invoice, UpstreamState.from_body(paid.raw))
+                await record_upstream_state(newer, invoice, UpstreamState.from_body(paid.raw))
             assert await older_read == "superseded"
             async with engine.connect() as conn:
-                stored = await Repository(conn).get_invoice(due["merchant_profile"], number)
-            assert stored is not None and stored["status"] == "PAID"
+                stored = await InvoiceRepository(conn).get(due.merchant_profile, number)
+            assert stored is not None and stored.status == "PAID"
         finally:
             await clients.aclose()
             await engine.dispose()
@@ -185,10 +185,10 @@ async def test_a_refresh_or_webhook_reading_overtaken_meanwhile_is_read_again(si
         number = await _sent_invoice(own.api)
         engine = create_engine(own.database_url)
         clients = CybersourceClients.from_settings(own.settings)
-        service = InvoiceService(own.settings, clients)
+        service = UpstreamSyncService(engine=engine, reads=engine, settings=own.settings, clients=clients)
         try:
             async with engine.connect() as conn:
-                seen = await Repository(conn).get_invoice("default", number)
+                seen = await InvoiceRepository(conn).get("default", number)
             assert seen is not None
             older = await service.read_upstream("default", number)
             assert older.status == "SENT"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app import errors
-from app.idempotency.executor import MAX_KEY_LENGTH, fingerprint, parse_idempotency_key, prefer_wait
+from app.http.prefer import prefer_wait
+from app.idempotency.keys import MAX_KEY_LENGTH, fingerprint, parse_idempotency_key
 
 UUID = "8e03978e-40d5-43e8-bc93-6894a57f9324"
 
@@ -150,7 +151,7 @@ def test_prefer_wait(prefer: str | None, expected: tuple[float, bool]):
 
 
 def test_prefer_parameters_and_quoted_values():
-    from app.idempotency.executor import prefer_wait
+    from app.http.prefer import prefer_wait
 
     assert prefer_wait("respond-async; foo=bar", 10.0) == (0.0, True)
     assert prefer_wait('wait="5"', 10.0) == (5.0, False)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from app.upstream_sync.notifications import WebhookInvalid, compact, read_notification, verify
+from app.cybersource.notifications import WebhookInvalid, compact, read_notification, verify
 
 KEY_ID = "7c1e5a90-3f2b-4d8e-e063-0b588e0a4f11"
 SECRET = hashlib.sha256(b"webhooks-md worked example").digest()

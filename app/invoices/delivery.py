@@ -1,0 +1,193 @@
+"""Delivering invoice commands to Cybersource: the outbox relay's handler for invoices.
+
+Ambiguous failures (the call may have been applied) are reconciled before anything is re-sent: a create
+is looked up by its number, a send/publish/cancel compares the upstream status and e-mail history with
+what it was before the first attempt. The dispatch is exhaustive over `OperationKind`: mypy refuses a
+kind without its upstream call or its reconcile rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, assert_never
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.cybersource.client import CybersourceClient, CybersourceClients
+from app.cybersource.errors import AmbiguousError, AuthenticationError, CybersourceError, RejectedError, TransientError
+from app.events.repository import EventRepository, NewEvent
+from app.events.types import EventType
+from app.invoices.commands import COMMANDS, OperationKind, ReconcileRule
+from app.invoices.repository import DeliveredState, InvoiceRepository
+from app.invoices.upstream_state import UpstreamState
+from app.kit.upstream_errors import error_record
+from app.observability.logging import get_logger
+from app.outbox.relay import Delivery, Done, Failed, Succeeded, TryAgain
+from app.outbox.repository import ClaimedOperation, OutboxRepository
+from app.settings import Settings
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceEffects:
+    """What a finished command writes besides its own row: the invoice's columns and its event."""
+
+    state: DeliveredState
+    event: NewEvent
+
+
+class CybersourceDelivery:
+    def __init__(self, engine: AsyncEngine, settings: Settings, clients: CybersourceClients) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.clients = clients
+
+    # --- the handler protocol -----------------------------------------------------------------------
+
+    async def deliver(self, operation: ClaimedOperation, lease_owner: str) -> Delivery[InvoiceEffects]:
+        account_limit = self.settings.relay_account_error_attempts
+        try:
+            client = self.clients.get(operation.merchant_profile)
+            body = await self._deliver_once(client, operation, lease_owner)
+        except RejectedError as exc:
+            error = error_record(exc, "rejected")
+            return Failed(error, self.failure_effects(operation, error))
+        except AuthenticationError as exc:
+            return self._again(exc, "authentication", attempt_limit=account_limit)
+        except AmbiguousError as exc:
+            return self._again(exc, "ambiguous", reconcile=True)
+        except TransientError as exc:
+            limit = account_limit if getattr(exc, "possibly_account_problem", False) else None
+            return self._again(exc, "transient", attempt_limit=limit, retry_after=exc.retry_after)
+        except CybersourceError as exc:
+            return self._again(exc, "transient")
+        return self._succeeded(operation, body)
+
+    def failure_effects(self, operation: ClaimedOperation, error: dict[str, Any]) -> InvoiceEffects:
+        state = DeliveredState(operation.invoice_id, False, None, None, None, None, error)
+        data = {"operation": operation.kind, "error": error}
+        return InvoiceEffects(state, NewEvent(EventType.FAILED, operation.invoice_id, operation.id, data))
+
+    async def record(self, conn: AsyncConnection, done: Sequence[Done[InvoiceEffects]]) -> None:
+        await InvoiceRepository(conn).apply_delivered([d.effects.state for d in done])
+        await EventRepository(conn).insert([d.effects.event for d in done])
+
+    # --- delivering one command ---------------------------------------------------------------------
+
+    @staticmethod
+    def _again(
+        exc: CybersourceError,
+        failure_class: str,
+        *,
+        attempt_limit: int | None = None,
+        retry_after: float | None = None,
+        reconcile: bool = False,
+    ) -> TryAgain:
+        return TryAgain(
+            error_record(exc, failure_class),
+            failure_class,
+            attempt_limit=attempt_limit,
+            retry_after=retry_after,
+            reconcile=reconcile,
+            message=exc.message,
+        )
+
+    def _succeeded(self, operation: ClaimedOperation, body: dict[str, Any]) -> Succeeded[InvoiceEffects]:
+        kind = OperationKind(operation.kind)
+        state = UpstreamState.from_body(body)
+        result = {"status": state.status, "completedAt": datetime.now(UTC).isoformat()}
+        delivered = DeliveredState(
+            operation.invoice_id, True, state.status, state.payment_link, state.balance_amount, body, None
+        )
+        data = {"status": state.status, "operation": operation.kind}
+        event = NewEvent(COMMANDS[kind].event, operation.invoice_id, operation.id, data)
+        return Succeeded(result, InvoiceEffects(delivered, event))
+
+    async def _deliver_once(
+        self, client: CybersourceClient, operation: ClaimedOperation, lease_owner: str
+    ) -> dict[str, Any]:
+        kind = OperationKind(operation.kind)
+        if operation.needs_reconcile:
+            applied = await self._reconcile(client, operation)
+            if applied is not None:
+                log.info("relay.reconciled_as_applied", operation_id=str(operation.id), kind=kind)
+                return applied
+        if COMMANDS[kind].needs_baseline and operation.baseline is None:
+            await self._record_baseline(client, operation, lease_owner)
+        try:
+            return await self._call(client, operation, kind)
+        except RejectedError as exc:
+            if kind is OperationKind.CREATE and exc.is_duplicate_record:
+                # A create we sent before (answer lost) or someone else's invoice: look before failing.
+                existing = await self._fetch(client, operation.invoice_number)
+                payload = operation.payload or {}
+                if existing is not None and UpstreamState.from_body(existing).matches_request(payload):
+                    return existing
+            raise
+
+    @staticmethod
+    async def _call(client: CybersourceClient, operation: ClaimedOperation, kind: OperationKind) -> dict[str, Any]:
+        number = operation.invoice_number
+        match kind:
+            case OperationKind.CREATE:
+                result = await client.create_invoice(operation.payload or {})
+            case OperationKind.UPDATE:
+                result = await client.update_invoice(number, operation.payload or {})
+            case OperationKind.PUBLISH:
+                result = await client.publish_invoice(number)
+            case OperationKind.SEND:
+                result = await client.send_invoice(number)
+            case OperationKind.CANCEL:
+                result = await client.cancel_invoice(number)
+            case _:
+                assert_never(kind)
+        return dict(result.raw)
+
+    async def _fetch(self, client: CybersourceClient, number: str) -> dict[str, Any] | None:
+        try:
+            return dict((await client.get_invoice(number)).raw)
+        except RejectedError as exc:
+            if exc.is_not_found:
+                return None
+            raise
+
+    async def _record_baseline(self, client: CybersourceClient, operation: ClaimedOperation, owner: str) -> None:
+        """Before the first send, note status and e-mail count so a lost answer can be told apart."""
+        state = UpstreamState.from_body(await self._fetch(client, operation.invoice_number))
+        baseline = {"status": state.status, "sends": state.send_count}
+        async with self.engine.begin() as conn:
+            await OutboxRepository(conn).set_baseline(operation.id, owner, baseline)
+
+    async def _reconcile(self, client: CybersourceClient, operation: ClaimedOperation) -> dict[str, Any] | None:
+        """After an ambiguous failure: the upstream invoice if the command was applied, else None."""
+        rule = COMMANDS[OperationKind(operation.kind)].reconcile
+        if rule is ReconcileRule.REAPPLY:
+            return None  # a full replacement is safe to apply again
+        current = await self._fetch(client, operation.invoice_number)
+        if current is None:
+            return None
+        return current if applied(rule, UpstreamState.from_body(current), operation) else None
+
+
+def applied(rule: ReconcileRule, state: UpstreamState, operation: ClaimedOperation) -> bool:
+    """Does the upstream invoice show the command as applied?"""
+    match rule:
+        case ReconcileRule.MATCHES_REQUEST:
+            return state.matches_request(operation.payload or {})
+        case ReconcileRule.REAPPLY:
+            return False
+        case ReconcileRule.LEFT_DRAFT:
+            return state.status not in (None, "DRAFT")
+        case ReconcileRule.IS_CANCELED:
+            return state.status == "CANCELED"
+        case ReconcileRule.SENT_SINCE_BASELINE:
+            baseline = operation.baseline
+            if baseline is None:
+                return False  # the baseline is committed before the first send call: none means never sent
+            moved = state.status != baseline.get("status")
+            return moved or state.send_count > int(baseline.get("sends", 0))
+        case _:
+            assert_never(rule)

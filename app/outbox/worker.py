@@ -1,0 +1,121 @@
+"""The background work of the facade, and the `invoicing-gateway relay` process that runs it.
+
+One entry starts every background job, each in the resilient loop of `app/kit/loops.py`: the outbox
+relay delivering invoice commands to Cybersource, the status reconciler (lost webhooks), and the purge of
+old idempotency records. `api --with-relay` runs the same jobs inside the API process.
+
+The standalone process has no API of its own; it serves `/livez`, `/readyz` and `/metrics` on
+`RELAY_METRICS_HOST:RELAY_METRICS_PORT` for Kubernetes probes and Prometheus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator
+
+import uvicorn
+from fastapi import FastAPI
+
+from app.cybersource.client import CybersourceClients
+from app.db import Database, listen_dsn
+from app.http import health
+from app.http.deps import register
+from app.idempotency.purge import purge_once
+from app.invoices.delivery import CybersourceDelivery
+from app.kit.loops import run_until_stopped
+from app.observability.logging import get_logger
+from app.outbox.relay import Relay
+from app.settings import Settings
+from app.upstream_sync.reconciler import StatusReconciler
+
+log = get_logger(__name__)
+
+
+async def run_background_jobs(
+    database: Database, settings: Settings, clients: CybersourceClients, stop: asyncio.Event
+) -> None:
+    """Run the relay, the reconciler and the purge until `stop`; the relay drains what it holds."""
+    relay = Relay(
+        database.engine,
+        settings,
+        CybersourceDelivery(database.engine, settings, clients),
+        listen_dsn=listen_dsn(settings),
+    )
+    reconciler = StatusReconciler(database.engine, settings, clients)
+    side_jobs = [
+        asyncio.create_task(
+            run_until_stopped(
+                "idempotency.purge",
+                lambda: purge_once(database.engine, settings),
+                stop,
+                idle_seconds=settings.housekeeping_interval_seconds,
+            )
+        )
+    ]
+    if reconciler.enabled:
+        side_jobs.append(
+            asyncio.create_task(
+                run_until_stopped("reconciler", reconciler.step, stop, idle_seconds=reconciler.idle_seconds)
+            )
+        )
+    try:
+        await relay.run(stop)
+    finally:
+        # An invoice the reconciler held is simply checked again later; a purge batch is a transaction.
+        for job in side_jobs:
+            job.cancel()
+        await asyncio.gather(*side_jobs, return_exceptions=True)
+
+
+def health_app(database: Database) -> FastAPI:
+    """The relay process's probes and metrics: the same routes as the API's."""
+    app = FastAPI(title="invoicing-gateway relay", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.services = {}
+    register(app, database)
+    app.include_router(health.router)
+    return app
+
+
+class _ServerWithoutSignals(uvicorn.Server):
+    """uvicorn captures SIGTERM and SIGINT while it serves; here the worker's own handlers decide."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_health(database: Database, settings: Settings) -> uvicorn.Server | None:
+    if not settings.relay_metrics_port:
+        return None
+    config = uvicorn.Config(
+        health_app(database),
+        host=settings.relay_metrics_host,
+        port=settings.relay_metrics_port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+    )
+    return _ServerWithoutSignals(config)
+
+
+async def run_worker(settings: Settings) -> None:
+    """`invoicing-gateway relay`: run until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    database = Database.from_settings(settings)
+    clients = CybersourceClients.from_settings(settings)
+    server = await serve_health(database, settings)
+    serving = None if server is None else asyncio.create_task(server.serve())
+    try:
+        await run_background_jobs(database, settings, clients, stop)
+    finally:
+        if server is not None and serving is not None:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await serving
+        await clients.aclose()
+        await database.dispose()

@@ -1,0 +1,61 @@
+"""What keeping up with Cybersource needs besides the invoice rows: webhook receipts, the reconciler's queue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from app.invoices.commands import RECONCILED_STATUSES
+from app.kit.sql import BaseRepository
+
+_OPEN = "(" + ", ".join(f"'{status}'" for status in RECONCILED_STATUSES) + ")"
+
+
+@dataclass(frozen=True, slots=True)
+class DueInvoice:
+    """An open invoice the reconciler claimed; `checked_at` tells a newer observation apart later."""
+
+    id: int
+    merchant_profile: str
+    invoice_number: str
+    checked_at: datetime
+
+
+class UpstreamSyncRepository(BaseRepository):
+    async def webhook_receipt_exists(self, dedup_key: str) -> bool:
+        return await self._one("SELECT 1 FROM webhook_receipts WHERE dedup_key = :k", k=dedup_key) is not None
+
+    async def record_webhook_receipt(
+        self, *, dedup_key: str, event_type: str, invoice_number: str | None, raw_body: str
+    ) -> bool:
+        """Remember an accepted notification; False when it was accepted before (a redelivery)."""
+        row = await self._one(
+            "INSERT INTO webhook_receipts (dedup_key, event_type, invoice_number, raw_body) "
+            "VALUES (:k, :e, :n, :b) ON CONFLICT DO NOTHING RETURNING dedup_key",
+            k=dedup_key,
+            e=event_type,
+            n=invoice_number,
+            b=raw_body,
+        )
+        return row is not None
+
+    async def claim_invoices_to_reconcile(self, *, stale_seconds: float, limit: int) -> list[DueInvoice]:
+        """Open invoices not seen upstream for `stale_seconds` and with no command on its way, oldest first.
+
+        Marking them seen now is the claim: another relay skips the locked rows and, once this commits,
+        finds them fresh.
+        """
+        return await self._rows(
+            DueInvoice,
+            f"""
+            UPDATE invoices i SET checked_at = now()
+            FROM (SELECT id FROM invoices
+                  WHERE status IN {_OPEN} AND sync_state <> 'pending'
+                    AND checked_at < now() - make_interval(secs => :stale)
+                  ORDER BY checked_at LIMIT :limit FOR UPDATE SKIP LOCKED) due
+            WHERE i.id = due.id
+            RETURNING i.id, i.merchant_profile, i.invoice_number, i.checked_at
+            """,  # noqa: S608 (a constant list of statuses, no input)
+            stale=stale_seconds,
+            limit=limit,
+        )

@@ -1,0 +1,154 @@
+"""Keeping the store in step with Cybersource outside our own commands: refreshes, notifications, and
+the recording the status reconciler shares with them.
+
+A reading of Cybersource is taken without holding a database connection (a slow Cybersource must not
+take the pool from reads), then recorded unless a newer reading landed meanwhile.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app import errors
+from app.auth.principal import Caller
+from app.cybersource.client import CybersourceClients
+from app.cybersource.errors import CybersourceError
+from app.cybersource.notifications import WebhookInvalid, read_notification, verify
+from app.events.repository import EventRepository, NewEvent
+from app.invoices.commands import COMMAND_EVENTS
+from app.invoices.presenters import invoice_out
+from app.invoices.repository import InvoiceRepository, InvoiceRow
+from app.invoices.schemas import InvoiceOut
+from app.invoices.service import invoice_not_found, known_profile
+from app.invoices.upstream_state import UpstreamState, status_event
+from app.kit.upstream_errors import call_problem
+from app.observability.logging import get_logger
+from app.outbox.repository import OutboxRepository
+from app.settings import Settings
+from app.upstream_sync.repository import UpstreamSyncRepository
+
+log = get_logger(__name__)
+
+
+async def record_upstream_state(conn: AsyncConnection, invoice: InvoiceRow, state: UpstreamState) -> None:
+    """Store what Cybersource reports outside our own commands (a refresh, a webhook), with its event."""
+    await InvoiceRepository(conn).apply_upstream_state(
+        invoice.id,
+        status=state.status,
+        payment_link=state.payment_link,
+        balance_amount=state.balance_amount,
+        upstream=state.body,
+    )
+    event = status_event(invoice.status, state.status)
+    if event in COMMAND_EVENTS and await OutboxRepository(conn).has_unfinished(invoice.id):
+        # Our own command is on its way and writes this event when the relay records it.
+        event = None
+    if event is not None:
+        data = {
+            "status": state.status,
+            "previousStatus": invoice.status,
+            "balanceAmount": None if state.balance_amount is None else str(state.balance_amount),
+            "observedAt": datetime.now().astimezone().isoformat(),
+        }
+        await EventRepository(conn).insert([NewEvent(event, invoice.id, None, data)])
+
+
+class UpstreamSyncService:
+    def __init__(
+        self, *, engine: AsyncEngine, reads: AsyncEngine, settings: Settings, clients: CybersourceClients
+    ) -> None:
+        self.engine = engine
+        self.reads = reads
+        self.settings = settings
+        self.clients = clients
+
+    async def read_upstream(self, profile: str, number: str) -> UpstreamState:
+        """GET the invoice from Cybersource (no database connection is held meanwhile)."""
+        try:
+            result = await self.clients.get(profile).get_invoice(number)
+        except CybersourceError as exc:
+            raise call_problem(exc, "read the invoice") from exc
+        return UpstreamState.from_body(result.raw)
+
+    async def record_observation(
+        self, conn: AsyncConnection, profile: str, seen: InvoiceRow, state: UpstreamState
+    ) -> None:
+        """Record `state`, read from Cybersource after `seen` was read from the store; the newest reading wins.
+
+        The row is locked now. If another reading was recorded since `seen` (a command's answer, a webhook,
+        a refresh, the reconciler), ours may be the older one: read again, holding the row this time, so
+        nothing can be recorded in between. In the usual case no connection waits on Cybersource.
+        """
+        invoice = await InvoiceRepository(conn).get_by_id(seen.id, for_update=True)
+        assert invoice is not None  # invoices are never deleted
+        if invoice.checked_at != seen.checked_at:
+            state = await self.read_upstream(profile, invoice.invoice_number)
+        await record_upstream_state(conn, invoice, state)
+
+    async def refreshed_invoice(self, caller: Caller, profile: str, number: str) -> InvoiceOut:
+        """`GET /v1/invoices/{n}?refresh=true`: read Cybersource first (history, balance), record it, answer."""
+        profile = known_profile(self.settings, profile)
+        async with self.reads.connect() as conn:
+            seen = await InvoiceRepository(conn).get(profile, number)
+        if seen is None or not caller.may_see(seen.owner):
+            raise invoice_not_found(number, profile)
+        if seen.status is not None:  # else our create has not reached Cybersource yet
+            state = await self.read_upstream(profile, number)
+            async with self.engine.begin() as conn:
+                await self.record_observation(conn, profile, seen, state)
+        async with self.reads.connect() as conn:
+            view = await InvoiceRepository(conn).get_view(profile, number)
+        assert view is not None
+        return invoice_out(view, view.pending_ids)
+
+    async def receive_notification(self, raw: bytes, signature: str | None) -> dict[str, str]:
+        """A Cybersource notification: a hint to re-read the invoice, acknowledged once that is committed.
+
+        A failure makes Cybersource retry; a redelivery of an accepted notification changes nothing.
+        """
+        try:
+            notification = read_notification(verify(raw, signature, self.settings.webhook_keys))
+        except WebhookInvalid as exc:
+            log.warning("webhook.refused", reason=str(exc))
+            raise errors.Unauthenticated(f"The notification was refused: {exc}.") from exc
+        if notification.is_test or not notification.invoice_number:
+            return {"status": "accepted", "action": "none"}
+        number = notification.invoice_number
+        profiles = self.settings.merchant_profiles.items()
+        organization = notification.organization_id
+        profile = next((name for name, p in profiles if p.merchant_id == organization), "default")
+        async with self.reads.connect() as conn:
+            if await UpstreamSyncRepository(conn).webhook_receipt_exists(notification.dedup_key):
+                return {"status": "duplicate", "action": "none"}
+            seen = await InvoiceRepository(conn).get(profile, number)
+        if seen is not None and seen.status is None:
+            # Our create is still being recorded: let Cybersource redeliver once it is, so events stay in order.
+            raise errors.ServiceUnavailable(
+                "The invoice's create is still being recorded; deliver again later.", headers={"Retry-After": "5"}
+            )
+        try:
+            # Read before taking a connection: a slow Cybersource must not hold the pool.
+            state = None if seen is None else await self.read_upstream(profile, number)
+            async with self.engine.begin() as conn:
+                # Recorded with the new state, in one transaction: a failure leaves no receipt, so Cybersource's
+                # retry is processed; a redelivery racing this one finds the receipt and changes nothing.
+                recorded = await UpstreamSyncRepository(conn).record_webhook_receipt(
+                    dedup_key=notification.dedup_key,
+                    event_type=notification.event_type,
+                    invoice_number=number,
+                    raw_body=raw.decode("utf-8", errors="replace"),
+                )
+                if not recorded:
+                    return {"status": "duplicate", "action": "none"}
+                if seen is None or state is None:
+                    log.info("webhook.unknown_invoice", invoice_number=number)
+                    return {"status": "accepted", "action": "unknown invoice"}
+                await self.record_observation(conn, profile, seen, state)
+        except (errors.UpstreamUnavailable, errors.UpstreamRejected) as exc:
+            raise errors.ServiceUnavailable(
+                "Cybersource could not confirm the invoice; retry later.", headers={"Retry-After": "30"}
+            ) from exc
+        log.info("webhook.applied", event_type=notification.event_type, invoice_number=number)
+        return {"status": "accepted", "action": "refreshed"}
