@@ -30,20 +30,27 @@ NOT_YET_SETTINGS = frozenset({"OIDC_PROVIDERS"})
 @cache
 def helm() -> str:
     """The pinned helm, installed by scripts/install_helm.sh (idempotent) into .cache/helm."""
-    result = subprocess.run([str(ROOT / "scripts" / "install_helm.sh")], capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "install_helm.sh")], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, f"scripts/install_helm.sh failed:\n{result.stderr}"
     return result.stdout.strip().splitlines()[-1]
 
 
 def helm_env() -> dict[str, str]:
     home = ROOT / ".cache" / "helm"
-    return {**os.environ, "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
-            "HELM_DATA_HOME": str(home / "data")}
+    return {
+        **os.environ,
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
 
 
 def run_helm(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([helm(), *args], capture_output=True, text=True, timeout=120, env=helm_env())
+    return subprocess.run(
+        [helm(), *args], capture_output=True, text=True, timeout=120, env=helm_env()
+    )
 
 
 def render(*values: Path) -> list[dict[str, Any]]:
@@ -61,12 +68,16 @@ def known_env_names() -> frozenset[str]:
     from app.settings import Settings
 
     config = Settings.model_config
-    assert not config.get("env_prefix"), "Settings gained an env_prefix: update the chart and this test"
+    assert not config.get("env_prefix"), (
+        "Settings gained an env_prefix: update the chart and this test"
+    )
     return frozenset(name.upper() for name in Settings.model_fields) | NOT_YET_SETTINGS
 
 
 def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
-    matches = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+    matches = [
+        o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
+    ]
     assert len(matches) == 1, f"expected one {kind} {name or ''}, found {len(matches)}"
     return matches[0]
 
@@ -87,7 +98,9 @@ def workload(objects: list[dict[str, Any]], kind: str, comp: str) -> dict[str, A
 
 def secret_data(secret: dict[str, Any]) -> dict[str, str]:
     """A Secret's values as the container sees them: data (base64) overlaid by stringData."""
-    data = {key: base64.b64decode(value).decode() for key, value in (secret.get("data") or {}).items()}
+    data = {
+        key: base64.b64decode(value).decode() for key, value in (secret.get("data") or {}).items()
+    }
     data.update({key: str(value) for key, value in (secret.get("stringData") or {}).items()})
     return data
 
@@ -120,7 +133,11 @@ class Container:
 
 def _lookup(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, str]:
     obj = find(objects, kind, name)
-    return secret_data(obj) if kind == "Secret" else {k: str(v) for k, v in (obj.get("data") or {}).items()}
+    return (
+        secret_data(obj)
+        if kind == "Secret"
+        else {k: str(v) for k, v in (obj.get("data") or {}).items()}
+    )
 
 
 def resolve(objects: list[dict[str, Any]], pod_owner: dict[str, Any]) -> Container:
@@ -151,8 +168,13 @@ def resolve(objects: list[dict[str, Any]], pod_owner: dict[str, Any]) -> Contain
         else:
             kind, key_ref = "ConfigMap", ref["configMapKeyRef"]
         data = _lookup(objects, kind, key_ref["name"])
-        assert key_ref["key"] in data, f"{item['name']}: {kind}/{key_ref['name']} has no key {key_ref['key']}"
-        env[item["name"]], sources[item["name"]] = data[key_ref["key"]], f"{kind}/{key_ref['name']}[{key_ref['key']}]"
+        assert key_ref["key"] in data, (
+            f"{item['name']}: {kind}/{key_ref['name']} has no key {key_ref['key']}"
+        )
+        env[item["name"]], sources[item["name"]] = (
+            data[key_ref["key"]],
+            f"{kind}/{key_ref['name']}[{key_ref['key']}]",
+        )
     argv = [*spec.get("command", []), *spec.get("args", [])]
     # Kubernetes expands $(VAR) in command and args; the chart uses none, so none may appear.
     assert not any("$(" in arg for arg in argv), argv
@@ -162,8 +184,21 @@ def resolve(objects: list[dict[str, Any]], pod_owner: dict[str, Any]) -> Contain
         if kind in spec:
             probe = spec[kind]
             port = probe["httpGet"]["port"]
-            probes.append(Probe(kind, ports[port] if isinstance(port, str) else int(port), probe["httpGet"]["path"],
-                                int(probe.get("periodSeconds", 10)), int(probe.get("failureThreshold", 3))))
-    return Container(owner=f"{pod_owner['kind']}/{pod_owner['metadata']['name']}", argv=argv, env=env, ports=ports,
-                     probes=probes, grace_seconds=int(pod.get("terminationGracePeriodSeconds", 30)),
-                     env_sources=sources)
+            probes.append(
+                Probe(
+                    kind,
+                    ports[port] if isinstance(port, str) else int(port),
+                    probe["httpGet"]["path"],
+                    int(probe.get("periodSeconds", 10)),
+                    int(probe.get("failureThreshold", 3)),
+                )
+            )
+    return Container(
+        owner=f"{pod_owner['kind']}/{pod_owner['metadata']['name']}",
+        argv=argv,
+        env=env,
+        ports=ports,
+        probes=probes,
+        grace_seconds=int(pod.get("terminationGracePeriodSeconds", 30)),
+        env_sources=sources,
+    )

@@ -28,8 +28,13 @@ from tests.deploy.chart import (
 # The relay drains calls in flight for up to this long on SIGTERM (README, "The outbox and the relay").
 RELAY_DRAIN_SECONDS = 20
 # The keys the chart README tells operators to put in an existingSecret.
-EXISTING_SECRET_KEYS = ("DATABASE_URL", "DATABASE_LISTEN_URL", "CYBERSOURCE_SHARED_SECRET",
-                        "CYBERSOURCE_WEBHOOK_SECRET", "API_KEYS")
+EXISTING_SECRET_KEYS = (
+    "DATABASE_URL",
+    "DATABASE_LISTEN_URL",
+    "CYBERSOURCE_SHARED_SECRET",
+    "CYBERSOURCE_WEBHOOK_SECRET",
+    "API_KEYS",
+)
 VALUES_FILES = [None, *CI_VALUES]
 
 
@@ -38,8 +43,13 @@ def rendered(values: Path | None) -> list[dict[str, Any]]:
     objects = render(*([values] if values else []))
     name = yaml.safe_load(values.read_text()).get("existingSecret") if values else None
     if name:
-        objects.append({"kind": "Secret", "metadata": {"name": name},
-                        "stringData": {key: "x" for key in EXISTING_SECRET_KEYS}})
+        objects.append(
+            {
+                "kind": "Secret",
+                "metadata": {"name": name},
+                "stringData": {key: "x" for key in EXISTING_SECRET_KEYS},
+            }
+        )
     return objects
 
 
@@ -69,31 +79,49 @@ def test_commands_ports_and_probes_agree(objects: list[dict[str, Any]]) -> None:
     assert api.argv[:2] == ["invoicing-gateway", "api"]
     assert api.argv[api.argv.index("--host") + 1] == "0.0.0.0"
     assert int(api.argv[api.argv.index("--port") + 1]) == api.ports["http"]
-    assert {(p.port, p.path) for p in api.probes} == {(api.ports["http"], "/livez"), (api.ports["http"], "/readyz")}
+    assert {(p.port, p.path) for p in api.probes} == {
+        (api.ports["http"], "/livez"),
+        (api.ports["http"], "/readyz"),
+    }
 
     relay = resolve(objects, workload(objects, "Deployment", "relay"))
     assert relay.argv == ["invoicing-gateway", "relay"]
     assert int(relay.env["RELAY_METRICS_PORT"]) == relay.ports["metrics"]
     assert relay.env["RELAY_METRICS_HOST"] == "0.0.0.0"  # probed and scraped from outside the pod
-    assert {(p.port, p.path) for p in relay.probes} == {(relay.ports["metrics"], "/livez"),
-                                                         (relay.ports["metrics"], "/readyz")}
-    assert [p.kind for p in api.probes] == [p.kind for p in relay.probes] == [
-        "startupProbe", "livenessProbe", "readinessProbe"]
+    assert {(p.port, p.path) for p in relay.probes} == {
+        (relay.ports["metrics"], "/livez"),
+        (relay.ports["metrics"], "/readyz"),
+    }
+    assert (
+        [p.kind for p in api.probes]
+        == [p.kind for p in relay.probes]
+        == ["startupProbe", "livenessProbe", "readinessProbe"]
+    )
 
     assert resolve(objects, find(objects, "Job")).argv == ["invoicing-gateway", "migrate"]
 
 
 def test_services_and_service_monitors_name_ports_that_exist(objects: list[dict[str, Any]]) -> None:
     def pod_ports(selector: dict[str, str]) -> set[str]:
-        matching = [d for d in all_of(objects, "Deployment")
-                    if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+        matching = [
+            d
+            for d in all_of(objects, "Deployment")
+            if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+        ]
         assert matching, f"nothing matches {selector}"
-        return {p["name"] for d in matching for c in d["spec"]["template"]["spec"]["containers"] for p in c["ports"]}
+        return {
+            p["name"]
+            for d in matching
+            for c in d["spec"]["template"]["spec"]["containers"]
+            for p in c["ports"]
+        }
 
     services = all_of(objects, "Service")
     for service in services:
         for port in service["spec"]["ports"]:
-            assert port["targetPort"] in pod_ports(service["spec"]["selector"]), service["metadata"]["name"]
+            assert port["targetPort"] in pod_ports(service["spec"]["selector"]), service[
+                "metadata"
+            ]["name"]
     for monitor in all_of(objects, "ServiceMonitor"):
         selector = monitor["spec"]["selector"]["matchLabels"]
         selected = [s for s in services if selector.items() <= s["metadata"]["labels"].items()]
@@ -103,7 +131,9 @@ def test_services_and_service_monitors_name_ports_that_exist(objects: list[dict[
 
 
 def test_pods_are_hardened(objects: list[dict[str, Any]]) -> None:
-    image_user = re.search(r"^USER (\d+):(\d+)$", (ROOT / "Dockerfile").read_text(), flags=re.MULTILINE)
+    image_user = re.search(
+        r"^USER (\d+):(\d+)$", (ROOT / "Dockerfile").read_text(), flags=re.MULTILINE
+    )
     assert image_user, "the Dockerfile sets a numeric USER"
     for owner in pod_owners(objects):
         pod = owner["spec"]["template"]["spec"]
@@ -126,19 +156,30 @@ def test_relay_outlasts_its_drain_and_pods_spread(objects: list[dict[str, Any]])
     assert relay["terminationGracePeriodSeconds"] > RELAY_DRAIN_SECONDS
     for deployment in all_of(objects, "Deployment"):
         spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
-        assert {c["topologyKey"] for c in spread} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+        assert {c["topologyKey"] for c in spread} == {
+            "topology.kubernetes.io/zone",
+            "kubernetes.io/hostname",
+        }
         for constraint in spread:
-            assert constraint["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == component(deployment)
+            assert constraint["labelSelector"]["matchLabels"][
+                "app.kubernetes.io/component"
+            ] == component(deployment)
     assert {component(p) for p in all_of(objects, "PodDisruptionBudget")} == {"api", "relay"}
 
 
 def _env_from(owner: dict[str, Any]) -> list[tuple[str, str]]:
     sources = owner["spec"]["template"]["spec"]["containers"][0]["envFrom"]
-    return [("ConfigMap", s["configMapRef"]["name"]) if "configMapRef" in s else ("Secret", s["secretRef"]["name"])
-            for s in sources]
+    return [
+        ("ConfigMap", s["configMapRef"]["name"])
+        if "configMapRef" in s
+        else ("Secret", s["secretRef"]["name"])
+        for s in sources
+    ]
 
 
-def test_migration_runs_before_new_pods_with_the_same_settings(objects: list[dict[str, Any]]) -> None:
+def test_migration_runs_before_new_pods_with_the_same_settings(
+    objects: list[dict[str, Any]],
+) -> None:
     job = find(objects, "Job")
     hook = job["metadata"]["annotations"]
     assert hook["helm.sh/hook"] == "pre-install,pre-upgrade"
@@ -146,7 +187,11 @@ def test_migration_runs_before_new_pods_with_the_same_settings(objects: list[dic
     # copies, created before it (lower weight), holding what the pods get.
     pod_sources = _env_from(workload(objects, "Deployment", "api"))
     job_sources = _env_from(job)
-    assert [kind for kind, _ in job_sources] == [kind for kind, _ in pod_sources] == ["ConfigMap", "Secret"]
+    assert (
+        [kind for kind, _ in job_sources]
+        == [kind for kind, _ in pod_sources]
+        == ["ConfigMap", "Secret"]
+    )
     for (kind, pod_name), (_, job_name) in zip(pod_sources, job_sources, strict=True):
         if job_name == pod_name:  # only an existingSecret, which exists before any hook runs
             labels = find(objects, kind, pod_name)["metadata"].get("labels", {})
@@ -154,7 +199,9 @@ def test_migration_runs_before_new_pods_with_the_same_settings(objects: list[dic
             continue
         copy, regular = find(objects, kind, job_name), find(objects, kind, pod_name)
         assert copy["metadata"]["annotations"]["helm.sh/hook"] == hook["helm.sh/hook"]
-        assert int(copy["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(hook["helm.sh/hook-weight"])
+        assert int(copy["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(
+            hook["helm.sh/hook-weight"]
+        )
         data = "data" if kind == "ConfigMap" else "stringData"
         assert copy[data] == regular[data]
 
@@ -165,20 +212,32 @@ def test_pgbouncer_keeps_migrations_and_listen_on_a_direct_connection() -> None:
     assert api.env["DATABASE_PGBOUNCER"] == "true"
     assert api.env_sources["DATABASE_LISTEN_URL"] == "Secret/invoicing-gateway-secrets"
     migrate = resolve(objects, find(objects, "Job"))
-    assert migrate.env_sources["DATABASE_URL"] == "Secret/invoicing-gateway-secrets[DATABASE_LISTEN_URL]"
+    assert (
+        migrate.env_sources["DATABASE_URL"]
+        == "Secret/invoicing-gateway-secrets[DATABASE_LISTEN_URL]"
+    )
     assert migrate.env["DATABASE_PGBOUNCER"] == "false"
 
     failed = run_helm("template", "igw", str(CHART), "--set", "database.pgbouncer.enabled=true")
     assert failed.returncode != 0 and "database.pgbouncer.directUrl is required" in failed.stderr
 
 
-@pytest.mark.parametrize("setting, refusal", [
-    ("extraConfig.DATABASE_URL=postgresql://x", "DATABASE_URL"),  # a secret never goes to the ConfigMap
-    ("extraConfig.RELAY_METRICS_PORT=1", "RELAY_METRICS_PORT"),  # the chart sets it from relay.metricsPort
-    ("relay.terminationGracePeriodSeconds=10", "terminationGracePeriodSeconds"),
-    ("apiKey=x", "apiKey"),  # a misspelt value name
-    ("appEnv=staging", "appEnv"),
-])
+@pytest.mark.parametrize(
+    "setting, refusal",
+    [
+        (
+            "extraConfig.DATABASE_URL=postgresql://x",
+            "DATABASE_URL",
+        ),  # a secret never goes to the ConfigMap
+        (
+            "extraConfig.RELAY_METRICS_PORT=1",
+            "RELAY_METRICS_PORT",
+        ),  # the chart sets it from relay.metricsPort
+        ("relay.terminationGracePeriodSeconds=10", "terminationGracePeriodSeconds"),
+        ("apiKey=x", "apiKey"),  # a misspelt value name
+        ("appEnv=staging", "appEnv"),
+    ],
+)
 def test_the_values_schema_refuses(setting: str, refusal: str) -> None:
     result = run_helm("template", "igw", str(CHART), "--set", setting)
     assert result.returncode != 0, f"{setting} was accepted"
@@ -200,7 +259,7 @@ def test_the_chart_readme_documents_every_value() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     paths = _value_paths(values)
     readme = (CHART / "README.md").read_text()
-    table = readme[readme.index("## Values"):]
+    table = readme[readme.index("## Values") :]
     first_cells = re.findall(r"^\| (`[^|]+) \|", table, flags=re.MULTILINE)
     documented = {name for cell in first_cells for name in re.findall(r"`([A-Za-z0-9_.]+)`", cell)}
     unknown = documented - paths.keys()
@@ -211,5 +270,7 @@ def test_the_chart_readme_documents_every_value() -> None:
     assert not documented & sections, "document the keys inside a section, not the section"
     # Each value is documented itself or through the map that holds it (e.g. api.resources).
     leaves = {path for path, leaf in paths.items() if leaf}
-    undocumented = {p for p in leaves if not any(p == d or p.startswith(f"{d}.") for d in documented)}
+    undocumented = {
+        p for p in leaves if not any(p == d or p.startswith(f"{d}.") for d in documented)
+    }
     assert not undocumented, f"values missing from the chart README's table: {sorted(undocumented)}"

@@ -37,7 +37,16 @@ import httpx
 import pytest
 import yaml
 
-from tests.deploy.chart import CHART, Container, all_of, find, known_env_names, render, resolve, workload
+from tests.deploy.chart import (
+    CHART,
+    Container,
+    all_of,
+    find,
+    known_env_names,
+    render,
+    resolve,
+    workload,
+)
 from tests.support.pgbouncer import pgbouncer
 from tests.support.postgres import fresh_database
 from tests.support.servers import free_port
@@ -57,11 +66,21 @@ class Scenario:
 
 SCENARIOS = {
     # The chart's own Secret, PostgreSQL directly.
-    "minimal": Scenario(CHART / "ci" / "minimal-values.yaml", pgbouncer=False, caller_key="ci-minimal-caller-key"),
+    "minimal": Scenario(
+        CHART / "ci" / "minimal-values.yaml", pgbouncer=False, caller_key="ci-minimal-caller-key"
+    ),
     # existingSecret (made here, as an operator would), PgBouncer in transaction mode, extraConfig,
     # ServiceMonitor, PrometheusRule and the dashboard.
-    "production": Scenario(CHART / "ci" / "production-values.yaml", pgbouncer=True,
-                           caller_key="ci-production-caller-key"),
+    "production": Scenario(
+        CHART / "ci" / "production-values.yaml",
+        pgbouncer=True,
+        caller_key="ci-production-caller-key",
+    ),
+    # OIDC_PROVIDERS and a projected service-account token: the service starts with them (it ignores
+    # OIDC_PROVIDERS until workload identity lands, then parses it: the file's shape must fit).
+    "callers": Scenario(
+        CHART / "ci" / "callers-values.yaml", pgbouncer=False, caller_key="ci-callers-caller-key"
+    ),
 }
 
 
@@ -73,12 +92,22 @@ class Process:
         self.log = workdir / f"{name}.log"
         home = workdir / f"home-{name}"
         home.mkdir()
-        full_env = {"PATH": f"{VENV_BIN}{os.pathsep}/usr/local/bin:/usr/bin:/bin", "HOME": str(home),
-                    **IMAGE_ENV, **env}
+        full_env = {
+            "PATH": f"{VENV_BIN}{os.pathsep}/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(home),
+            **IMAGE_ENV,
+            **env,
+        }
         with self.log.open("wb") as log:
             # Popen looks argv[0] up in full_env's PATH: the command as rendered, `invoicing-gateway`.
-            self.popen = subprocess.Popen(argv, env=full_env, cwd=home, stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True)
+            self.popen = subprocess.Popen(
+                argv,
+                env=full_env,
+                cwd=home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def tail(self, lines: int = 40) -> str:
         text = self.log.read_text(errors="replace").splitlines()
@@ -99,7 +128,9 @@ class Process:
 
 
 @contextmanager
-def running(name: str, argv: list[str], env: dict[str, str], workdir: Path, grace_seconds: float) -> Iterator[Process]:
+def running(
+    name: str, argv: list[str], env: dict[str, str], workdir: Path, grace_seconds: float
+) -> Iterator[Process]:
     process = Process(name, argv, env, workdir)
     try:
         yield process
@@ -124,43 +155,69 @@ def metric_families(text: str) -> set[str]:
 
 def metric_names_in(expression: str) -> set[str]:
     """igw_* series a PromQL expression reads, as family names (histogram and counter suffixes dropped)."""
-    return {re.sub(r"_(bucket|sum|count|created)$", "", name) for name in re.findall(r"\bigw_[a-z_]+", expression)}
+    return {
+        re.sub(r"_(bucket|sum|count|created)$", "", name)
+        for name in re.findall(r"\bigw_[a-z_]+", expression)
+    }
 
 
-def existing_secret(name: str, database_url: str, direct_url: str, caller_key: str) -> dict[str, Any]:
+def existing_secret(
+    name: str, database_url: str, direct_url: str, caller_key: str
+) -> dict[str, Any]:
     """The Secret an operator creates for existingSecret, with the keys the chart's README lists."""
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {
-        "DATABASE_URL": database_url,
-        "DATABASE_LISTEN_URL": direct_url,
-        "CYBERSOURCE_SHARED_SECRET": base64.b64encode(secrets.token_bytes(32)).decode(),
-        "CYBERSOURCE_WEBHOOK_SECRET": base64.b64encode(secrets.token_bytes(32)).decode(),
-        "API_KEYS": json.dumps([{"client": "billing", "sha256": hashlib.sha256(caller_key.encode()).hexdigest(),
-                                 "scopes": ["invoices:read", "invoices:write"]}]),
-    }}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "stringData": {
+            "DATABASE_URL": database_url,
+            "DATABASE_LISTEN_URL": direct_url,
+            "CYBERSOURCE_SHARED_SECRET": base64.b64encode(secrets.token_bytes(32)).decode(),
+            "CYBERSOURCE_WEBHOOK_SECRET": base64.b64encode(secrets.token_bytes(32)).decode(),
+            "API_KEYS": json.dumps(
+                [
+                    {
+                        "client": "billing",
+                        "sha256": hashlib.sha256(caller_key.encode()).hexdigest(),
+                        "scopes": ["invoices:read", "invoices:write"],
+                    }
+                ]
+            ),
+        },
+    }
 
 
 def invoice_body() -> dict[str, Any]:
     return {
         "customerInformation": {"name": "Ada Lovelace", "email": "ada@example.com"},
-        "invoiceInformation": {"description": "Consulting, two hours", "deliveryMode": "email",
-                               "dueDate": (date.today() + timedelta(days=30)).isoformat()},
+        "invoiceInformation": {
+            "description": "Consulting, two hours",
+            "deliveryMode": "email",
+            "dueDate": (date.today() + timedelta(days=30)).isoformat(),
+        },
         "orderInformation": {"amountDetails": {"totalAmount": "250.00", "currency": "USD"}},
     }
 
 
-def render_scenario(scenario: Scenario, workdir: Path, database_url: str, direct_url: str,
-                    simulator_url: str) -> list[dict[str, Any]]:
+def render_scenario(
+    scenario: Scenario, workdir: Path, database_url: str, direct_url: str, simulator_url: str
+) -> list[dict[str, Any]]:
     """The scenario's values file, with the database, the simulator and free ports set over it."""
     values = yaml.safe_load(scenario.values.read_text())
-    overrides: dict[str, Any] = {"cybersource": {"baseUrl": simulator_url}, "api": {"port": free_port()},
-                                 "relay": {"metricsPort": free_port()}}
+    overrides: dict[str, Any] = {
+        "cybersource": {"baseUrl": simulator_url},
+        "api": {"port": free_port()},
+        "relay": {"metricsPort": free_port()},
+    }
     if not values.get("existingSecret"):
         overrides["database"] = {"url": database_url}
     override_file = workdir / "overrides.yaml"
     override_file.write_text(yaml.safe_dump(overrides))
     objects = render(scenario.values, override_file)
     if values.get("existingSecret"):
-        objects.append(existing_secret(values["existingSecret"], database_url, direct_url, scenario.caller_key))
+        objects.append(
+            existing_secret(values["existingSecret"], database_url, direct_url, scenario.caller_key)
+        )
     return objects
 
 
@@ -187,39 +244,67 @@ def run_migration(job: dict[str, Any], migrate: Container, workdir: Path) -> Non
 
 def simulator_argv(api: Container, port: int) -> list[str]:
     """The simulator with the credentials the api got, its webhooks aimed at the api's rendered port."""
-    return ["invoicing-gateway", "simulator", "--host", "127.0.0.1", "--port", str(port),
-            "--merchant-id", api.env["CYBERSOURCE_MERCHANT_ID"], "--key-id", api.env["CYBERSOURCE_KEY_ID"],
-            "--shared-secret", api.env["CYBERSOURCE_SHARED_SECRET"],
-            "--webhook-url", f"http://127.0.0.1:{api.ports['http']}/v1/webhooks/cybersource",
-            "--webhook-key-id", api.env["CYBERSOURCE_WEBHOOK_KEY_ID"],
-            "--webhook-secret", api.env["CYBERSOURCE_WEBHOOK_SECRET"], "--webhook-retry-delays", "0.2,0.5,1"]
+    return [
+        "invoicing-gateway",
+        "simulator",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--merchant-id",
+        api.env["CYBERSOURCE_MERCHANT_ID"],
+        "--key-id",
+        api.env["CYBERSOURCE_KEY_ID"],
+        "--shared-secret",
+        api.env["CYBERSOURCE_SHARED_SECRET"],
+        "--webhook-url",
+        f"http://127.0.0.1:{api.ports['http']}/v1/webhooks/cybersource",
+        "--webhook-key-id",
+        api.env["CYBERSOURCE_WEBHOOK_KEY_ID"],
+        "--webhook-secret",
+        api.env["CYBERSOURCE_WEBHOOK_SECRET"],
+        "--webhook-retry-delays",
+        "0.2,0.5,1",
+    ]
 
 
 def wait_until_answers(url: str, process: Process, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while True:
-        assert process.popen.poll() is None, f"{process.name} exited while starting:\n{process.tail()}"
+        assert process.popen.poll() is None, (
+            f"{process.name} exited while starting:\n{process.tail()}"
+        )
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
-        assert time.monotonic() < deadline, f"{url} did not answer 200 within {seconds} s:\n{process.tail()}"
+        assert time.monotonic() < deadline, (
+            f"{url} did not answer 200 within {seconds} s:\n{process.tail()}"
+        )
         time.sleep(0.2)
 
 
 def wait_for_probes(process: Process, container: Container) -> None:
     """Every probe answers 200 on its rendered port and path, the first within the startup probe's budget."""
     startup = next(p for p in container.probes if p.kind == "startupProbe")
-    wait_until_answers(f"http://127.0.0.1:{startup.port}{startup.path}", process, startup.budget_seconds)
+    wait_until_answers(
+        f"http://127.0.0.1:{startup.port}{startup.path}", process, startup.budget_seconds
+    )
     for probe in container.probes:
         answer = httpx.get(f"http://127.0.0.1:{probe.port}{probe.path}", timeout=5)
-        assert answer.status_code == 200, f"{container.owner} {probe.kind} {probe.path}: {answer.status_code}"
+        assert answer.status_code == 200, (
+            f"{container.owner} {probe.kind} {probe.path}: {answer.status_code}"
+        )
 
 
-def create_send_and_pay(api: httpx.Client, simulator_url: str, prefix: str, logs: Callable[[], str]) -> str:
+def create_send_and_pay(
+    api: httpx.Client, simulator_url: str, prefix: str, logs: Callable[[], str]
+) -> str:
     """create -> send through the api; the payer pays at the simulator, whose signed webhook lands."""
-    created = api.post("/v1/invoices", json=invoice_body(), headers={"Idempotency-Key": str(uuid.uuid4())})
+    created = api.post(
+        "/v1/invoices", json=invoice_body(), headers={"Idempotency-Key": str(uuid.uuid4())}
+    )
     assert created.status_code == 201, f"{created.status_code} {created.text}\n{logs()}"
     number = str(created.json()["invoiceNumber"])
     assert number.startswith(prefix), number
@@ -230,7 +315,9 @@ def create_send_and_pay(api: httpx.Client, simulator_url: str, prefix: str, logs
     upstream = httpx.get(f"{simulator_url}/__sim/invoices/{number}", timeout=5)
     assert upstream.status_code == 200, upstream.text  # at this merchant of this simulator
     assert upstream.json()["status"] == "SENT"
-    paid = httpx.post(f"{simulator_url}/__sim/invoices/{number}/payments", json={"amount": "250.00"}, timeout=5)
+    paid = httpx.post(
+        f"{simulator_url}/__sim/invoices/{number}/payments", json={"amount": "250.00"}, timeout=5
+    )
     assert paid.status_code in (200, 201), paid.text
     # The webhook is signed with the key the api got from the rendered settings.
     deadline = time.monotonic() + 20
@@ -241,8 +328,12 @@ def create_send_and_pay(api: httpx.Client, simulator_url: str, prefix: str, logs
 
 
 def series_read_by_alerts_and_dashboard(objects: list[dict[str, Any]]) -> set[str]:
-    expressions = [rule["expr"] for obj in all_of(objects, "PrometheusRule")
-                   for group in obj["spec"]["groups"] for rule in group["rules"]]
+    expressions = [
+        rule["expr"]
+        for obj in all_of(objects, "PrometheusRule")
+        for group in obj["spec"]["groups"]
+        for rule in group["rules"]
+    ]
     for obj in all_of(objects, "ConfigMap"):
         if obj["metadata"]["name"].endswith("-dashboard"):
             panels = json.loads(obj["data"]["invoicing-gateway.json"])["panels"]
@@ -257,28 +348,46 @@ def test_the_rendered_containers_run(name: str, tmp_path: Path) -> None:
     simulator_url = f"http://127.0.0.1:{simulator_port}"
     with ExitStack() as stack:
         direct_url = stack.enter_context(fresh_database("igw_deploy", migrate=False))
-        database_url = stack.enter_context(pgbouncer(direct_url.rsplit("/", 1)[1])) if scenario.pgbouncer \
+        database_url = (
+            stack.enter_context(pgbouncer(direct_url.rsplit("/", 1)[1]))
+            if scenario.pgbouncer
             else direct_url
+        )
         objects = render_scenario(scenario, tmp_path, database_url, direct_url, simulator_url)
         job = find(objects, "Job")
-        migrate, api, relay = (resolve(objects, job), resolve(objects, workload(objects, "Deployment", "api")),
-                               resolve(objects, workload(objects, "Deployment", "relay")))
+        migrate, api, relay = (
+            resolve(objects, job),
+            resolve(objects, workload(objects, "Deployment", "api")),
+            resolve(objects, workload(objects, "Deployment", "relay")),
+        )
 
         assert_only_known_names(migrate, api, relay)
         # What this run relies on really comes from the rendered objects.
         assert api.env["CYBERSOURCE_BASE_URL"] == relay.env["CYBERSOURCE_BASE_URL"] == simulator_url
         assert api.env["DATABASE_URL"] == relay.env["DATABASE_URL"] == database_url
         assert migrate.env["DATABASE_URL"] == direct_url  # with PgBouncer too: migrations go direct
-        assert api.env["DATABASE_PGBOUNCER"] == relay.env["DATABASE_PGBOUNCER"] == str(scenario.pgbouncer).lower()
+        assert (
+            api.env["DATABASE_PGBOUNCER"]
+            == relay.env["DATABASE_PGBOUNCER"]
+            == str(scenario.pgbouncer).lower()
+        )
 
         # 1. The migration Job, into the throwaway database.
         run_migration(job, migrate, tmp_path)
-        assert query(direct_url, "SELECT version_num FROM alembic_version"), "migrate left no alembic_version"
+        assert query(direct_url, "SELECT version_num FROM alembic_version"), (
+            "migrate left no alembic_version"
+        )
 
         # 2. The simulator, the api and the relay; the probes answer on the rendered ports and paths.
-        simulator = stack.enter_context(running("simulator", simulator_argv(api, simulator_port), {}, tmp_path, 10))
-        api_process = stack.enter_context(running("api", api.argv, api.env, tmp_path, api.grace_seconds))
-        relay_process = stack.enter_context(running("relay", relay.argv, relay.env, tmp_path, relay.grace_seconds))
+        simulator = stack.enter_context(
+            running("simulator", simulator_argv(api, simulator_port), {}, tmp_path, 10)
+        )
+        api_process = stack.enter_context(
+            running("api", api.argv, api.env, tmp_path, api.grace_seconds)
+        )
+        relay_process = stack.enter_context(
+            running("relay", relay.argv, relay.env, tmp_path, relay.grace_seconds)
+        )
         wait_until_answers(f"{simulator_url}/__sim/health", simulator, 30)
         wait_for_probes(api_process, api)
         # Until the relay serves /livez and /readyz of its own, prometheus_client's server answers
@@ -287,18 +396,31 @@ def test_the_rendered_containers_run(name: str, tmp_path: Path) -> None:
 
         # 3. An invoice through the api, delivered by the relay, paid by webhook, stored in this database.
         prefix = api.env.get("INVOICE_NUMBER_PREFIX", "INV-")  # production's extraConfig sets ACME-
-        with httpx.Client(base_url=f"http://127.0.0.1:{api.ports['http']}", timeout=30,
-                          headers={"Authorization": f"Bearer {scenario.caller_key}"}) as client:
-            number = create_send_and_pay(client, simulator_url, prefix,
-                                         lambda: f"{api_process.tail()}\n{relay_process.tail()}")
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{api.ports['http']}",
+            timeout=30,
+            headers={"Authorization": f"Bearer {scenario.caller_key}"},
+        ) as client:
+            number = create_send_and_pay(
+                client,
+                simulator_url,
+                prefix,
+                lambda: f"{api_process.tail()}\n{relay_process.tail()}",
+            )
             api_metrics = client.get("/metrics").text
         stored = query(direct_url, "SELECT status FROM invoices WHERE invoice_number = $1", number)
-        assert [row["status"] for row in stored] == ["PAID"], "the invoice is not in the throwaway database"
+        assert [row["status"] for row in stored] == ["PAID"], (
+            "the invoice is not in the throwaway database"
+        )
 
         # 4. Every series the alerts and the dashboard read is exported by the api or the relay.
-        relay_metrics = httpx.get(f"http://127.0.0.1:{relay.ports['metrics']}/metrics", timeout=5).text
+        relay_metrics = httpx.get(
+            f"http://127.0.0.1:{relay.ports['metrics']}/metrics", timeout=5
+        ).text
         read = series_read_by_alerts_and_dashboard(objects)
-        assert bool(read) == (name == "production"), "only the production values render alerts and dashboard"
+        assert bool(read) == (name == "production"), (
+            "only the production values render alerts and dashboard"
+        )
         missing = read - metric_families(api_metrics) - metric_families(relay_metrics)
         assert not missing, f"alerts or dashboard read series nobody exports: {sorted(missing)}"
 
