@@ -9,7 +9,7 @@ export PATH := $(PATH):$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.g
 # Root on our machines; anywhere else apt-get needs sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install db test-deps lint typecheck openapi openapi-check chart-check test image contract-fuzz run \
+.PHONY: help install db test-deps lint format typecheck openapi openapi-check chart-check test image contract-fuzz run \
 	bench-client bench-api bench
 
 CHART := helm/invoicing-gateway
@@ -49,8 +49,14 @@ test-deps: ## install what some tests drive for real if missing: chromium (Swagg
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-lint: install ## ruff
-	uv run ruff check app tests bench
+lint: install ## ruff (checks and the formatter) and the import contracts that encode the layering
+	uv run ruff check app tests bench scripts migrations
+	uv run ruff format --check app tests bench scripts migrations
+	uv run lint-imports
+
+format: install ## apply ruff format and the fixable ruff checks
+	uv run ruff format app tests bench scripts migrations
+	uv run ruff check --fix app tests bench scripts migrations
 
 typecheck: install ## mypy --strict on app/
 	uv run mypy
@@ -80,7 +86,7 @@ chart-check: install ## hadolint the Dockerfile; helm lint --strict, template, k
 	@# ServiceMonitor and PrometheusRule have no schema there; tests/deploy checks their ports and series.
 
 test: install db test-deps ## the whole suite (what .ci/run runs): lint, types, OpenAPI check, chart checks, pytest
-	uv run ruff check app tests bench
+	$(MAKE) --no-print-directory lint
 	uv run mypy
 	$(MAKE) --no-print-directory openapi-check
 	$(MAKE) --no-print-directory chart-check

@@ -34,23 +34,43 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     api = commands.add_parser("api", help="run the HTTP API (uvicorn)")
-    api.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    api.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")
-    api.add_argument("--with-relay", action="store_true",
-                     help="also run the outbox relay in this process (local use; sets RELAY_IN_PROCESS=true)")
+    api.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    api.add_argument(
+        "--port", type=int, default=8080, help="port to listen on (default: %(default)s)"
+    )
+    api.add_argument(
+        "--with-relay",
+        action="store_true",
+        help="also run the outbox relay in this process (local use; sets RELAY_IN_PROCESS=true)",
+    )
 
     commands.add_parser("relay", help="run the outbox relay until SIGTERM/SIGINT")
-    commands.add_parser("migrate", help="create the database if it is missing, then alembic upgrade head")
+    commands.add_parser(
+        "migrate", help="create the database if it is missing, then alembic upgrade head"
+    )
     # The simulator owns its flags; everything after `simulator` is handed to it (see main()).
-    commands.add_parser("simulator", add_help=False,
-                        help="run the local Cybersource invoicing simulator (see `simulator --help`)")
+    commands.add_parser(
+        "simulator",
+        add_help=False,
+        help="run the local Cybersource invoicing simulator (see `simulator --help`)",
+    )
 
-    operations = commands.add_parser("operations", help="operators: list outbox commands, retry failed ones")
+    operations = commands.add_parser(
+        "operations", help="operators: list outbox commands, retry failed ones"
+    )
     actions = operations.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="print commands as JSON lines, oldest first")
-    listing.add_argument("--state", choices=["pending", "in_flight", "succeeded", "failed"], default="failed",
-                         help="which commands (default: %(default)s)")
-    listing.add_argument("--limit", type=int, default=100, help="at most this many (default: %(default)s)")
+    listing.add_argument(
+        "--state",
+        choices=["pending", "in_flight", "succeeded", "failed"],
+        default="failed",
+        help="which commands (default: %(default)s)",
+    )
+    listing.add_argument(
+        "--limit", type=int, default=100, help="at most this many (default: %(default)s)"
+    )
     retry = actions.add_parser("retry", help="put a failed command back in the outbox")
     retry.add_argument("operation_id", type=uuid.UUID, help="the operation's id")
 
@@ -106,7 +126,9 @@ async def ensure_database(database_url: str) -> bool:
 
 def migrate(database_url: str) -> None:
     """Create the database when missing, then upgrade it to the newest Alembic revision."""
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin otherwise
+    logging.getLogger("alembic.runtime.plugins").setLevel(
+        logging.WARNING
+    )  # one line per plugin otherwise
     from alembic import command
     from alembic.config import Config
 
@@ -145,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["simulator"]:
         from app.simulator.cli import run_simulator
 
-        return run_simulator(args_list[1:]) or 0
+        return run_simulator(args_list[1:], configure_logging=configure_logging) or 0
 
     args = _parser().parse_args(args_list)
     if args.command == "api" and args.with_relay:

@@ -55,21 +55,38 @@ def json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def create_engine(url: str, *, pgbouncer: bool = False, pool_size: int = 20, pool_timeout: float = 10.0,
-                  **kwargs: Any) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    pgbouncer: bool = False,
+    pool_size: int = 20,
+    pool_timeout: float = 10.0,
+    **kwargs: Any,
+) -> AsyncEngine:
     connect_args: dict[str, Any] = {"server_settings": {"application_name": "invoicing-gateway"}}
     if pgbouncer:
         # PgBouncer in transaction mode hands each transaction any server connection: no statement cache,
         # and unique statement names so two clients never collide on one server connection.
-        connect_args.update(statement_cache_size=0, prepared_statement_cache_size=0,
-                            prepared_statement_name_func=lambda: f"__igw_{uuid.uuid4().hex}__")
+        connect_args.update(
+            statement_cache_size=0,
+            prepared_statement_cache_size=0,
+            prepared_statement_name_func=lambda: f"__igw_{uuid.uuid4().hex}__",
+        )
     # No pre-ping: it would add a round trip to every checkout on the hot paths. A connection that died
     # (database restart) fails its request once with 503, is discarded, and the retry gets a fresh one.
     # No overflow: under sustained load beyond the pool, overflow connections are opened and closed per
     # request (bench_api: reads 16-20 % faster without); past the pool, requests queue for `pool_timeout`.
-    return create_async_engine(async_url(url), pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout,
-                               pool_recycle=1800, connect_args=connect_args, json_deserializer=json_loads,
-                               json_serializer=json_dumps, **kwargs)
+    return create_async_engine(
+        async_url(url),
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=pool_timeout,
+        pool_recycle=1800,
+        connect_args=connect_args,
+        json_deserializer=json_loads,
+        json_serializer=json_dumps,
+        **kwargs,
+    )
 
 
 def autocommit_reads(engine: AsyncEngine, *, pgbouncer: bool) -> AsyncEngine:

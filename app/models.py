@@ -56,7 +56,11 @@ class Invoice(Base):
         Index("ix_invoices_status_created", "status", "created_at"),
         Index("ix_invoices_customer_email", "customer_email"),
         # The status reconciler's queue: only invoices a payer can still change, oldest check first.
-        Index("ix_invoices_open_checked", "checked_at", postgresql_where=text(f"status IN {RECONCILED_STATUSES}")),
+        Index(
+            "ix_invoices_open_checked",
+            "checked_at",
+            postgresql_where=text(f"status IN {RECONCILED_STATUSES}"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -101,7 +105,11 @@ class Operation(Base):
         CheckConstraint(f"kind IN {OPERATION_KINDS}", name="kind"),
         CheckConstraint(f"state IN {OPERATION_STATES}", name="state"),
         # The relay's claim scans only unfinished commands, due first.
-        Index("ix_operations_due", "available_at", postgresql_where=text("state IN ('pending', 'in_flight')")),
+        Index(
+            "ix_operations_due",
+            "available_at",
+            postgresql_where=text("state IN ('pending', 'in_flight')"),
+        ),
         Index("ix_operations_invoice_seq", "invoice_id", "seq"),
         Index("ix_operations_failed", "created_at", postgresql_where=text("state = 'failed'")),
     )
@@ -160,7 +168,8 @@ class Event(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     txid: Mapped[int] = mapped_column(
-        BigInteger, nullable=False, server_default=text("(pg_current_xact_id()::text)::bigint"))
+        BigInteger, nullable=False, server_default=text("(pg_current_xact_id()::text)::bigint")
+    )
     type: Mapped[str] = mapped_column(Text)
     invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"))
     invoice_number: Mapped[str] = mapped_column(Text)

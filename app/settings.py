@@ -16,57 +16,42 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-CybersourceEnvironment = Literal["test", "production", "india-production"]
-AuthScheme = Literal["http-signature", "jwt"]
+from app.cybersource.profiles import (
+    CYBERSOURCE_HOSTS as CYBERSOURCE_HOSTS,
+)
+from app.cybersource.profiles import (
+    LOCAL_KEY_ID as LOCAL_KEY_ID,
+)
+from app.cybersource.profiles import (
+    LOCAL_MERCHANT_ID as LOCAL_MERCHANT_ID,
+)
+from app.cybersource.profiles import (
+    LOCAL_SHARED_SECRET as LOCAL_SHARED_SECRET,
+)
+from app.cybersource.profiles import (
+    LOCAL_WEBHOOK_KEY_ID as LOCAL_WEBHOOK_KEY_ID,
+)
+from app.cybersource.profiles import (
+    LOCAL_WEBHOOK_SECRET as LOCAL_WEBHOOK_SECRET,
+)
+from app.cybersource.profiles import (
+    AuthScheme as AuthScheme,
+)
+from app.cybersource.profiles import (
+    CybersourceEnvironment as CybersourceEnvironment,
+)
+from app.cybersource.profiles import (
+    MerchantProfile as MerchantProfile,
+)
 
-CYBERSOURCE_HOSTS: dict[str, str] = {
-    "test": "https://apitest.cybersource.com",
-    "production": "https://api.cybersource.com",
-    "india-production": "https://api.in.cybersource.com",
-}
+LOCAL_DEV_API_KEY = (
+    "local-dev-key"  # accepted only outside production, and only when API_KEYS is empty
+)
 
 # Values that mean "nobody configured this": refused outside local and test use.
-PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "placeholder", "secret", "xxx", "todo"})
-# The simulator's well-known local credentials (README); fine locally, never in production.
-LOCAL_MERCHANT_ID = "local_merchant"
-LOCAL_KEY_ID = "00000000-0000-4000-8000-00000000000a"
-LOCAL_SHARED_SECRET = "bG9jYWwtc2ltdWxhdG9yLXNoYXJlZC1zZWNyZXQtMDE="  # noqa: S105 (public local simulator credential) base64 of a 32-byte local text
-LOCAL_DEV_API_KEY = "local-dev-key"  # accepted only outside production, and only when API_KEYS is empty
-LOCAL_WEBHOOK_KEY_ID = "00000000-0000-4000-8000-00000000000b"
-LOCAL_WEBHOOK_SECRET = "bG9jYWwtc2ltdWxhdG9yLXdlYmhvb2stc2VjcmV0LTAx"  # noqa: S105 (public local simulator credential)
-
-
-class MerchantProfile(BaseModel):
-    """One Cybersource merchant the facade may act for, with its credentials."""
-
-    model_config = {"frozen": True, "extra": "forbid"}
-
-    name: str = "default"
-    merchant_id: str
-    key_id: str
-    shared_secret: SecretStr | None = None
-    auth: AuthScheme = "http-signature"
-    # JWT: "shared-secret" signs HS256 with the shared secret; "p12" signs RS256 with the certificate.
-    jwt_key_type: Literal["shared-secret", "p12"] = "shared-secret"
-    p12_path: Path | None = None
-    p12_password: SecretStr | None = None
-    # Meta key: the key belongs to this portfolio; the transacting merchant stays merchant_id.
-    portfolio_id: str | None = None
-    environment: CybersourceEnvironment = "test"
-    base_url: str | None = None
-
-    @property
-    def resolved_base_url(self) -> str:
-        return (self.base_url or CYBERSOURCE_HOSTS[self.environment]).rstrip("/")
-
-    @model_validator(mode="after")
-    def _credentials_present(self) -> MerchantProfile:
-        needs_secret = self.auth == "http-signature" or self.jwt_key_type == "shared-secret"
-        if needs_secret and self.shared_secret is None:
-            raise ValueError(f"merchant profile {self.name!r} needs a shared secret")
-        if self.auth == "jwt" and self.jwt_key_type == "p12" and self.p12_path is None:
-            raise ValueError(f"merchant profile {self.name!r} uses a P12 JWT key but has no p12_path")
-        return self
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "placeholder", "secret", "xxx", "todo"}
+)
 
 
 class WebhookKey(BaseModel):
@@ -129,7 +114,9 @@ class Settings(BaseSettings):
     cybersource_webhook_key_id: str = LOCAL_WEBHOOK_KEY_ID
     cybersource_webhook_secret: SecretStr = SecretStr(LOCAL_WEBHOOK_SECRET)
     # During a key rotation, the keys notifications may still be signed with: [{"key_id", "secret"}].
-    cybersource_webhook_previous_keys: Annotated[list[WebhookKey], NoDecode] = Field(default_factory=list)
+    cybersource_webhook_previous_keys: Annotated[list[WebhookKey], NoDecode] = Field(
+        default_factory=list
+    )
 
     api_keys: Annotated[list[ApiKey], NoDecode] = Field(default_factory=list)
 
@@ -171,7 +158,9 @@ class Settings(BaseSettings):
     idempotency_purge_batch: int = Field(default=1000, ge=1)
     housekeeping_interval_seconds: float = Field(default=60.0, gt=0)
 
-    @field_validator("api_keys", "cybersource_profiles", "cybersource_webhook_previous_keys", mode="before")
+    @field_validator(
+        "api_keys", "cybersource_profiles", "cybersource_webhook_previous_keys", mode="before"
+    )
     @classmethod
     def _json_lists(cls, value: Any) -> Any:
         return _parse_json_list(value)
@@ -180,7 +169,9 @@ class Settings(BaseSettings):
     def _invoice_numbers_fit(self) -> Settings:
         # Cybersource's invoice id holds at most 26 characters (app.schemas.INVOICE_NUMBER_MAX_LENGTH).
         if len(self.invoice_number_prefix) + self.invoice_number_width > 26:
-            raise ValueError("INVOICE_NUMBER_PREFIX plus INVOICE_NUMBER_WIDTH digits must fit in 26 characters")
+            raise ValueError(
+                "INVOICE_NUMBER_PREFIX plus INVOICE_NUMBER_WIDTH digits must fit in 26 characters"
+            )
         return self
 
     @model_validator(mode="after")
@@ -200,12 +191,16 @@ class Settings(BaseSettings):
         for webhook_key in self.cybersource_webhook_previous_keys:
             value = webhook_key.secret.get_secret_value().strip()
             if value.lower() in PLACEHOLDER_SECRETS or value in local_values:
-                problems.append(f"the previous webhook key {webhook_key.key_id!r} has a placeholder secret")
+                problems.append(
+                    f"the previous webhook key {webhook_key.key_id!r} has a placeholder secret"
+                )
         for profile in self.cybersource_profiles:
             if profile.shared_secret is not None:
                 value = profile.shared_secret.get_secret_value().strip()
                 if value.lower() in PLACEHOLDER_SECRETS or value in local_values:
-                    problems.append(f"the shared secret of profile {profile.name!r} is a placeholder")
+                    problems.append(
+                        f"the shared secret of profile {profile.name!r} is a placeholder"
+                    )
         if self.cybersource_merchant_id == LOCAL_MERCHANT_ID:
             problems.append("CYBERSOURCE_MERCHANT_ID is the local simulator's merchant")
         if not self.api_keys:
@@ -219,15 +214,22 @@ class Settings(BaseSettings):
         """keyId -> decoded secret for every key incoming webhooks may be signed with."""
         keys = {key.key_id: key.secret for key in self.cybersource_webhook_previous_keys}
         keys[self.cybersource_webhook_key_id] = self.cybersource_webhook_secret
-        return {key_id: base64.b64decode(secret.get_secret_value()) for key_id, secret in keys.items()}
+        return {
+            key_id: base64.b64decode(secret.get_secret_value()) for key_id, secret in keys.items()
+        }
 
     @cached_property
     def effective_api_keys(self) -> list[ApiKey]:
         """API_KEYS; locally, with none configured, the documented development key `local-dev-key`."""
         if self.api_keys or self.app_env == "production":
             return self.api_keys
-        return [ApiKey(client="local", sha256=hashlib.sha256(LOCAL_DEV_API_KEY.encode()).hexdigest(),
-                       scopes=("invoices:read", "invoices:write", "invoices:admin"))]
+        return [
+            ApiKey(
+                client="local",
+                sha256=hashlib.sha256(LOCAL_DEV_API_KEY.encode()).hexdigest(),
+                scopes=("invoices:read", "invoices:write", "invoices:admin"),
+            )
+        ]
 
     @cached_property
     def default_profile(self) -> MerchantProfile:

@@ -60,14 +60,20 @@ SERVER_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0
 HOST = "127.0.0.1"
 API_KEY = "bench-api-key"
 CLIENT = "bench"
-BODY = json.dumps({
-    "customerInformation": {"name": "Ada Lovelace", "email": "ada@example.com"},
-    "invoiceInformation": {"description": "Consulting, two hours",
-                           "dueDate": (dt.date.today() + dt.timedelta(days=30)).isoformat(),
-                           "deliveryMode": "none"},
-    "orderInformation": {"amountDetails": {"totalAmount": "250.00", "currency": "USD"},
-                         "lineItems": [{"productName": "Consulting hour", "quantity": 2, "unitPrice": "125.00"}]},
-}).encode()
+BODY = json.dumps(
+    {
+        "customerInformation": {"name": "Ada Lovelace", "email": "ada@example.com"},
+        "invoiceInformation": {
+            "description": "Consulting, two hours",
+            "dueDate": (dt.date.today() + dt.timedelta(days=30)).isoformat(),
+            "deliveryMode": "none",
+        },
+        "orderInformation": {
+            "amountDetails": {"totalAmount": "250.00", "currency": "USD"},
+            "lineItems": [{"productName": "Consulting hour", "quantity": 2, "unitPrice": "125.00"}],
+        },
+    }
+).encode()
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 POST_HEADERS = {**AUTH, "Content-Type": "application/json"}
 
@@ -120,8 +126,14 @@ class Child:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def tail(self, lines: int = 30) -> str:
         try:
@@ -133,10 +145,14 @@ class Child:
         deadline = time.monotonic() + timeout
         while not http_ok(url):
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with status {self.process.returncode} before it was "
-                                   f"ready:\n{self.tail()}")
+                raise RuntimeError(
+                    f"{self.name} exited with status {self.process.returncode} before it was "
+                    f"ready:\n{self.tail()}"
+                )
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} not ready within {timeout:.0f} s ({url}):\n{self.tail()}")
+                raise RuntimeError(
+                    f"{self.name} not ready within {timeout:.0f} s ({url}):\n{self.tail()}"
+                )
             time.sleep(0.2)
 
     def stop(self, timeout: float = 20.0) -> None:
@@ -174,8 +190,9 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 1000) - 1] * 1000
 
 
-async def drive(call: Callable[[], Awaitable[None]], *, concurrency: int, duration: float,
-                warmup: float) -> tuple[list[float], collections.Counter[str], float]:
+async def drive(
+    call: Callable[[], Awaitable[None]], *, concurrency: int, duration: float, warmup: float
+) -> tuple[list[float], collections.Counter[str], float]:
     """Keep `concurrency` calls in flight; count the calls that start inside the measured window.
 
     The rate is those calls over the window's length (not until the last one returns: with second-long
@@ -207,7 +224,9 @@ async def drive(call: Callable[[], Awaitable[None]], *, concurrency: int, durati
 
 
 async def outbox_backlog(conn: Any) -> int:
-    count: int = await conn.fetchval("SELECT count(*) FROM operations WHERE state IN ('pending', 'in_flight')")
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM operations WHERE state IN ('pending', 'in_flight')"
+    )
     return count
 
 
@@ -217,7 +236,9 @@ async def drain(conn: Any, limit_s: float = 600.0) -> tuple[int, float]:
     first = remaining = await outbox_backlog(conn)
     while remaining:
         if time.perf_counter() - began > limit_s:
-            raise RuntimeError(f"the relay left {remaining} commands undelivered after {limit_s:.0f} s")
+            raise RuntimeError(
+                f"the relay left {remaining} commands undelivered after {limit_s:.0f} s"
+            )
         await asyncio.sleep(0.1)
         remaining = await outbox_backlog(conn)
     return first, time.perf_counter() - began
@@ -240,9 +261,19 @@ class Load:
         self.used_keys: list[str] = []
         self._turn = itertools.count()
 
-    async def _expect(self, method: str, path: str, status: int, *, headers: dict[str, str],
-                      data: bytes | None = None, replayed: bool = False) -> dict[str, Any] | None:
-        async with self.session.request(method, self.api + path, headers=headers, data=data) as response:
+    async def _expect(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        *,
+        headers: dict[str, str],
+        data: bytes | None = None,
+        replayed: bool = False,
+    ) -> dict[str, Any] | None:
+        async with self.session.request(
+            method, self.api + path, headers=headers, data=data
+        ) as response:
             payload = await response.read()
             if response.status != status:
                 raise Unexpected(f"HTTP {response.status} {problem_code(payload)}".rstrip())
@@ -312,30 +343,53 @@ async def run_load(api: str, database_url: str, args: argparse.Namespace) -> dic
             load = Load(session, api)
             began = time.perf_counter()
             await load.seed(args.invoices, args.concurrency)
-            print(f"  seeded {len(load.numbers)} invoices through the relay in "
-                  f"{time.perf_counter() - began:.1f} s", flush=True)
+            print(
+                f"  seeded {len(load.numbers)} invoices through the relay in "
+                f"{time.perf_counter() - began:.1f} s",
+                flush=True,
+            )
             results: list[Result] = []
             relay: dict[str, Any] = {}
             for name, what, expect, method in SCENARIOS:
                 if args.only and name not in args.only:
                     continue
                 backlog, drained = await drain(conn)
-                latencies, errors, elapsed = await drive(getattr(load, method), concurrency=args.concurrency,
-                                                         duration=args.duration, warmup=args.warmup)
+                latencies, errors, elapsed = await drive(
+                    getattr(load, method),
+                    concurrency=args.concurrency,
+                    duration=args.duration,
+                    warmup=args.warmup,
+                )
                 result = Result(
-                    scenario=name, what=what, expect=expect, concurrency=args.concurrency,
-                    duration_s=round(elapsed, 2), requests=len(latencies), errors=sum(errors.values()),
-                    req_per_s=round(len(latencies) / elapsed, 1), p50_ms=round(percentile(latencies, .5), 2),
-                    p90_ms=round(percentile(latencies, .9), 2), p99_ms=round(percentile(latencies, .99), 2),
-                    outbox_backlog_before=backlog, drain_before_s=round(drained, 2), error_kinds=dict(errors))
+                    scenario=name,
+                    what=what,
+                    expect=expect,
+                    concurrency=args.concurrency,
+                    duration_s=round(elapsed, 2),
+                    requests=len(latencies),
+                    errors=sum(errors.values()),
+                    req_per_s=round(len(latencies) / elapsed, 1),
+                    p50_ms=round(percentile(latencies, 0.5), 2),
+                    p90_ms=round(percentile(latencies, 0.9), 2),
+                    p99_ms=round(percentile(latencies, 0.99), 2),
+                    outbox_backlog_before=backlog,
+                    drain_before_s=round(drained, 2),
+                    error_kinds=dict(errors),
+                )
                 results.append(result)
-                print(f"  {name:<13} {result.req_per_s:9.1f} req/s  p50 {result.p50_ms:7.2f} ms  "
-                      f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}", flush=True)
+                print(
+                    f"  {name:<13} {result.req_per_s:9.1f} req/s  p50 {result.p50_ms:7.2f} ms  "
+                    f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}",
+                    flush=True,
+                )
                 if name == "create-async":
                     left, seconds = await drain(conn)
                     # Whether the relay kept up: a small backlog drains within one 0.1 s poll, so no rate.
                     relay = {"commands_left_by_create_async": left, "drain_s": round(seconds, 2)}
-                    print(f"  relay: create-async left {left} commands, drained in {seconds:.1f} s", flush=True)
+                    print(
+                        f"  relay: create-async left {left} commands, drained in {seconds:.1f} s",
+                        flush=True,
+                    )
             await drain(conn)
             failed = await conn.fetchval("SELECT count(*) FROM operations WHERE state = 'failed'")
             total = await conn.fetchval("SELECT count(*) FROM operations")
@@ -348,13 +402,17 @@ async def run_load(api: str, database_url: str, args: argparse.Namespace) -> dic
 
 
 def table(results: list[Result]) -> str:
-    head = (f"{'scenario':<13} {'what':<34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x livez':>8} "
-            f"{'errors':>7}")
+    head = (
+        f"{'scenario':<13} {'what':<34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x livez':>8} "
+        f"{'errors':>7}"
+    )
     lines = [head, "-" * len(head)]
     for r in results:
         ratio = r.ratio_vs_livez if r.ratio_vs_livez is not None else float("nan")
-        lines.append(f"{r.scenario:<13} {r.what:<34} {r.req_per_s:>9.1f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} "
-                     f"{ratio:>8.3f} {r.errors:>7}")
+        lines.append(
+            f"{r.scenario:<13} {r.what:<34} {r.req_per_s:>9.1f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} "
+            f"{ratio:>8.3f} {r.errors:>7}"
+        )
     return "\n".join(lines)
 
 
@@ -367,22 +425,41 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def git_describe() -> str | None:
     try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per scenario")
-    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each scenario")
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="measured seconds per scenario"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=1.0, help="unmeasured seconds before each scenario"
+    )
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
-    parser.add_argument("--invoices", type=int, default=200, help="invoices created first (get, replay)")
-    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop",
-                        help="event loop of the load generator (the API runs on uvloop under uvicorn)")
-    parser.add_argument("--only", type=lambda text: text.split(","), default=None,
-                        help="comma-separated scenarios to run (default: all; livez gives the ratios)")
+    parser.add_argument(
+        "--invoices", type=int, default=200, help="invoices created first (get, replay)"
+    )
+    parser.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="uvloop",
+        help="event loop of the load generator (the API runs on uvloop under uvicorn)",
+    )
+    parser.add_argument(
+        "--only",
+        type=lambda text: text.split(","),
+        default=None,
+        help="comma-separated scenarios to run (default: all; livez gives the ratios)",
+    )
     parser.add_argument("--json-out", type=Path, default=Path("bench/results/api.json"))
     args = parser.parse_args()
 
@@ -391,26 +468,75 @@ def main() -> int:
     database_url = f"{SERVER_URL}/{db_name}"
     sim_port, api_port = free_port(), free_port()
     simulator, api = f"http://{HOST}:{sim_port}", f"http://{HOST}:{api_port}"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "APP_ENV": "local", "LOG_LEVEL": "WARNING",
-           "DATABASE_URL": database_url.replace("postgresql://", "postgresql+asyncpg://", 1),
-           "CYBERSOURCE_BASE_URL": simulator,
-           "API_KEYS": json.dumps([{"client": CLIENT, "sha256": hashlib.sha256(API_KEY.encode()).hexdigest(),
-                                    "scopes": ["invoices:read", "invoices:write"]}])}
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "APP_ENV": "local",
+        "LOG_LEVEL": "WARNING",
+        "DATABASE_URL": database_url.replace("postgresql://", "postgresql+asyncpg://", 1),
+        "CYBERSOURCE_BASE_URL": simulator,
+        "API_KEYS": json.dumps(
+            [
+                {
+                    "client": CLIENT,
+                    "sha256": hashlib.sha256(API_KEY.encode()).hexdigest(),
+                    "scopes": ["invoices:read", "invoices:write"],
+                }
+            ]
+        ),
+    }
     load_before = os.getloadavg()
-    print(f"bench_api: {args.concurrency} in flight, {args.duration:g}s per scenario, load loop {args.loop}, "
-          f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f}", flush=True)
+    print(
+        f"bench_api: {args.concurrency} in flight, {args.duration:g}s per scenario, load loop {args.loop}, "
+        f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f}",
+        flush=True,
+    )
     children: list[Child] = []
     with tempfile.TemporaryDirectory(prefix="bench_api_") as log_dir:
         try:
-            subprocess.run([sys.executable, "-m", "app", "migrate"], cwd=ROOT, env=env, check=True,
-                           stdout=subprocess.DEVNULL)
-            sim = Child("simulator", [sys.executable, "-m", "app", "simulator", "--host", HOST, "--port",
-                                      str(sim_port), "--no-request-log", "--log-level", "WARNING"], env,
-                        Path(log_dir))
+            subprocess.run(
+                [sys.executable, "-m", "app", "migrate"],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            sim = Child(
+                "simulator",
+                [
+                    sys.executable,
+                    "-m",
+                    "app",
+                    "simulator",
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(sim_port),
+                    "--no-request-log",
+                    "--log-level",
+                    "WARNING",
+                ],
+                env,
+                Path(log_dir),
+            )
             children.append(sim)
             sim.wait_ready(f"{simulator}/__sim/faults", 30)
-            facade = Child("api", [sys.executable, "-m", "app", "api", "--host", HOST, "--port", str(api_port),
-                                   "--with-relay"], env, Path(log_dir))
+            facade = Child(
+                "api",
+                [
+                    sys.executable,
+                    "-m",
+                    "app",
+                    "api",
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(api_port),
+                    "--with-relay",
+                ],
+                env,
+                Path(log_dir),
+            )
             children.append(facade)
             facade.wait_ready(f"{api}/readyz", 60)
             print(f"  simulator {simulator}, api {api}, database {db_name}", flush=True)
@@ -424,13 +550,20 @@ def main() -> int:
                 outcome = asyncio.run(run_load(api, database_url, args))
             for child in children:
                 if child.process.poll() is not None:
-                    print(f"  warning: {child.name} exited during the run:\n{child.tail()}", flush=True)
+                    print(
+                        f"  warning: {child.name} exited during the run:\n{child.tail()}",
+                        flush=True,
+                    )
         except KeyboardInterrupt:
             print("bench_api: interrupted; tearing down", file=sys.stderr, flush=True)
             return 130
         except Exception:
             for child in children:
-                print(f"--- last lines of the {child.name} log:\n{child.tail()}", file=sys.stderr, flush=True)
+                print(
+                    f"--- last lines of the {child.name} log:\n{child.tail()}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             raise
         finally:
             for child in reversed(children):  # the API (and its relay) first, then the simulator
@@ -442,21 +575,35 @@ def main() -> int:
     print(table(results))
     relay = outcome["relay"]
     if relay:
-        print(f"\nrelay after create-async: {relay['commands_left_by_create_async']} commands left, drained in "
-              f"{relay['drain_s']} s; operations {outcome['operations']['total']}, "
-              f"failed {outcome['operations']['failed']}")
+        print(
+            f"\nrelay after create-async: {relay['commands_left_by_create_async']} commands left, drained in "
+            f"{relay['drain_s']} s; operations {outcome['operations']['total']}, "
+            f"failed {outcome['operations']['failed']}"
+        )
     report = {
         "benchmark": "invoicing-gateway HTTP API end to end: api --with-relay, simulator and PostgreSQL in "
-                     "separate processes, aiohttp load in this one",
+        "separate processes, aiohttp load in this one",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "code": git_describe(),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "aiohttp": version("aiohttp"), "fastapi": version("fastapi"), "uvicorn": version("uvicorn"),
-                    "load_loop": args.loop,
-                    # Other work on the machine moves the absolute figures; the ratios to /livez less so.
-                    "loadavg_1m_before": round(load_before[0], 2), "loadavg_1m_after": round(os.getloadavg()[0], 2)},
-        "config": {"concurrency": args.concurrency, "duration_s": args.duration, "warmup_s": args.warmup,
-                   "seed_invoices": args.invoices, "baseline": "livez"},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "aiohttp": version("aiohttp"),
+            "fastapi": version("fastapi"),
+            "uvicorn": version("uvicorn"),
+            "load_loop": args.loop,
+            # Other work on the machine moves the absolute figures; the ratios to /livez less so.
+            "loadavg_1m_before": round(load_before[0], 2),
+            "loadavg_1m_after": round(os.getloadavg()[0], 2),
+        },
+        "config": {
+            "concurrency": args.concurrency,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "seed_invoices": args.invoices,
+            "baseline": "livez",
+        },
         "results": [asdict(r) for r in results],
         "relay": relay,
         "operations": outcome["operations"],

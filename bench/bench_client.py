@@ -46,14 +46,29 @@ SECRET = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
 PATH = "/invoicing/v2/invoices"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
-REQUEST = InvoiceCreateRequest.model_validate({
-    "customerInformation": {"name": "Tanya Lee", "email": "tanya.lee@my-email.world"},
-    "invoiceInformation": {"description": "Consulting, November", "dueDate": "2025-12-31",
-                           "sendImmediately": False, "deliveryMode": "none"},
-    "orderInformation": {"amountDetails": {"totalAmount": Decimal("100.00"), "currency": "USD"},
-                         "lineItems": [{"productSku": "C-1", "productName": "Consulting", "quantity": 1,
-                                        "unitPrice": Decimal("100.00"), "totalAmount": Decimal("100.00")}]},
-})
+REQUEST = InvoiceCreateRequest.model_validate(
+    {
+        "customerInformation": {"name": "Tanya Lee", "email": "tanya.lee@my-email.world"},
+        "invoiceInformation": {
+            "description": "Consulting, November",
+            "dueDate": "2025-12-31",
+            "sendImmediately": False,
+            "deliveryMode": "none",
+        },
+        "orderInformation": {
+            "amountDetails": {"totalAmount": Decimal("100.00"), "currency": "USD"},
+            "lineItems": [
+                {
+                    "productSku": "C-1",
+                    "productName": "Consulting",
+                    "quantity": 1,
+                    "unitPrice": Decimal("100.00"),
+                    "totalAmount": Decimal("100.00"),
+                }
+            ],
+        },
+    }
+)
 
 
 @dataclass
@@ -76,8 +91,16 @@ class Cell:
 @contextlib.asynccontextmanager
 async def fake_upstream(delay_ms: float, loop: str) -> AsyncIterator[str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.fake_upstream", "--delay-ms", str(delay_ms), "--loop", loop,
-        stdout=asyncio.subprocess.PIPE, cwd=PROJECT_ROOT)
+        sys.executable,
+        "-m",
+        "bench.fake_upstream",
+        "--delay-ms",
+        str(delay_ms),
+        "--loop",
+        loop,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=PROJECT_ROOT,
+    )
     try:
         assert process.stdout is not None
         line = (await asyncio.wait_for(process.stdout.readline(), 20)).decode().strip()
@@ -94,8 +117,9 @@ async def fake_upstream(delay_ms: float, loop: str) -> AsyncIterator[str]:
                 await process.wait()
 
 
-async def drive(call: Callable[[], Awaitable[Any]], *, concurrency: int, duration: float,
-                warmup: float) -> tuple[int, int, list[float], float]:
+async def drive(
+    call: Callable[[], Awaitable[Any]], *, concurrency: int, duration: float, warmup: float
+) -> tuple[int, int, list[float], float]:
     """Keep `concurrency` calls in flight; count the calls that complete inside the measured window
     [warm-up end, warm-up end + duration], and divide by exactly that window."""
     latencies: list[float] = []
@@ -131,16 +155,26 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 1000) - 1] * 1000
 
 
-def make_cell(name: str, delay_ms: float, concurrency: int, result: tuple[int, int, list[float], float]
-              ) -> Cell:
+def make_cell(
+    name: str, delay_ms: float, concurrency: int, result: tuple[int, int, list[float], float]
+) -> Cell:
     calls, errors, latencies, elapsed = result
     rate = calls / elapsed
     bound = concurrency / (delay_ms / 1000) if delay_ms > 0 else None
-    return Cell(client=name, delay_ms=delay_ms, concurrency=concurrency, duration_s=round(elapsed, 2),
-                calls=calls, errors=errors, calls_per_s=round(rate, 1), p50_ms=round(percentile(latencies, .5), 2),
-                p90_ms=round(percentile(latencies, .9), 2), p99_ms=round(percentile(latencies, .99), 2),
-                bound_per_s=round(bound, 1) if bound else None,
-                pct_of_bound=round(100 * rate / bound, 1) if bound else None)
+    return Cell(
+        client=name,
+        delay_ms=delay_ms,
+        concurrency=concurrency,
+        duration_s=round(elapsed, 2),
+        calls=calls,
+        errors=errors,
+        calls_per_s=round(rate, 1),
+        p50_ms=round(percentile(latencies, 0.5), 2),
+        p90_ms=round(percentile(latencies, 0.9), 2),
+        p99_ms=round(percentile(latencies, 0.99), 2),
+        bound_per_s=round(bound, 1) if bound else None,
+        pct_of_bound=round(100 * rate / bound, 1) if bound else None,
+    )
 
 
 Call = Callable[[], Awaitable[Any]]
@@ -149,10 +183,15 @@ Result = tuple[int, int, list[float], float]
 
 @contextlib.asynccontextmanager
 async def ours_client(base_url: str, args: argparse.Namespace) -> AsyncIterator[Call]:
-    profile = MerchantProfile(merchant_id=MERCHANT, key_id=KEY_ID, shared_secret=SecretStr(SECRET),
-                              base_url=base_url)
-    async with CybersourceClient(profile, timeouts=Timeouts(connect=5, read=30, total=45),
-                                 max_connections=max(100, args.concurrency)) as client:
+    profile = MerchantProfile(
+        merchant_id=MERCHANT, key_id=KEY_ID, shared_secret=SecretStr(SECRET), base_url=base_url
+    )
+    async with CybersourceClient(
+        profile,
+        timeouts=Timeouts(connect=5, read=30, total=45),
+        max_connections=max(100, args.concurrency),
+    ) as client:
+
         async def call() -> None:
             result = await client.create_invoice(REQUEST)
             assert result.id == "98753"
@@ -163,21 +202,32 @@ async def ours_client(base_url: str, args: argparse.Namespace) -> AsyncIterator[
 @contextlib.asynccontextmanager
 async def httpx_client(base_url: str, args: argparse.Namespace) -> AsyncIterator[Call]:
     """The baseline: the same work per call (serialise, sign, POST, parse into InvoiceResponse) on httpx."""
-    credentials = SigningCredentials(merchant_id=MERCHANT, key_id=KEY_ID, secret=decode_secret(SECRET))
-    limits = httpx.Limits(max_connections=max(100, args.concurrency),
-                          max_keepalive_connections=max(100, args.concurrency))
-    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(45, connect=5, read=30)) as client:
+    credentials = SigningCredentials(
+        merchant_id=MERCHANT, key_id=KEY_ID, secret=decode_secret(SECRET)
+    )
+    limits = httpx.Limits(
+        max_connections=max(100, args.concurrency),
+        max_keepalive_connections=max(100, args.concurrency),
+    )
+    async with httpx.AsyncClient(
+        limits=limits, timeout=httpx.Timeout(45, connect=5, read=30)
+    ) as client:
         url = base_url + PATH
 
         async def call() -> None:
             body = REQUEST.to_wire()
-            headers = sign_http_signature(credentials, method="POST", host="127.0.0.1", target=PATH, body=body)
+            headers = sign_http_signature(
+                credentials, method="POST", host="127.0.0.1", target=PATH, body=body
+            )
             headers["Content-Type"] = CONTENT_TYPE
             response = await client.post(url, content=body, headers=headers)
             if response.status_code != 201:
                 raise RuntimeError(response.status_code)
-            result = InvoiceResponse.from_upstream(response.json(), http_status=response.status_code,
-                                                   correlation_id=response.headers.get("v-c-correlation-id"))
+            result = InvoiceResponse.from_upstream(
+                response.json(),
+                http_status=response.status_code,
+                correlation_id=response.headers.get("v-c-correlation-id"),
+            )
             assert result.id == "98753"
 
         yield call
@@ -187,14 +237,18 @@ async def httpx_client(base_url: str, args: argparse.Namespace) -> AsyncIterator
 async def bare_aiohttp_client(base_url: str, args: argparse.Namespace) -> AsyncIterator[Call]:
     """The floor under our client: the same signed POST straight through aiohttp, body encoded once,
     JSON parsed, no model."""
-    credentials = SigningCredentials(merchant_id=MERCHANT, key_id=KEY_ID, secret=decode_secret(SECRET))
+    credentials = SigningCredentials(
+        merchant_id=MERCHANT, key_id=KEY_ID, secret=decode_secret(SECRET)
+    )
     connector = aiohttp.TCPConnector(limit=max(100, args.concurrency))
     async with aiohttp.ClientSession(connector=connector) as session:
         url = base_url + PATH
         body = REQUEST.to_wire()
 
         async def call() -> None:
-            headers = sign_http_signature(credentials, method="POST", host="127.0.0.1", target=PATH, body=body)
+            headers = sign_http_signature(
+                credentials, method="POST", host="127.0.0.1", target=PATH, body=body
+            )
             headers["Content-Type"] = CONTENT_TYPE
             async with session.post(url, data=body, headers=headers) as response:
                 payload = await response.read()
@@ -215,64 +269,101 @@ async def run(args: argparse.Namespace) -> list[Cell]:
         implementations.append(("httpx baseline", httpx_client))
     cells: list[Cell] = []
     for delay in args.delays:
-        async with fake_upstream(delay, args.upstream_loop) as base_url, contextlib.AsyncExitStack() as stack:
-            calls = {name: await stack.enter_async_context(factory(base_url, args))
-                     for name, factory in implementations}
+        async with (
+            fake_upstream(delay, args.upstream_loop) as base_url,
+            contextlib.AsyncExitStack() as stack,
+        ):
+            calls = {
+                name: await stack.enter_async_context(factory(base_url, args))
+                for name, factory in implementations
+            }
             totals: dict[str, list[Any]] = {name: [0, 0, [], 0.0] for name in calls}
             for round_no in range(args.rounds):
                 warmup = args.warmup if round_no == 0 else min(args.warmup, 0.3)
                 for name, call in calls.items():
                     done, errors, latencies, elapsed = await drive(
-                        call, concurrency=args.concurrency, duration=args.duration / args.rounds, warmup=warmup)
+                        call,
+                        concurrency=args.concurrency,
+                        duration=args.duration / args.rounds,
+                        warmup=warmup,
+                    )
                     total = totals[name]
                     total[0] += done
                     total[1] += errors
                     total[2] += latencies
                     total[3] += elapsed
-            by_name = {name: make_cell(name, delay, args.concurrency, (t[0], t[1], t[2], t[3]))
-                       for name, t in totals.items()}
+            by_name = {
+                name: make_cell(name, delay, args.concurrency, (t[0], t[1], t[2], t[3]))
+                for name, t in totals.items()
+            }
             baseline = by_name.get("httpx baseline")
             for cell in by_name.values():
                 if baseline is not None and cell is not baseline and baseline.calls_per_s:
                     cell.ratio_vs_httpx = round(cell.calls_per_s / baseline.calls_per_s, 1)
-                print(f"  delay {delay:g} ms  {cell.client:<16}: {cell.calls_per_s:8.1f} calls/s", flush=True)
+                print(
+                    f"  delay {delay:g} ms  {cell.client:<16}: {cell.calls_per_s:8.1f} calls/s",
+                    flush=True,
+                )
             cells.extend(by_name.values())
     return cells
 
 
 def table(cells: list[Cell]) -> str:
-    head = (f"{'client':<16} {'delay':>6} {'in flight':>9} {'calls':>7} {'err':>4} {'calls/s':>9} "
-            f"{'p50 ms':>8} {'p99 ms':>8} {'bound/s':>8} {'% bound':>8} {'x httpx':>8}")
+    head = (
+        f"{'client':<16} {'delay':>6} {'in flight':>9} {'calls':>7} {'err':>4} {'calls/s':>9} "
+        f"{'p50 ms':>8} {'p99 ms':>8} {'bound/s':>8} {'% bound':>8} {'x httpx':>8}"
+    )
     lines = [head, "-" * len(head)]
     for c in cells:
         lines.append(
             f"{c.client:<16} {c.delay_ms:>4g}ms {c.concurrency:>9} {c.calls:>7} {c.errors:>4} {c.calls_per_s:>9.1f} "
             f"{c.p50_ms:>8.2f} {c.p99_ms:>8.2f} {c.bound_per_s or float('nan'):>8.1f} "
             f"{c.pct_of_bound if c.pct_of_bound is not None else float('nan'):>8.1f} "
-            f"{c.ratio_vs_httpx if c.ratio_vs_httpx is not None else float('nan'):>8.1f}")
+            f"{c.ratio_vs_httpx if c.ratio_vs_httpx is not None else float('nan'):>8.1f}"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per cell")
-    parser.add_argument("--warmup", type=float, default=1.0,
-                        help="unmeasured seconds before the first slice (0.3 s before the others)")
-    parser.add_argument("--rounds", type=int, default=4, help="slices per implementation, taken in turns")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=1.0,
+        help="unmeasured seconds before the first slice (0.3 s before the others)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="slices per implementation, taken in turns"
+    )
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--delays", type=lambda text: [float(x) for x in text.split(",")], default=[0.0, 150.0],
-                        help="upstream delays in ms, comma-separated")
-    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
-                        help="event loop of the client side (uvicorn[standard] runs the app on uvloop)")
+    parser.add_argument(
+        "--delays",
+        type=lambda text: [float(x) for x in text.split(",")],
+        default=[0.0, 150.0],
+        help="upstream delays in ms, comma-separated",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="event loop of the client side (uvicorn[standard] runs the app on uvloop)",
+    )
     parser.add_argument("--upstream-loop", choices=["asyncio", "uvloop"], default="uvloop")
     parser.add_argument("--skip-httpx", action="store_true")
-    parser.add_argument("--bare-aiohttp", action="store_true",
-                        help="also time a hand-rolled signed aiohttp POST (no models): the transport's floor")
+    parser.add_argument(
+        "--bare-aiohttp",
+        action="store_true",
+        help="also time a hand-rolled signed aiohttp POST (no models): the transport's floor",
+    )
     parser.add_argument("--json-out", type=Path, default=Path("bench/results/client.json"))
     args = parser.parse_args()
 
-    print(f"bench_client: {args.concurrency} in flight, {args.duration:g}s per cell, client loop {args.loop}, "
-          f"{os.cpu_count()} CPUs", flush=True)
+    print(
+        f"bench_client: {args.concurrency} in flight, {args.duration:g}s per cell, client loop {args.loop}, "
+        f"{os.cpu_count()} CPUs",
+        flush=True,
+    )
     if args.loop == "uvloop":
         import uvloop
 
@@ -285,12 +376,22 @@ def main() -> None:
     report = {
         "benchmark": "CybersourceClient.create_invoice, signed, against a fake upstream in another process",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "aiohttp": version("aiohttp"), "httpx": version("httpx"), "client_loop": args.loop,
-                    "upstream_loop": args.upstream_loop},
-        "config": {"concurrency": args.concurrency, "duration_s": args.duration, "warmup_s": args.warmup,
-                   "rounds": args.rounds,
-                   "delays_ms": args.delays},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "aiohttp": version("aiohttp"),
+            "httpx": version("httpx"),
+            "client_loop": args.loop,
+            "upstream_loop": args.upstream_loop,
+        },
+        "config": {
+            "concurrency": args.concurrency,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "rounds": args.rounds,
+            "delays_ms": args.delays,
+        },
         "targets": {"calls_per_s_at_0ms": 2000, "pct_of_bound_at_150ms": 90},
         "results": [asdict(cell) for cell in cells],
     }

@@ -34,14 +34,21 @@ sys.path.insert(0, str(ROOT))
 from app.cybersource.signing import SigningCredentials, decode_secret, sign_http_signature  # noqa: E402
 from app.settings import LOCAL_KEY_ID, LOCAL_MERCHANT_ID, LOCAL_SHARED_SECRET  # noqa: E402
 
-CREDS = SigningCredentials(merchant_id=LOCAL_MERCHANT_ID, key_id=LOCAL_KEY_ID,
-                           secret=decode_secret(LOCAL_SHARED_SECRET))
+CREDS = SigningCredentials(
+    merchant_id=LOCAL_MERCHANT_ID, key_id=LOCAL_KEY_ID, secret=decode_secret(LOCAL_SHARED_SECRET)
+)
 HOST = "127.0.0.1"
-CREATE_BODY = json.dumps({
-    "customerInformation": {"name": "Bench", "email": "bench@example.com"},
-    "invoiceInformation": {"description": "bench", "dueDate": "2030-01-01", "deliveryMode": "none"},
-    "orderInformation": {"amountDetails": {"totalAmount": "10.00", "currency": "USD"}},
-}).encode()
+CREATE_BODY = json.dumps(
+    {
+        "customerInformation": {"name": "Bench", "email": "bench@example.com"},
+        "invoiceInformation": {
+            "description": "bench",
+            "dueDate": "2030-01-01",
+            "deliveryMode": "none",
+        },
+        "orderInformation": {"amountDetails": {"totalAmount": "10.00", "currency": "USD"}},
+    }
+).encode()
 
 
 def _free_port() -> int:
@@ -51,9 +58,14 @@ def _free_port() -> int:
         return port
 
 
-def _request(method: str, target: str, body: bytes | None, *, signed: bool = True,
-             bad: bool = False) -> dict[str, Any]:
-    headers = sign_http_signature(CREDS, method=method, host=HOST, target=target, body=body) if signed else {}
+def _request(
+    method: str, target: str, body: bytes | None, *, signed: bool = True, bad: bool = False
+) -> dict[str, Any]:
+    headers = (
+        sign_http_signature(CREDS, method=method, host=HOST, target=target, body=body)
+        if signed
+        else {}
+    )
     if bad:
         headers["Signature"] = headers["Signature"].replace('signature="', 'signature="AA')
     if body is not None:
@@ -70,12 +82,28 @@ def _lua(request: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _run_wrk(base: str, request: dict[str, Any], seconds: int, connections: int, pin: list[str]) -> dict[str, Any]:
+def _run_wrk(
+    base: str, request: dict[str, Any], seconds: int, connections: int, pin: list[str]
+) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_lua(request))
     try:
-        out = subprocess.run([*pin, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
-                              script.name, base + request["target"]], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [
+                *pin,
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--latency",
+                "-s",
+                script.name,
+                base + request["target"],
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     finally:
         os.unlink(script.name)
     text = out.stdout
@@ -83,11 +111,17 @@ def _run_wrk(base: str, request: dict[str, Any], seconds: int, connections: int,
     p50 = re.search(r"50%\s+([\d.]+\w+)", text)
     p99 = re.search(r"99%\s+([\d.]+\w+)", text)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    return {"rps": rps, "p50": p50.group(1) if p50 else None, "p99": p99.group(1) if p99 else None,
-            "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+    return {
+        "rps": rps,
+        "p50": p50.group(1) if p50 else None,
+        "p99": p99.group(1) if p99 else None,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+    }
 
 
-async def _aiohttp_load(base: str, request: dict[str, Any], seconds: int, connections: int) -> dict[str, Any]:
+async def _aiohttp_load(
+    base: str, request: dict[str, Any], seconds: int, connections: int
+) -> dict[str, Any]:
     import aiohttp
 
     done, statuses = 0, {}
@@ -96,8 +130,12 @@ async def _aiohttp_load(base: str, request: dict[str, Any], seconds: int, connec
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal done
         while time.perf_counter() < deadline:
-            async with session.request(request["method"], base + request["target"], data=request["body"],
-                                       headers=request["headers"]) as resp:
+            async with session.request(
+                request["method"],
+                base + request["target"],
+                data=request["body"],
+                headers=request["headers"],
+            ) as resp:
                 await resp.read()
                 statuses[resp.status] = statuses.get(resp.status, 0) + 1
                 done += 1
@@ -123,9 +161,22 @@ def main() -> None:
     pin_load = ["taskset", "-c", "1"] if taskset else []
     port = _free_port()
     base = f"http://{HOST}:{port}"
-    server = subprocess.Popen([*pin_server, sys.executable, "-m", "app.simulator.cli", "--port", str(port),
-                               "--no-request-log", "--log-level", "WARNING"], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            *pin_server,
+            sys.executable,
+            "-m",
+            "app.simulator.cli",
+            "--port",
+            str(port),
+            "--no-request-log",
+            "--log-level",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(200):
             try:
@@ -135,17 +186,26 @@ def main() -> None:
                 time.sleep(0.05)
         # One invoice to read back.
         created = _request("POST", "/invoicing/v2/invoices", CREATE_BODY)
-        req = urllib.request.Request(base + created["target"], data=CREATE_BODY, headers=created["headers"],
-                                     method="POST")
+        req = urllib.request.Request(
+            base + created["target"], data=CREATE_BODY, headers=created["headers"], method="POST"
+        )
         with urllib.request.urlopen(req) as resp:
             invoice_id = json.loads(resp.read())["id"]
         scenarios = {
-            "unsigned GET /__sim/health (framework floor)": _request("GET", "/__sim/health", None, signed=False),
+            "unsigned GET /__sim/health (framework floor)": _request(
+                "GET", "/__sim/health", None, signed=False
+            ),
             "signed GET invoiceSettings": _request("GET", "/invoicing/v2/invoiceSettings", None),
-            "signed GET invoice by id": _request("GET", f"/invoicing/v2/invoices/{invoice_id}", None),
-            "signed GET list offset=0&limit=10": _request("GET", "/invoicing/v2/invoices?offset=0&limit=10", None),
+            "signed GET invoice by id": _request(
+                "GET", f"/invoicing/v2/invoices/{invoice_id}", None
+            ),
+            "signed GET list offset=0&limit=10": _request(
+                "GET", "/invoicing/v2/invoices?offset=0&limit=10", None
+            ),
             "signed POST create invoice": created,
-            "bad signature -> 401": _request("GET", "/invoicing/v2/invoiceSettings", None, bad=True),
+            "bad signature -> 401": _request(
+                "GET", "/invoicing/v2/invoiceSettings", None, bad=True
+            ),
         }
         driver = "wrk" if shutil.which("wrk") else "aiohttp"
         results = []
@@ -155,14 +215,23 @@ def main() -> None:
             else:
                 figures = asyncio.run(_aiohttp_load(base, request, args.seconds, args.connections))
             results.append({"scenario": name, **figures})
-            print(f"{name:<48} {figures['rps']:>10.0f} req/s  p50 {figures['p50'] or '-':>8}  "
-                  f"p99 {figures['p99'] or '-':>8}  non-2xx {figures['non_2xx']}", flush=True)
+            print(
+                f"{name:<48} {figures['rps']:>10.0f} req/s  p50 {figures['p50'] or '-':>8}  "
+                f"p99 {figures['p99'] or '-':>8}  non-2xx {figures['non_2xx']}",
+                flush=True,
+            )
     finally:
         server.terminate()
         server.wait(10)
-    report = {"driver": driver, "connections": args.connections, "seconds": args.seconds,
-              "server_pinned_to_one_core": bool(taskset), "python": platform.python_version(),
-              "machine": platform.machine(), "results": results}
+    report = {
+        "driver": driver,
+        "connections": args.connections,
+        "seconds": args.seconds,
+        "server_pinned_to_one_core": bool(taskset),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "results": results,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"written to {args.out}")

@@ -24,11 +24,25 @@ INVOICE = {
     "submitTimeUtc": "2025-11-25T10:00:00Z",
     "status": "DRAFT",
     "customerInformation": {"name": "Tanya Lee", "email": "tanya.lee@my-email.world"},
-    "invoiceInformation": {"invoiceNumber": "98753", "description": "Consulting, November",
-                           "dueDate": "2025-12-31", "allowPartialPayments": False, "deliveryMode": "None"},
-    "orderInformation": {"amountDetails": {"totalAmount": 100.00, "currency": "USD", "balanceAmount": 100.00},
-                         "lineItems": [{"productSku": "C-1", "productName": "Consulting", "quantity": 1,
-                                        "unitPrice": 100.00, "totalAmount": 100.00}]},
+    "invoiceInformation": {
+        "invoiceNumber": "98753",
+        "description": "Consulting, November",
+        "dueDate": "2025-12-31",
+        "allowPartialPayments": False,
+        "deliveryMode": "None",
+    },
+    "orderInformation": {
+        "amountDetails": {"totalAmount": 100.00, "currency": "USD", "balanceAmount": 100.00},
+        "lineItems": [
+            {
+                "productSku": "C-1",
+                "productName": "Consulting",
+                "quantity": 1,
+                "unitPrice": 100.00,
+                "totalAmount": 100.00,
+            }
+        ],
+    },
 }
 BODY = json.dumps(INVOICE).encode()
 
@@ -43,9 +57,12 @@ def make_app(delay_s: float) -> web.Application:
         if delay_s > 0:
             await asyncio.sleep(delay_s)
         counter += 1
-        return web.Response(status=201 if request.method == "POST" else 200, body=BODY,
-                            content_type="application/hal+json",
-                            headers={"v-c-correlation-id": f"{correlation_prefix}{counter:012d}"})
+        return web.Response(
+            status=201 if request.method == "POST" else 200,
+            body=BODY,
+            content_type="application/hal+json",
+            headers={"v-c-correlation-id": f"{correlation_prefix}{counter:012d}"},
+        )
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)

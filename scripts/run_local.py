@@ -75,7 +75,9 @@ def ensure_postgres(database_url: str) -> None:
         fail(f"PostgreSQL at {host}:{port} is not accepting connections")
     for version in sorted(os.listdir("/etc/postgresql")):
         say(f"starting PostgreSQL {version}")
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=False)
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=False
+        )
     deadline = time.monotonic() + 30
     while not postgres_ready(host, port):
         if time.monotonic() > deadline:
@@ -124,8 +126,14 @@ class Child:
     def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         self.name = name
         # A new session: Ctrl-C reaches only this script, which then stops the children in order.
-        self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:
@@ -164,18 +172,24 @@ def curl_example(api: str) -> str:
     due = (dt.date.today() + dt.timedelta(days=30)).isoformat()
     body = {
         "customerInformation": {"name": "Ada Lovelace", "email": "ada@example.com"},
-        "invoiceInformation": {"description": "Consulting, two hours", "dueDate": due,
-                               "sendImmediately": True, "deliveryMode": "email"},
+        "invoiceInformation": {
+            "description": "Consulting, two hours",
+            "dueDate": due,
+            "sendImmediately": True,
+            "deliveryMode": "email",
+        },
         "orderInformation": {
             "amountDetails": {"totalAmount": "250.00", "currency": "USD"},
             "lineItems": [{"productName": "Consulting hour", "quantity": 2, "unitPrice": "125.00"}],
         },
     }
-    return (f"curl -sS -X POST {api}/v1/invoices \\\n"
-            f"  -H 'Authorization: Bearer {LOCAL_DEV_KEY}' \\\n"
-            f"  -H 'Idempotency-Key: {uuid.uuid4()}' \\\n"
-            f"  -H 'Content-Type: application/json' \\\n"
-            f"  -d '{json.dumps(body)}'")
+    return (
+        f"curl -sS -X POST {api}/v1/invoices \\\n"
+        f"  -H 'Authorization: Bearer {LOCAL_DEV_KEY}' \\\n"
+        f"  -H 'Idempotency-Key: {uuid.uuid4()}' \\\n"
+        f"  -H 'Content-Type: application/json' \\\n"
+        f"  -d '{json.dumps(body)}'"
+    )
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -183,8 +197,9 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--api-port", type=int, default=8080)
     parser.add_argument("--simulator-port", type=int, default=8081)
     args = parser.parse_args()
@@ -205,8 +220,13 @@ def main() -> int:
     uv = find_uv()
     say("uv sync")
     subprocess.run([uv, "sync"], cwd=ROOT, check=True)
-    python = subprocess.run([uv, "run", "--no-sync", "python", "-c", "import sys; print(sys.executable)"],
-                            cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+    python = subprocess.run(
+        [uv, "run", "--no-sync", "python", "-c", "import sys; print(sys.executable)"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     say("creating and migrating the database")
     subprocess.run([python, "-m", "app", "migrate"], cwd=ROOT, env=env, check=True)
 
@@ -216,23 +236,51 @@ def main() -> int:
     children: list[Child] = []
     try:
         say(f"starting the simulator on {simulator}")
-        sim = Child("simulator", [
-            python, "-m", "app", "simulator", "--host", "127.0.0.1", "--port", str(args.simulator_port),
-            "--webhook-url", f"{api}/v1/webhooks/cybersource",
-            "--webhook-key-id", local["LOCAL_WEBHOOK_KEY_ID"],
-            "--webhook-secret", local["LOCAL_WEBHOOK_SECRET"],
-        ], env)
+        sim = Child(
+            "simulator",
+            [
+                python,
+                "-m",
+                "app",
+                "simulator",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(args.simulator_port),
+                "--webhook-url",
+                f"{api}/v1/webhooks/cybersource",
+                "--webhook-key-id",
+                local["LOCAL_WEBHOOK_KEY_ID"],
+                "--webhook-secret",
+                local["LOCAL_WEBHOOK_SECRET"],
+            ],
+            env,
+        )
         children.append(sim)
         wait_for(sim, f"port {args.simulator_port}", lambda: port_open(args.simulator_port), 30)
 
         say(f"starting the API and the relay on {api}")
         api_env = {**env, "CYBERSOURCE_BASE_URL": simulator}
-        facade = Child("api", [python, "-m", "app", "api", "--host", "127.0.0.1",
-                               "--port", str(args.api_port), "--with-relay"], api_env)
+        facade = Child(
+            "api",
+            [
+                python,
+                "-m",
+                "app",
+                "api",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(args.api_port),
+                "--with-relay",
+            ],
+            api_env,
+        )
         children.append(facade)
         wait_for(facade, f"{api}/readyz", lambda: http_ok(f"{api}/readyz"), 60)
 
-        print(f"""
+        print(
+            f"""
 invoicing-gateway is running (Ctrl-C stops it)
   API          {api}
   Swagger UI   {api}/docs   (Authorize with the local key: {LOCAL_DEV_KEY})
@@ -242,7 +290,9 @@ invoicing-gateway is running (Ctrl-C stops it)
 Create and send an invoice (run it twice: the second answer replays the first):
 
 {curl_example(api)}
-""", flush=True)
+""",
+            flush=True,
+        )
         while True:
             for child in children:
                 code = child.exited()
@@ -252,7 +302,9 @@ Create and send an invoice (run it twice: the second answer replays the first):
     except KeyboardInterrupt:
         say("stopping")
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abandon the children
+        signal.signal(
+            signal.SIGINT, signal.SIG_IGN
+        )  # a second Ctrl-C must not abandon the children
         for child in reversed(children):  # the API (and its relay) first, then the simulator
             child.stop()
     return 0

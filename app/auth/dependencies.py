@@ -14,13 +14,20 @@ from app.auth.principal import ADMIN, READ, WRITE, Caller
 from app.settings import Settings
 
 # Declared as security schemes so Swagger UI's Authorize button and the OpenAPI document show them.
-bearer_scheme = HTTPBearer(auto_error=False, description="The caller's API key: `Authorization: Bearer <key>`")
-api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="The caller's API key, alternatively")
+bearer_scheme = HTTPBearer(
+    auto_error=False, description="The caller's API key: `Authorization: Bearer <key>`"
+)
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="The caller's API key, alternatively"
+)
 
 
 def callers_by_key_hash(settings: Settings) -> dict[str, Caller]:
     """The configured callers, by the SHA-256 hex of their key (the only form the settings hold)."""
-    return {key.sha256.lower(): Caller(key.client, frozenset(key.scopes)) for key in settings.effective_api_keys}
+    return {
+        key.sha256.lower(): Caller(key.client, frozenset(key.scopes))
+        for key in settings.effective_api_keys
+    }
 
 
 async def authenticate(
@@ -32,12 +39,15 @@ async def authenticate(
     key = bearer.credentials if bearer is not None else api_key
     if not key:
         raise errors.Unauthenticated(
-            "Send your API key as `Authorization: Bearer <key>`.", headers={"WWW-Authenticate": "Bearer"}
+            "Send your API key as `Authorization: Bearer <key>`.",
+            headers={"WWW-Authenticate": "Bearer"},
         )
     callers: dict[str, Caller] = request.app.state.callers
     caller = callers.get(hashlib.sha256(key.encode()).hexdigest())
     if caller is None:
-        raise errors.Unauthenticated("The API key is not valid.", headers={"WWW-Authenticate": "Bearer"})
+        raise errors.Unauthenticated(
+            "The API key is not valid.", headers={"WWW-Authenticate": "Bearer"}
+        )
     return caller
 
 

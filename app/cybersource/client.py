@@ -28,6 +28,7 @@ from typing import Any, Final, TypeVar
 from urllib.parse import quote, urlencode
 
 import aiohttp
+import structlog
 from multidict import CIMultiDictProxy
 from pydantic import BaseModel
 from yarl import URL
@@ -54,6 +55,7 @@ from app.cybersource.models import (
     UpstreamResult,
     decimal_text,
 )
+from app.cybersource.profiles import ClientSettings, MerchantProfile
 from app.cybersource.signing import (
     P12Key,
     SigningCredentials,
@@ -63,8 +65,6 @@ from app.cybersource.signing import (
     sign_jwt,
 )
 from app.cybersource.transport import SessionProvider, Timeouts
-from app.observability.logging import get_logger
-from app.settings import MerchantProfile, Settings
 
 __all__ = [
     "CONTENT_TYPE",
@@ -91,7 +91,7 @@ RequestBody = BaseModel | Mapping[str, Any]
 
 R = TypeVar("R", bound=UpstreamResult)
 
-_log = get_logger(__name__)
+_log: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(__name__)
 _stdlib_log = logging.getLogger(__name__)
 
 
@@ -166,9 +166,12 @@ def encode_body(body: RequestBody) -> bytes:
     if isinstance(body, BaseModel):
         return body.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
     if isinstance(body, Mapping):
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
-                          default=_json_default).encode("utf-8")
-    raise TypeError(f"a request body must be a mapping or a pydantic model, not {type(body).__name__}")
+        return json.dumps(
+            body, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
+        ).encode("utf-8")
+    raise TypeError(
+        f"a request body must be a mapping or a pydantic model, not {type(body).__name__}"
+    )
 
 
 def _segment(value: str | int, what: str) -> str:
@@ -253,8 +256,15 @@ def _is_general_system_failure(parsed: CybersourceErrorBody | None) -> bool:
     return reason in {"SERVER_ERROR", "SYSTEM_ERROR"} or "general system failure" in message
 
 
-def error_for_response(*, method: str, status: int, body: Any, headers: Mapping[str, str] | None = None,
-                       correlation_id: str | None = None, now: float | None = None) -> CybersourceError:
+def error_for_response(
+    *,
+    method: str,
+    status: int,
+    body: Any,
+    headers: Mapping[str, str] | None = None,
+    correlation_id: str | None = None,
+    now: float | None = None,
+) -> CybersourceError:
     """The error for a non-2xx answer. `body` is the parsed JSON (or the text when it is not JSON).
 
     | status                      | error                                                          |
@@ -273,8 +283,11 @@ def error_for_response(*, method: str, status: int, body: Any, headers: Mapping[
     text = parsed.effective_message if parsed else None
     if text is None and isinstance(body, str) and body.strip():
         text = body.strip()[:200]
-    summary = f"Cybersource answered {method} with {status}" + (f" {reason}" if reason else "") + (
-        f": {text}" if text else "")
+    summary = (
+        f"Cybersource answered {method} with {status}"
+        + (f" {reason}" if reason else "")
+        + (f": {text}" if text else "")
+    )
     common: dict[str, Any] = {"status": status, "correlation_id": correlation_id, "body": body}
     retry_after = parse_retry_after(headers.get("Retry-After"), now=now)
     if status in (401, 403):
@@ -283,12 +296,17 @@ def error_for_response(*, method: str, status: int, body: Any, headers: Mapping[
         return TransientError(summary, retry_after=retry_after, **common)
     if status >= 500:
         if status == 502 and _is_general_system_failure(parsed):
-            return GeneralSystemFailureError(summary + " (can also mean an account configuration problem)",
-                                             retry_after=retry_after, **common)
+            return GeneralSystemFailureError(
+                summary + " (can also mean an account configuration problem)",
+                retry_after=retry_after,
+                **common,
+            )
         return TransientError(summary, retry_after=retry_after, **common)
     if 300 <= status < 400:
         location = headers.get("Location")
-        summary += f" (redirect to {location!r} not followed: check the base URL)" if location else ""
+        summary += (
+            f" (redirect to {location!r} not followed: check the base URL)" if location else ""
+        )
     return RejectedError(summary, reason=reason, details=_raw_details(body), **common)
 
 
@@ -302,11 +320,17 @@ def error_for_exception(exc: BaseException, *, method: str) -> CybersourceError:
     """
     kind = type(exc).__name__
     if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
-        return TransientError(f"could not connect to Cybersource ({kind}); the request was not sent")
+        return TransientError(
+            f"could not connect to Cybersource ({kind}); the request was not sent"
+        )
     if method.upper() in SAFE_METHODS:
-        return TransientError(f"no complete answer from Cybersource ({kind}); safe to repeat a {method}")
-    return AmbiguousError(f"no complete answer from Cybersource ({kind}) after sending {method}: "
-                          "it may or may not have been applied")
+        return TransientError(
+            f"no complete answer from Cybersource ({kind}); safe to repeat a {method}"
+        )
+    return AmbiguousError(
+        f"no complete answer from Cybersource ({kind}) after sending {method}: "
+        "it may or may not have been applied"
+    )
 
 
 # --- the client ----------------------------------------------------------------------------------
@@ -315,27 +339,44 @@ def error_for_exception(exc: BaseException, *, method: str) -> CybersourceError:
 def _load_p12(profile: MerchantProfile) -> P12Key:
     if profile.p12_path is None:
         raise ValueError(f"merchant profile {profile.name!r} has no p12_path")
-    password = profile.p12_password.get_secret_value().encode("utf-8") if profile.p12_password else None
+    password = (
+        profile.p12_password.get_secret_value().encode("utf-8") if profile.p12_password else None
+    )
     return P12Key.load(profile.p12_path.read_bytes(), password)
 
 
 class CybersourceClient:
     """The Invoicing v2 API as one merchant profile sees it. Safe to share between tasks."""
 
-    def __init__(self, profile: MerchantProfile, *,
-                 session: SessionProvider | aiohttp.ClientSession | None = None,
-                 timeouts: Timeouts | None = None, max_connections: int = 100,
-                 p12_key: P12Key | None = None) -> None:
+    def __init__(
+        self,
+        profile: MerchantProfile,
+        *,
+        session: SessionProvider | aiohttp.ClientSession | None = None,
+        timeouts: Timeouts | None = None,
+        max_connections: int = 100,
+        p12_key: P12Key | None = None,
+    ) -> None:
         base = URL(profile.resolved_base_url)
         if base.scheme not in {"http", "https"} or not base.host:
-            raise ValueError(f"merchant profile {profile.name!r}: base URL must be http(s)://host[:port][/path]")
+            raise ValueError(
+                f"merchant profile {profile.name!r}: base URL must be http(s)://host[:port][/path]"
+            )
         self._profile = profile
         self._origin = str(base.origin())
         self._prefix = base.raw_path.rstrip("/")
         self._host: str = base.host
-        secret = decode_secret(profile.shared_secret.get_secret_value()) if profile.shared_secret else b""
-        self._credentials = SigningCredentials(merchant_id=profile.merchant_id, key_id=profile.key_id,
-                                               secret=secret, portfolio_id=profile.portfolio_id)
+        secret = (
+            decode_secret(profile.shared_secret.get_secret_value())
+            if profile.shared_secret
+            else b""
+        )
+        self._credentials = SigningCredentials(
+            merchant_id=profile.merchant_id,
+            key_id=profile.key_id,
+            secret=secret,
+            portfolio_id=profile.portfolio_id,
+        )
         self._jwt = profile.auth == "jwt"
         self._p12: P12Key | None = None
         if self._jwt and profile.jwt_key_type == "p12":
@@ -349,13 +390,22 @@ class CybersourceClient:
         self._client_timeout = self._timeouts.client_timeout()
 
     @classmethod
-    def from_settings(cls, settings: Settings, profile: str = "default", *,
-                      session: SessionProvider | aiohttp.ClientSession | None = None) -> CybersourceClient:
+    def from_settings(
+        cls,
+        settings: ClientSettings,
+        profile: str = "default",
+        *,
+        session: SessionProvider | aiohttp.ClientSession | None = None,
+    ) -> CybersourceClient:
         profiles = settings.merchant_profiles
         if profile not in profiles:
             raise UnknownMerchantProfileError(profile, sorted(profiles))
-        return cls(profiles[profile], session=session, timeouts=Timeouts.from_settings(settings),
-                   max_connections=settings.cybersource_max_connections)
+        return cls(
+            profiles[profile],
+            session=session,
+            timeouts=Timeouts.from_settings(settings),
+            max_connections=settings.cybersource_max_connections,
+        )
 
     # -- identity --
 
@@ -388,10 +438,13 @@ class CybersourceClient:
 
     async def create_invoice(self, body: InvoiceCreateRequest | RequestBody) -> InvoiceResponse:
         """POST /invoicing/v2/invoices. 201; 202 (`accepted_without_email`) if stored but not e-mailed."""
-        return await self._call("POST", "/invoicing/v2/invoices", InvoiceResponse, body=encode_body(body))
+        return await self._call(
+            "POST", "/invoicing/v2/invoices", InvoiceResponse, body=encode_body(body)
+        )
 
-    async def list_invoices(self, *, offset: int, limit: int,
-                            status: str | None = None) -> InvoiceListResponse:
+    async def list_invoices(
+        self, *, offset: int, limit: int, status: str | None = None
+    ) -> InvoiceListResponse:
         """GET /invoicing/v2/invoices?offset=&limit=[&status=] (query in that order, signed as sent)."""
         if offset < 0 or not 1 <= limit <= MAX_LIST_LIMIT:
             raise ValueError(f"offset must be >= 0 and limit between 1 and {MAX_LIST_LIMIT}")
@@ -403,58 +456,83 @@ class CybersourceClient:
     async def get_invoice(self, invoice_id: str) -> InvoiceResponse:
         return await self._call("GET", self._invoice_path(invoice_id), InvoiceResponse)
 
-    async def update_invoice(self, invoice_id: str,
-                             body: InvoiceUpdateRequest | RequestBody) -> InvoiceResponse:
+    async def update_invoice(
+        self, invoice_id: str, body: InvoiceUpdateRequest | RequestBody
+    ) -> InvoiceResponse:
         """PUT /invoicing/v2/invoices/{id}: full replacement of the content."""
-        return await self._call("PUT", self._invoice_path(invoice_id), InvoiceResponse,
-                                body=encode_body(body))
+        return await self._call(
+            "PUT", self._invoice_path(invoice_id), InvoiceResponse, body=encode_body(body)
+        )
 
     async def send_invoice(self, invoice_id: str) -> InvoiceResponse:
         """POST .../delivery with body `{}`."""
-        return await self._call("POST", self._invoice_path(invoice_id, "delivery"), InvoiceResponse,
-                                body=ACTION_BODY)
+        return await self._call(
+            "POST", self._invoice_path(invoice_id, "delivery"), InvoiceResponse, body=ACTION_BODY
+        )
 
     async def cancel_invoice(self, invoice_id: str) -> InvoiceResponse:
         """POST .../cancelation with body `{}`."""
-        return await self._call("POST", self._invoice_path(invoice_id, "cancelation"), InvoiceResponse,
-                                body=ACTION_BODY)
+        return await self._call(
+            "POST", self._invoice_path(invoice_id, "cancelation"), InvoiceResponse, body=ACTION_BODY
+        )
 
     async def publish_invoice(self, invoice_id: str) -> InvoiceResponse:
         """POST .../publication with body `{}` (DRAFT -> CREATED)."""
-        return await self._call("POST", self._invoice_path(invoice_id, "publication"), InvoiceResponse,
-                                body=ACTION_BODY)
+        return await self._call(
+            "POST", self._invoice_path(invoice_id, "publication"), InvoiceResponse, body=ACTION_BODY
+        )
 
     # -- settings --
 
-    async def get_invoice_settings(self, product_type: str | None = None) -> InvoiceSettingsResponse:
+    async def get_invoice_settings(
+        self, product_type: str | None = None
+    ) -> InvoiceSettingsResponse:
         query = [("productType", product_type)] if product_type is not None else None
-        return await self._call("GET", "/invoicing/v2/invoiceSettings", InvoiceSettingsResponse, query=query)
+        return await self._call(
+            "GET", "/invoicing/v2/invoiceSettings", InvoiceSettingsResponse, query=query
+        )
 
-    async def update_invoice_settings(self, body: InvoiceSettingsRequest | RequestBody,
-                                      product_type: str | None = None) -> InvoiceSettingsResponse:
+    async def update_invoice_settings(
+        self, body: InvoiceSettingsRequest | RequestBody, product_type: str | None = None
+    ) -> InvoiceSettingsResponse:
         query = [("productType", product_type)] if product_type is not None else None
-        return await self._call("PUT", "/invoicing/v2/invoiceSettings", InvoiceSettingsResponse, query=query,
-                                body=encode_body(body))
+        return await self._call(
+            "PUT",
+            "/invoicing/v2/invoiceSettings",
+            InvoiceSettingsResponse,
+            query=query,
+            body=encode_body(body),
+        )
 
     # -- merchant-defined fields --
 
     async def list_merchant_defined_fields(self, reference_type: str) -> MerchantDefinedFieldList:
         return await self._call("GET", self._mdf_path(reference_type), MerchantDefinedFieldList)
 
-    async def create_merchant_defined_field(self, reference_type: str,
-                                            body: MerchantDefinedFieldRequest | RequestBody
-                                            ) -> MerchantDefinedFieldList:
+    async def create_merchant_defined_field(
+        self, reference_type: str, body: MerchantDefinedFieldRequest | RequestBody
+    ) -> MerchantDefinedFieldList:
         """POST .../merchantDefinedFields; 201 answers with the whole list of definitions."""
-        return await self._call("POST", self._mdf_path(reference_type), MerchantDefinedFieldList,
-                                body=encode_body(body))
+        return await self._call(
+            "POST", self._mdf_path(reference_type), MerchantDefinedFieldList, body=encode_body(body)
+        )
 
-    async def update_merchant_defined_field(self, reference_type: str, field_id: int | str,
-                                            body: MerchantDefinedFieldRequest | RequestBody
-                                            ) -> MerchantDefinedFieldList:
-        return await self._call("PUT", self._mdf_path(reference_type, field_id), MerchantDefinedFieldList,
-                                body=encode_body(body))
+    async def update_merchant_defined_field(
+        self,
+        reference_type: str,
+        field_id: int | str,
+        body: MerchantDefinedFieldRequest | RequestBody,
+    ) -> MerchantDefinedFieldList:
+        return await self._call(
+            "PUT",
+            self._mdf_path(reference_type, field_id),
+            MerchantDefinedFieldList,
+            body=encode_body(body),
+        )
 
-    async def delete_merchant_defined_field(self, reference_type: str, field_id: int | str) -> EmptyResponse:
+    async def delete_merchant_defined_field(
+        self, reference_type: str, field_id: int | str
+    ) -> EmptyResponse:
         """DELETE .../merchantDefinedFields/{id}; 204 without a body."""
         return await self._call("DELETE", self._mdf_path(reference_type, field_id), EmptyResponse)
 
@@ -485,15 +563,34 @@ class CybersourceClient:
 
     def _auth_headers(self, method: str, target: str, body: bytes | None) -> dict[str, str]:
         if self._jwt:
-            headers = sign_jwt(self._credentials, method=method, host=self._host, target=target, body=body,
-                               p12=self._p12)
+            headers = sign_jwt(
+                self._credentials,
+                method=method,
+                host=self._host,
+                target=target,
+                body=body,
+                p12=self._p12,
+            )
             headers["Host"] = self._host
             return headers
-        return sign_http_signature(self._credentials, method=method, host=self._host, target=target,
-                                   body=body, date=_current_http_date())
+        return sign_http_signature(
+            self._credentials,
+            method=method,
+            host=self._host,
+            target=target,
+            body=body,
+            date=_current_http_date(),
+        )
 
-    async def _call(self, method: str, path: str, result_type: type[R], *,
-                    query: Sequence[tuple[str, str | int]] | None = None, body: bytes | None = None) -> R:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        result_type: type[R],
+        *,
+        query: Sequence[tuple[str, str | int]] | None = None,
+        body: bytes | None = None,
+    ) -> R:
         target = self._prefix + path
         if query:
             target += "?" + urlencode(query)
@@ -508,8 +605,14 @@ class CybersourceClient:
         correlation_id: str | None = None
         try:
             session = self._sessions.get()
-            async with session.request(method, url, data=body, headers=headers, allow_redirects=False,
-                                       timeout=self._client_timeout) as response:
+            async with session.request(
+                method,
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._client_timeout,
+            ) as response:
                 status = response.status
                 response_headers: CIMultiDictProxy[str] = response.headers
                 correlation_id = response_headers.get(CORRELATION_HEADER)
@@ -527,14 +630,22 @@ class CybersourceClient:
                 error = (TransientError if method in SAFE_METHODS else AmbiguousError)(
                     f"Cybersource answered {method} with {status} but an unreadable body "
                     f"({type(exc).__name__})",
-                    status=status, correlation_id=correlation_id, body=_text(payload))
+                    status=status,
+                    correlation_id=correlation_id,
+                    body=_text(payload),
+                )
                 self._log_call(method, target, status, started, correlation_id, error)
                 raise error from exc
             self._log_call(method, target, status, started, correlation_id, None)
             return result
 
-        error = error_for_response(method=method, status=status, body=_parse_error_payload(payload),
-                                   headers=response_headers, correlation_id=correlation_id)
+        error = error_for_response(
+            method=method,
+            status=status,
+            body=_parse_error_payload(payload),
+            headers=response_headers,
+            correlation_id=correlation_id,
+        )
         self._log_call(method, target, status, started, correlation_id, error)
         raise error
 
@@ -543,25 +654,43 @@ class CybersourceClient:
         if not payload.strip():
             if status != 204 and result_type is not EmptyResponse:
                 raise ValueError("empty body")
-            return result_type.from_upstream(None, correlation_id=correlation_id, http_status=status)
-        return result_type.from_upstream(json.loads(payload), correlation_id=correlation_id,
-                                         http_status=status)
+            return result_type.from_upstream(
+                None, correlation_id=correlation_id, http_status=status
+            )
+        return result_type.from_upstream(
+            json.loads(payload), correlation_id=correlation_id, http_status=status
+        )
 
-    def _log_call(self, method: str, target: str, status: int | None, started: float,
-                  correlation_id: str | None, error: CybersourceError | None) -> None:
+    def _log_call(
+        self,
+        method: str,
+        target: str,
+        status: int | None,
+        started: float,
+        correlation_id: str | None,
+        error: CybersourceError | None,
+    ) -> None:
         level = logging.INFO if error is None else logging.WARNING
         if not _stdlib_log.isEnabledFor(level):
             return
         fields: dict[str, Any] = {
-            "profile": self._profile.name, "merchant_id": self._profile.merchant_id, "method": method,
-            "path": target, "status": status, "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
+            "profile": self._profile.name,
+            "merchant_id": self._profile.merchant_id,
+            "method": method,
+            "path": target,
+            "status": status,
+            "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
             "correlation_id": correlation_id,
         }
         if error is None:
             _log.info("cybersource.call", **fields)
         else:
-            _log.warning("cybersource.call", error=type(error).__name__,
-                         reason=getattr(error, "reason", None), **fields)
+            _log.warning(
+                "cybersource.call",
+                error=type(error).__name__,
+                reason=getattr(error, "reason", None),
+                **fields,
+            )
 
 
 def _text(payload: bytes) -> str:
@@ -591,12 +720,17 @@ class CybersourceClients:
         self._sessions = sessions
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, session: aiohttp.ClientSession | None = None
-                      ) -> CybersourceClients:
-        sessions = SessionProvider(max_connections=settings.cybersource_max_connections, session=session)
+    def from_settings(
+        cls, settings: ClientSettings, *, session: aiohttp.ClientSession | None = None
+    ) -> CybersourceClients:
+        sessions = SessionProvider(
+            max_connections=settings.cybersource_max_connections, session=session
+        )
         timeouts = Timeouts.from_settings(settings)
-        clients = {name: CybersourceClient(profile, session=sessions, timeouts=timeouts)
-                   for name, profile in settings.merchant_profiles.items()}
+        clients = {
+            name: CybersourceClient(profile, session=sessions, timeouts=timeouts)
+            for name, profile in settings.merchant_profiles.items()
+        }
         return cls(clients, sessions)
 
     def get(self, name: str) -> CybersourceClient:

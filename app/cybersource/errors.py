@@ -1,12 +1,12 @@
 """The upstream error tree the outbox relay decides on.
 
-    CybersourceError
-    ├── TransientError        safe to retry: 5xx, 429 (with Retry-After), connect failures before sending
-    │   └── GeneralSystemFailureError (client.py): 502 "General system failure", which Cybersource also
-    │                         answers for account configuration problems: retried a few times, never forever
-    ├── AmbiguousError        the request may have been applied: read timeout, connection reset after sending
-    ├── RejectedError         final: 400 (validation, DUPLICATE_RECORD, ACTION_NOT_ALLOWED), 404, 409, 412
-    └── AuthenticationError   401/403: credentials or signing are wrong; retrying will not help
+CybersourceError
+├── TransientError        safe to retry: 5xx, 429 (with Retry-After), connect failures before sending
+│   └── GeneralSystemFailureError (client.py): 502 "General system failure", which Cybersource also
+│                         answers for account configuration problems: retried a few times, never forever
+├── AmbiguousError        the request may have been applied: read timeout, connection reset after sending
+├── RejectedError         final: 400 (validation, DUPLICATE_RECORD, ACTION_NOT_ALLOWED), 404, 409, 412
+└── AuthenticationError   401/403: credentials or signing are wrong; retrying will not help
 """
 
 from __future__ import annotations
@@ -17,8 +17,14 @@ from typing import Any
 class CybersourceError(Exception):
     """Base of every failure of an upstream call."""
 
-    def __init__(self, message: str, *, status: int | None = None, correlation_id: str | None = None,
-                 body: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        correlation_id: str | None = None,
+        body: Any = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
@@ -41,8 +47,14 @@ class AmbiguousError(CybersourceError):
 class RejectedError(CybersourceError):
     """Cybersource refused the request; the same request will be refused again."""
 
-    def __init__(self, message: str, *, reason: str | None = None,
-                 details: list[dict[str, Any]] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        details: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(message, **kwargs)
         self.reason = reason
         self.details = details or []

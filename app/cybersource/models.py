@@ -110,7 +110,9 @@ Quantity = Annotated[int | None, BeforeValidator(_to_int)]
 LowerText = Annotated[str | None, BeforeValidator(_lower)]
 UpperText = Annotated[str | None, BeforeValidator(_upper)]
 # `YYYY-MM-DD` becomes a `date`; anything else stays the text that came (responses are not ours to refuse).
-DateOrText = Annotated[date | str | None, Field(union_mode="left_to_right"), BeforeValidator(_blank_to_none)]
+DateOrText = Annotated[
+    date | str | None, Field(union_mode="left_to_right"), BeforeValidator(_blank_to_none)
+]
 
 
 class CybersourceModel(BaseModel):
@@ -215,9 +217,11 @@ class AmountDetails(CybersourceModel):
 
 class LineItem(CybersourceModel):
     # The Python SDK renames productSku to productSKU on the wire; read both, write productSku.
-    product_sku: str | None = Field(default=None, validation_alias=AliasChoices("productSku", "productSKU",
-                                                                                  "product_sku"),
-                                    serialization_alias="productSku")
+    product_sku: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("productSku", "productSKU", "product_sku"),
+        serialization_alias="productSku",
+    )
     product_name: str | None = None
     quantity: Quantity = None
     unit_price: Amount = None
@@ -293,7 +297,9 @@ class InvoiceSettingsInformation(CybersourceModel):
     default_currency_code: str | None = None
     # Request: enable | update | disable.  Response: a boolean under another name.
     payer_authentication_in_invoicing: str | None = None
-    payer_authentication_3ds_version: bool | None = Field(default=None, alias="payerAuthentication3DSVersion")
+    payer_authentication_3ds_version: bool | None = Field(
+        default=None, alias="payerAuthentication3DSVersion"
+    )
     show_vat_number: bool | None = None
     vat_registration_number: str | None = None
     ship_to: bool | None = None
@@ -349,7 +355,9 @@ class InvoiceUpdateRequest(_InvoiceRequestBase):
     @model_validator(mode="after")
     def _no_invoice_number(self) -> Self:
         if self.invoice_information.invoice_number is not None:
-            raise ValueError("an update cannot carry invoiceInformation.invoiceNumber (it never changes)")
+            raise ValueError(
+                "an update cannot carry invoiceInformation.invoiceNumber (it never changes)"
+            )
         return self
 
 
@@ -398,11 +406,14 @@ class UpstreamResult(CybersourceModel):
         return self._http_status
 
     @classmethod
-    def from_upstream(cls, body: Any, *, correlation_id: str | None = None,
-                      http_status: int | None = None) -> Self:
+    def from_upstream(
+        cls, body: Any, *, correlation_id: str | None = None, http_status: int | None = None
+    ) -> Self:
         result = cls.model_validate(body if body is not None else {})
         private = result.__pydantic_private__
-        if private is None:  # pragma: no cover - pydantic always initialises it for models with PrivateAttr
+        if (
+            private is None
+        ):  # pragma: no cover - pydantic always initialises it for models with PrivateAttr
             private = {}
             object.__setattr__(result, "__pydantic_private__", private)
         # Straight into the private dict: three BaseModel.__setattr__ calls cost more than the rest of this.
@@ -508,7 +519,11 @@ class CybersourceErrorBody(CybersourceModel):
     response: dict[str, Any] | None = None
 
     def _layers(self) -> list[CybersourceErrorBody]:
-        return [layer for layer in (self.response_data, self.error_information, self) if layer is not None]
+        return [
+            layer
+            for layer in (self.response_data, self.error_information, self)
+            if layer is not None
+        ]
 
     @property
     def effective_reason(self) -> str | None:

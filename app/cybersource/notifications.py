@@ -50,7 +50,9 @@ def _parse_header(value: str) -> tuple[int, str, bytes]:
         raise WebhookInvalid("malformed v-c-signature header") from exc
 
 
-def verify(raw_body: bytes, header: str | None, keys: dict[str, bytes], now_ms: int | None = None) -> Any:
+def verify(
+    raw_body: bytes, header: str | None, keys: dict[str, bytes], now_ms: int | None = None
+) -> Any:
     """Check the signature; return the parsed body."""
     if not header:
         raise WebhookInvalid("missing v-c-signature header")
@@ -65,7 +67,9 @@ def verify(raw_body: bytes, header: str | None, keys: dict[str, bytes], now_ms: 
         body = json.loads(raw_body)
     except ValueError as exc:
         raise WebhookInvalid("body is not JSON") from exc
-    candidates = [compact(body[m]) for m in ("payload", "payloads") if isinstance(body, dict) and m in body]
+    candidates = [
+        compact(body[m]) for m in ("payload", "payloads") if isinstance(body, dict) and m in body
+    ]
     candidates.append(raw_body.decode("utf-8", errors="replace"))
     for message in candidates:
         mac = hmac.new(key, f"{timestamp}.{message}".encode(), hashlib.sha256).digest()
@@ -94,8 +98,18 @@ def read_notification(body: Any) -> Notification:
     event_type = str(data.get("eventType") or body.get("eventType") or "")
     if data.get("eventType") and body.get("eventType") and data["eventType"] != body["eventType"]:
         raise WebhookInvalid("envelope eventType disagrees with the signed data")
-    dedup = body.get("notificationId") or hashlib.sha256(
-        (event_type + str(body.get("webhookId", "")) + compact(body.get("payload", payloads))).encode()).hexdigest()
-    return Notification(event_type=event_type,
-                        organization_id=data.get("organizationID") or body.get("organizationId"),
-                        invoice_number=data.get("invoiceNumber"), dedup_key=str(dedup), is_test=is_test)
+    dedup = (
+        body.get("notificationId")
+        or hashlib.sha256(
+            (
+                event_type + str(body.get("webhookId", "")) + compact(body.get("payload", payloads))
+            ).encode()
+        ).hexdigest()
+    )
+    return Notification(
+        event_type=event_type,
+        organization_id=data.get("organizationID") or body.get("organizationId"),
+        invoice_number=data.get("invoiceNumber"),
+        dedup_key=str(dedup),
+        is_test=is_test,
+    )

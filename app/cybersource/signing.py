@@ -58,7 +58,9 @@ def http_date(timestamp: float | None = None) -> str:
 
 
 def _hmac_b64(key: bytes, message: str) -> str:
-    return base64.b64encode(hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()).decode("ascii")
+    return base64.b64encode(hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()).decode(
+        "ascii"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +78,9 @@ class SigningCredentials:
         return self.portfolio_id or self.merchant_id
 
 
-def signature_string(*, host: str, date: str, method: str, target: str, digest: str | None,
-                     merchant_id: str) -> str:
+def signature_string(
+    *, host: str, date: str, method: str, target: str, digest: str | None, merchant_id: str
+) -> str:
     lines = [f"host: {host}", f"date: {date}", f"request-target: {method.lower()} {target}"]
     if digest is not None:
         lines.append(f"digest: SHA-256={digest}")
@@ -85,22 +88,37 @@ def signature_string(*, host: str, date: str, method: str, target: str, digest: 
     return "\n".join(lines)
 
 
-def sign_http_signature(credentials: SigningCredentials, *, method: str, host: str, target: str,
-                        body: bytes | None, date: str | None = None) -> dict[str, str]:
+def sign_http_signature(
+    credentials: SigningCredentials,
+    *,
+    method: str,
+    host: str,
+    target: str,
+    body: bytes | None,
+    date: str | None = None,
+) -> dict[str, str]:
     """Headers that authenticate one request. `target` is the path with its query exactly as sent."""
     method = method.upper()
     date = date or http_date()
     has_body = method in METHODS_WITH_BODY
     digest = body_digest(body or b"") if has_body else None
-    message = signature_string(host=host, date=date, method=method, target=target, digest=digest,
-                               merchant_id=credentials.signing_identity)
+    message = signature_string(
+        host=host,
+        date=date,
+        method=method,
+        target=target,
+        digest=digest,
+        merchant_id=credentials.signing_identity,
+    )
     signed = SIGNED_HEADERS_WITH_BODY if has_body else SIGNED_HEADERS_WITHOUT_BODY
     headers = {
         "v-c-merchant-id": credentials.merchant_id,
         "Date": date,
         "Host": host,
-        "Signature": (f'keyid="{credentials.key_id}", algorithm="HmacSHA256", headers="{signed}", '
-                      f'signature="{_hmac_b64(credentials.secret, message)}"'),
+        "Signature": (
+            f'keyid="{credentials.key_id}", algorithm="HmacSHA256", headers="{signed}", '
+            f'signature="{_hmac_b64(credentials.secret, message)}"'
+        ),
     }
     if digest is not None:
         headers["Digest"] = f"SHA-256={digest}"
@@ -161,9 +179,17 @@ def _check_merchant(key: VerificationKey, merchant_id: str | None) -> str:
     return merchant_id
 
 
-def verify_http_signature(*, method: str, target: str, headers: Mapping[str, str], body: bytes,
-                          lookup: KeyLookup, expected_host: str | None = None, now: float | None = None,
-                          tolerance_s: float = 300.0) -> str:
+def verify_http_signature(
+    *,
+    method: str,
+    target: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    lookup: KeyLookup,
+    expected_host: str | None = None,
+    now: float | None = None,
+    tolerance_s: float = 300.0,
+) -> str:
     """Check one request the way Cybersource does; return the transacting merchant id.
 
     `headers` must be keyed by lowercase names (HTTP header names are case-insensitive).
@@ -181,8 +207,14 @@ def verify_http_signature(*, method: str, target: str, headers: Mapping[str, str
     merchant_id = _check_merchant(key, headers.get("v-c-merchant-id"))
     names = params.get("headers", "").split()
     if "(request-target)" in names:
-        raise SignatureInvalid("the (request-target) label is no longer accepted; use request-target")
-    required = SIGNED_HEADERS_WITH_BODY if method.upper() in METHODS_WITH_BODY else SIGNED_HEADERS_WITHOUT_BODY
+        raise SignatureInvalid(
+            "the (request-target) label is no longer accepted; use request-target"
+        )
+    required = (
+        SIGNED_HEADERS_WITH_BODY
+        if method.upper() in METHODS_WITH_BODY
+        else SIGNED_HEADERS_WITHOUT_BODY
+    )
     if set(required.split()) - set(names):
         raise SignatureInvalid(f"signed headers must include: {required}")
     host = headers.get("host", "")
@@ -232,8 +264,17 @@ class P12Key:
         return cls(private_key=key, certificate=cert)
 
 
-def sign_jwt(credentials: SigningCredentials, *, method: str, host: str, target: str, body: bytes | None,
-             p12: P12Key | None = None, iat: int | None = None, jti: str | None = None) -> dict[str, str]:
+def sign_jwt(
+    credentials: SigningCredentials,
+    *,
+    method: str,
+    host: str,
+    target: str,
+    body: bytes | None,
+    p12: P12Key | None = None,
+    iat: int | None = None,
+    jti: str | None = None,
+) -> dict[str, str]:
     """`Authorization: Bearer` for one request; HS256 with the shared secret, or RS256 with a P12 key."""
     method = method.upper()
     iat = int(time.time()) if iat is None else iat
@@ -241,26 +282,39 @@ def sign_jwt(credentials: SigningCredentials, *, method: str, host: str, target:
     if method in METHODS_WITH_BODY:
         claims["digest"] = body_digest(body or b"")
         claims["digestAlgorithm"] = "SHA-256"
-    claims.update({
-        "iat": iat,
-        "exp": iat + JWT_LIFETIME_SECONDS,
-        "request-method": method,
-        "request-host": host,
-        "request-resource-path": target,
-        "iss": credentials.signing_identity,
-        "jti": jti or str(uuid.uuid4()),
-        "v-c-jwt-version": "2",
-        "v-c-merchant-id": credentials.merchant_id,
-    })
+    claims.update(
+        {
+            "iat": iat,
+            "exp": iat + JWT_LIFETIME_SECONDS,
+            "request-method": method,
+            "request-host": host,
+            "request-resource-path": target,
+            "iss": credentials.signing_identity,
+            "jti": jti or str(uuid.uuid4()),
+            "v-c-jwt-version": "2",
+            "v-c-merchant-id": credentials.merchant_id,
+        }
+    )
     if p12 is not None:
         token = jwt.encode(claims, p12.private_key, algorithm="RS256", headers={"kid": p12.kid})
     else:
-        token = jwt.encode(claims, credentials.secret, algorithm="HS256", headers={"kid": credentials.key_id})
+        token = jwt.encode(
+            claims, credentials.secret, algorithm="HS256", headers={"kid": credentials.key_id}
+        )
     return {"Authorization": f"Bearer {token}"}
 
 
-def verify_jwt(*, method: str, target: str, headers: Mapping[str, str], body: bytes, lookup: KeyLookup,
-               expected_host: str | None = None, now: float | None = None, leeway_s: float = 300.0) -> str:
+def verify_jwt(
+    *,
+    method: str,
+    target: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    lookup: KeyLookup,
+    expected_host: str | None = None,
+    now: float | None = None,
+    leeway_s: float = 300.0,
+) -> str:
     """Verify a v2 Cybersource JWT (HS256 or RS256); return the transacting merchant id."""
     now = time.time() if now is None else now
     auth = headers.get("authorization", "")
@@ -283,19 +337,28 @@ def verify_jwt(*, method: str, target: str, headers: Mapping[str, str], body: by
     else:
         raise SignatureInvalid(f"algorithm {alg!r} does not fit key {key.key_id!r}")
     try:
-        claims = jwt.decode(token, verifying_key, algorithms=[alg], leeway=leeway_s,
-                            options={"verify_exp": False, "verify_iat": False, "require": ["iat"]})
+        claims = jwt.decode(
+            token,
+            verifying_key,
+            algorithms=[alg],
+            leeway=leeway_s,
+            options={"verify_exp": False, "verify_iat": False, "require": ["iat"]},
+        )
     except jwt.PyJWTError as exc:
         raise SignatureInvalid(f"JWT does not verify: {exc}") from exc
     iat = claims.get("iat")
     if not isinstance(iat, int) or abs(now - iat) > leeway_s:
         raise SignatureInvalid("JWT iat is missing or outside the allowed clock skew")
-    if claims.get("request-method") != method.upper() or claims.get("request-resource-path") != target:
+    if (
+        claims.get("request-method") != method.upper()
+        or claims.get("request-resource-path") != target
+    ):
         raise SignatureInvalid("JWT was issued for another request")
     if expected_host is not None and claims.get("request-host") != expected_host:
         raise SignatureInvalid("JWT was issued for another host")
     if method.upper() in METHODS_WITH_BODY and not hmac.compare_digest(
-            str(claims.get("digest", "")).encode(), body_digest(body).encode()):
+        str(claims.get("digest", "")).encode(), body_digest(body).encode()
+    ):
         raise SignatureInvalid("JWT digest does not match the body")
     merchant_id = _check_merchant(key, str(claims.get("v-c-merchant-id", "")) or None)
     if claims.get("iss") != (key.portfolio_id or merchant_id):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 if TYPE_CHECKING:
-    from app.settings import Settings
+    from app.cybersource.profiles import ClientSettings
 
 USER_AGENT = "invoicing-gateway (aiohttp)"
 
@@ -29,13 +29,17 @@ class Timeouts:
     total: float = 45.0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Timeouts:
-        return cls(connect=settings.cybersource_connect_timeout, read=settings.cybersource_read_timeout,
-                   total=settings.cybersource_total_timeout)
+    def from_settings(cls, settings: ClientSettings) -> Timeouts:
+        return cls(
+            connect=settings.cybersource_connect_timeout,
+            read=settings.cybersource_read_timeout,
+            total=settings.cybersource_total_timeout,
+        )
 
     def client_timeout(self) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=self.total, connect=self.connect, sock_connect=self.connect,
-                                     sock_read=self.read)
+        return aiohttp.ClientTimeout(
+            total=self.total, connect=self.connect, sock_connect=self.connect, sock_read=self.read
+        )
 
 
 def _no_silent_retries(session: aiohttp.ClientSession) -> aiohttp.ClientSession:
@@ -54,8 +58,13 @@ class SessionProvider:
     idempotent requests on a stale keep-alive connection is turned off, as for our own session).
     """
 
-    def __init__(self, *, max_connections: int = 100, session: aiohttp.ClientSession | None = None,
-                 keepalive_timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int = 100,
+        session: aiohttp.ClientSession | None = None,
+        keepalive_timeout: float = 15.0,
+    ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         self._max_connections = max_connections
@@ -81,11 +90,19 @@ class SessionProvider:
         if self._closed or not self._owned:
             raise RuntimeError("the Cybersource client session is closed")
         asyncio.get_running_loop()  # a ClientSession belongs to a loop: refuse to make one outside it
-        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300,
-                                         keepalive_timeout=self._keepalive_timeout)
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            limit_per_host=0,
+            ttl_dns_cache=300,
+            keepalive_timeout=self._keepalive_timeout,
+        )
         # DummyCookieJar: cookies from upstream must never travel from one merchant's call to another's.
-        session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                        headers={"User-Agent": USER_AGENT}, raise_for_status=False)
+        session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            headers={"User-Agent": USER_AGENT},
+            raise_for_status=False,
+        )
         self._session = _no_silent_retries(session)
         return session
 

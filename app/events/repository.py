@@ -40,7 +40,8 @@ class EventRepository(BaseRepository):
         if not events:
             return
         items = [
-            {"type": e.type, "invoice_id": e.invoice_id, "op": e.operation_id, "data": e.data} for e in events
+            {"type": e.type, "invoice_id": e.invoice_id, "op": e.operation_id, "data": e.data}
+            for e in events
         ]
         await self._execute(
             """
@@ -52,7 +53,9 @@ class EventRepository(BaseRepository):
             items=to_json(items),
         )
 
-    async def list_after(self, *, after: tuple[int, int] | None, owner: str | None, limit: int) -> list[EventRow]:
+    async def list_after(
+        self, *, after: tuple[int, int] | None, owner: str | None, limit: int
+    ) -> list[EventRow]:
         """Events in commit order, never skipping a row that commits late.
 
         Ids are handed out before commit, so a reader must not move past a transaction that is still

@@ -22,4 +22,6 @@ class EventOut(BaseModel):
 
 class EventPage(BaseModel):
     items: list[EventOut]
-    nextCursor: str | None = Field(description="pass as `after` to continue; stays put when nothing is new")
+    nextCursor: str | None = Field(
+        description="pass as `after` to continue; stays put when nothing is new"
+    )

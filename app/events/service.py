@@ -33,6 +33,8 @@ class EventService:
             txid, event_id = decode_ids(after, 2)
             position = (txid, event_id)
         async with self.reads.connect() as conn:
-            rows = await EventRepository(conn).list_after(after=position, owner=caller.owner_filter(), limit=limit)
+            rows = await EventRepository(conn).list_after(
+                after=position, owner=caller.owner_filter(), limit=limit
+            )
         cursor = encode_cursor(rows[-1].txid, rows[-1].id) if rows else after
         return EventPage(items=[event_out(row) for row in rows], nextCursor=cursor)

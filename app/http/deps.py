@@ -39,7 +39,9 @@ async def single_valued_query(request: Request) -> None:
     query = request.query_params
     if len(query.multi_items()) != len(query):
         repeated = sorted(name for name in query if len(query.getlist(name)) > 1)
-        raise errors.MalformedRequest(f"Give each query parameter once; repeated: {', '.join(repeated)}.")
+        raise errors.MalformedRequest(
+            f"Give each query parameter once; repeated: {', '.join(repeated)}."
+        )
 
 
 def settings_of(request: Request) -> Settings:
@@ -49,5 +51,8 @@ def settings_of(request: Request) -> Settings:
 
 
 MerchantProfileHeader = Annotated[
-    str, Header(alias="X-Merchant-Profile", description="Which configured Cybersource merchant to act for.")
+    str,
+    Header(
+        alias="X-Merchant-Profile", description="Which configured Cybersource merchant to act for."
+    ),
 ]

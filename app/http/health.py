@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from app.db import Database
 from app.http.deps import provide
-from app.observability.metrics import metrics_text
+from app.outbox.gauges import metrics_text
 
 router = APIRouter(tags=["health"])
 DatabaseDep = Annotated[Database, Depends(provide(Database))]
@@ -29,7 +29,9 @@ async def readyz(database: DatabaseDep) -> JSONResponse:
     try:
         await database.ping()
     except Exception as exc:  # any failure means "not ready"; the probe only needs the verdict
-        return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
+        return JSONResponse(
+            {"status": "unavailable", "database": type(exc).__name__}, status_code=503
+        )
     return JSONResponse({"status": "ok"})
 
 

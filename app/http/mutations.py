@@ -46,9 +46,17 @@ async def idempotency_key(
     return parse_idempotency_key(idempotency_key)
 
 
-async def keyed_mutation(request: Request, key: Annotated[str, Depends(idempotency_key)]) -> Mutation:
+async def keyed_mutation(
+    request: Request, key: Annotated[str, Depends(idempotency_key)]
+) -> Mutation:
     """A mutation that answers at once (no `Prefer` to honour): operators' re-drives, settings changes."""
-    return Mutation(key=key, method=request.method, path=request.url.path, wait_seconds=None, respond_async=False)
+    return Mutation(
+        key=key,
+        method=request.method,
+        path=request.url.path,
+        wait_seconds=None,
+        respond_async=False,
+    )
 
 
 async def mutation(

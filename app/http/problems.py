@@ -32,9 +32,14 @@ DESCRIPTIONS = {
 
 def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """Problem responses of a route; 400 (malformed parameters) can happen on every route."""
-    return {code: {"model": Problem, "description": DESCRIPTIONS[code],
-                   "content": {errors.PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-            for code in sorted({400, *codes})}
+    return {
+        code: {
+            "model": Problem,
+            "description": DESCRIPTIONS[code],
+            "content": {errors.PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for code in sorted({400, *codes})
+    }
 
 
 def _allowed_methods(request: Request) -> str:
@@ -48,8 +53,12 @@ def _allowed_methods(request: Request) -> str:
 
 
 def problem_response(error: errors.ApiError, request: Request) -> JSONResponse:
-    return JSONResponse(error.problem(instance=request.url.path), status_code=error.status_code,
-                        headers=error.headers, media_type=errors.PROBLEM_JSON)
+    return JSONResponse(
+        error.problem(instance=request.url.path),
+        status_code=error.status_code,
+        headers=error.headers,
+        media_type=errors.PROBLEM_JSON,
+    )
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -67,14 +76,19 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [{"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")}
-                  for e in exc.errors()]
+        fields = [
+            {"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")}
+            for e in exc.errors()
+        ]
         where = {e.get("loc", ("body",))[0] for e in exc.errors()}
         if where <= {"body"}:
             error: errors.ApiError = errors.ValidationFailed(
-                "The request body is not valid; see `errors` for each field.", errors=fields)
+                "The request body is not valid; see `errors` for each field.", errors=fields
+            )
         else:
-            error = errors.MalformedRequest("The request has invalid parameters; see `errors`.", errors=fields)
+            error = errors.MalformedRequest(
+                "The request has invalid parameters; see `errors`.", errors=fields
+            )
         return problem_response(error, request)
 
     @app.exception_handler(StarletteHTTPException)
@@ -82,26 +96,42 @@ def install(app: FastAPI) -> None:
         error = errors.ApiError(str(exc.detail))
         body = error.problem(instance=request.url.path)
         code = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}.get(
-            exc.status_code, "http_error")
-        body.update(status=exc.status_code, code=code, type=errors.PROBLEM_TYPE_BASE + code, title=str(exc.detail))
+            exc.status_code, "http_error"
+        )
+        body.update(
+            status=exc.status_code,
+            code=code,
+            type=errors.PROBLEM_TYPE_BASE + code,
+            title=str(exc.detail),
+        )
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:
             headers["Allow"] = _allowed_methods(request)
-        return JSONResponse(body, status_code=exc.status_code, headers=headers, media_type=errors.PROBLEM_JSON)
+        return JSONResponse(
+            body, status_code=exc.status_code, headers=headers, media_type=errors.PROBLEM_JSON
+        )
 
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
         # Registered on the database's exception types (not on Exception, whose handler runs after the
         # response and makes the server drop the keep-alive connection).
         if unstorable_text(exc):
-            return problem_response(errors.MalformedRequest(
-                "The request carries text PostgreSQL cannot hold (a NUL character, \\u0000); nothing was "
-                "applied."), request)
+            return problem_response(
+                errors.MalformedRequest(
+                    "The request carries text PostgreSQL cannot hold (a NUL character, \\u0000); nothing was "
+                    "applied."
+                ),
+                request,
+            )
         if not database_unavailable(exc):
             raise exc
         log.warning("api.database_unavailable", path=request.url.path, error=type(exc).__name__)
-        return problem_response(errors.ServiceUnavailable(
-            "The database is unavailable; nothing was applied. Retry with the same Idempotency-Key.",
-            headers={"Retry-After": "2"}), request)
+        return problem_response(
+            errors.ServiceUnavailable(
+                "The database is unavailable; nothing was applied. Retry with the same Idempotency-Key.",
+                headers={"Retry-After": "2"},
+            ),
+            request,
+        )
 
     for exc_type in DATABASE_ERRORS:
         app.add_exception_handler(exc_type, database_error)
@@ -109,32 +139,57 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("api.unhandled_error", path=request.url.path)
-        body = {"type": errors.PROBLEM_TYPE_BASE + "internal_error", "title": "Internal error", "status": 500,
-                "code": "internal_error", "detail": "An unexpected error occurred; it has been logged.",
-                "instance": request.url.path}
+        body = {
+            "type": errors.PROBLEM_TYPE_BASE + "internal_error",
+            "title": "Internal error",
+            "status": 500,
+            "code": "internal_error",
+            "detail": "An unexpected error occurred; it has been logged.",
+            "instance": request.url.path,
+        }
         return JSONResponse(body, status_code=500, media_type=errors.PROBLEM_JSON)
 
 
 DATABASE_ERRORS: tuple[type[Exception], ...] = (
-    OSError, sa_exc.DBAPIError, sa_exc.TimeoutError, asyncpg.PostgresConnectionError,
-    asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError)
+    OSError,
+    sa_exc.DBAPIError,
+    sa_exc.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.CannotConnectNowError,
+)
 
 
 def unstorable_text(exc: BaseException) -> bool:
     """A value PostgreSQL refuses as text or JSONB (a NUL character from a query string or path)."""
-    cause = exc.orig.__cause__ if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
-    return isinstance(cause, asyncpg.CharacterNotInRepertoireError | asyncpg.UntranslatableCharacterError)
+    cause = (
+        exc.orig.__cause__ if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    )
+    return isinstance(
+        cause, asyncpg.CharacterNotInRepertoireError | asyncpg.UntranslatableCharacterError
+    )
 
 
 def database_unavailable(exc: BaseException) -> bool:
     """The database cannot be reached or refuses connections (down, restarting, out of connections)."""
-    if isinstance(exc, OSError | sa_exc.TimeoutError | sa_exc.InterfaceError | sa_exc.OperationalError):
+    if isinstance(
+        exc, OSError | sa_exc.TimeoutError | sa_exc.InterfaceError | sa_exc.OperationalError
+    ):
         return True
     if isinstance(exc, sa_exc.DBAPIError):
         if exc.connection_invalidated:
             return True
         cause = exc.orig.__cause__ if exc.orig is not None else None
-        return isinstance(cause, asyncpg.PostgresConnectionError | asyncpg.TooManyConnectionsError
-                          | asyncpg.CannotConnectNowError | OSError)
-    return isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.TooManyConnectionsError
-                      | asyncpg.CannotConnectNowError)
+        return isinstance(
+            cause,
+            asyncpg.PostgresConnectionError
+            | asyncpg.TooManyConnectionsError
+            | asyncpg.CannotConnectNowError
+            | OSError,
+        )
+    return isinstance(
+        exc,
+        asyncpg.PostgresConnectionError
+        | asyncpg.TooManyConnectionsError
+        | asyncpg.CannotConnectNowError,
+    )

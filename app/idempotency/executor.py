@@ -44,7 +44,9 @@ class Outcome:
 class CommandAnswers(Protocol):
     """How a command's answer reads as it stands (the invoices feature provides it)."""
 
-    async def __call__(self, conn: AsyncConnection, operation_id: uuid.UUID, *, accepted: bool) -> Outcome: ...
+    async def __call__(
+        self, conn: AsyncConnection, operation_id: uuid.UUID, *, accepted: bool
+    ) -> Outcome: ...
 
 
 class CommandWaiter(Protocol):
@@ -70,7 +72,13 @@ class IdempotentExecutor:
         self.answers = answers
 
     async def _final_outcome(
-        self, caller: Caller, key: str, operation_id: uuid.UUID, wait_seconds: float, *, store_accepted: bool
+        self,
+        caller: Caller,
+        key: str,
+        operation_id: uuid.UUID,
+        wait_seconds: float,
+        *,
+        store_accepted: bool,
     ) -> Outcome:
         """Wait (bounded) for the command, then store its answer under the key, in one transaction.
 
@@ -82,10 +90,16 @@ class IdempotentExecutor:
             await self.waiter.wait(operation_id, wait_seconds)
         async with self.engine.begin() as conn:
             # A first request that asked not to wait answers 202 even when a fast relay already finished.
-            outcome = await self.answers(conn, operation_id, accepted=store_accepted and wait_seconds <= 0)
+            outcome = await self.answers(
+                conn, operation_id, accepted=store_accepted and wait_seconds <= 0
+            )
             if store_accepted or outcome.status != 202:
                 await IdempotencyRepository(conn).complete(
-                    caller.client, key, status=outcome.status, headers=outcome.headers, body=outcome.body
+                    caller.client,
+                    key,
+                    status=outcome.status,
+                    headers=outcome.headers,
+                    body=outcome.body,
                 )
         return outcome
 
@@ -110,7 +124,9 @@ class IdempotentExecutor:
         async with self.reads.connect() as conn:
             record = await IdempotencyRepository(conn).get(caller.client, key)
         if record is not None:
-            return await self._existing(caller, key, record, request_fingerprint, replay_wait_seconds), True
+            return await self._existing(
+                caller, key, record, request_fingerprint, replay_wait_seconds
+            ), True
         async with self.engine.begin() as conn:
             repo = IdempotencyRepository(conn)
             claimed = await repo.claim(
@@ -127,15 +143,23 @@ class IdempotentExecutor:
                     await repo.attach_operation(caller.client, key, result.operation_id)
                 else:
                     await repo.complete(
-                        caller.client, key, status=result.status, headers=result.headers, body=result.body
+                        caller.client,
+                        key,
+                        status=result.status,
+                        headers=result.headers,
+                        body=result.body,
                     )
             else:
                 record = await repo.get(caller.client, key)
         if not claimed:
-            return await self._existing(caller, key, record, request_fingerprint, replay_wait_seconds), True
+            return await self._existing(
+                caller, key, record, request_fingerprint, replay_wait_seconds
+            ), True
         if isinstance(result, Outcome):
             return result, False
-        outcome = await self._final_outcome(caller, key, result.operation_id, wait_seconds, store_accepted=True)
+        outcome = await self._final_outcome(
+            caller, key, result.operation_id, wait_seconds, store_accepted=True
+        )
         return outcome, False
 
     async def _existing(
@@ -148,7 +172,9 @@ class IdempotentExecutor:
     ) -> Outcome:
         if record is None:  # purged between our claim and read: vanishingly rare, ask for a retry
             raise errors.IdempotencyKeyInUse(
-                "The Idempotency-Key was just released; retry the request.", headers={"Retry-After": "1"}, retryAfter=1
+                "The Idempotency-Key was just released; retry the request.",
+                headers={"Retry-After": "1"},
+                retryAfter=1,
             )
         if record.fingerprint != request_fingerprint:
             raise errors.IdempotencyKeyReused(
@@ -157,7 +183,9 @@ class IdempotentExecutor:
             )
         if record.state == "completed":
             assert record.response_status is not None
-            return Outcome(record.response_status, record.response_body, dict(record.response_headers or {}))
+            return Outcome(
+                record.response_status, record.response_body, dict(record.response_headers or {})
+            )
         if record.operation_id is not None:
             outcome = await self._final_outcome(
                 caller, key, record.operation_id, wait_seconds, store_accepted=False

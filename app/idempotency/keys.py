@@ -20,14 +20,16 @@ def parse_idempotency_key(value: str | None) -> str:
     if value is None or not value.strip():
         raise errors.IdempotencyKeyMissing(
             "Every POST, PUT and PATCH needs an Idempotency-Key header (for example a UUID) so that a retry "
-            "never applies the request twice.")
+            "never applies the request twice."
+        )
     value = value.strip()
     quoted = _SF_STRING.match(value)
     key = re.sub(r"\\(.)", r"\1", quoted.group(1)) if quoted else value
     if not key or len(key) > MAX_KEY_LENGTH or (not quoted and not _TOKEN.match(key)):
         raise errors.IdempotencyKeyInvalid(
             f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} visible ASCII characters, bare or as a quoted "
-            "string.")
+            "string."
+        )
     return key
 
 

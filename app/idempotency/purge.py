@@ -15,7 +15,8 @@ async def purge_once(engine: AsyncEngine, settings: Settings) -> bool:
     """Delete one small batch (short locks); True when a full batch went, so more may be waiting."""
     async with engine.begin() as conn:
         purged = await IdempotencyRepository(conn).purge(
-            older_than_hours=settings.idempotency_retention_hours, batch=settings.idempotency_purge_batch
+            older_than_hours=settings.idempotency_retention_hours,
+            batch=settings.idempotency_purge_batch,
         )
     if purged:
         log.info("idempotency.purged", count=purged)

@@ -23,7 +23,14 @@ class IdempotencyRecord:
 
 class IdempotencyRepository(BaseRepository):
     async def claim(
-        self, *, client: str, key: str, fingerprint: str, method: str, path: str, lock_seconds: float
+        self,
+        *,
+        client: str,
+        key: str,
+        fingerprint: str,
+        method: str,
+        path: str,
+        lock_seconds: float,
     ) -> bool:
         """Claim a key; blocks while another transaction holds an uncommitted claim on it."""
         row = await self._one(
@@ -55,7 +62,9 @@ class IdempotencyRepository(BaseRepository):
             key=key,
         )
 
-    async def complete(self, client: str, key: str, *, status: int, headers: dict[str, str], body: Any) -> None:
+    async def complete(
+        self, client: str, key: str, *, status: int, headers: dict[str, str], body: Any
+    ) -> None:
         await self._execute(
             "UPDATE idempotency_records SET state = 'completed', response_status = :status, "
             "response_headers = CAST(:headers AS jsonb), response_body = CAST(:body AS jsonb), "

@@ -15,7 +15,9 @@ from app.outbox.presenters import failure_problem, operation_out
 from app.outbox.repository import OutboxRepository
 
 
-async def command_outcome(conn: AsyncConnection, operation_id: uuid.UUID, *, accepted: bool = False) -> Outcome:
+async def command_outcome(
+    conn: AsyncConnection, operation_id: uuid.UUID, *, accepted: bool = False
+) -> Outcome:
     """The final result of a command, or 202 while it is on its way.
 
     `accepted`: 202 whatever the state (the caller asked not to wait: `Prefer: respond-async`).

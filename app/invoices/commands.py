@@ -40,7 +40,9 @@ class ReconcileRule(StrEnum):
     MATCHES_REQUEST = "matches_request"  # create: an invoice with our number and our content exists
     REAPPLY = "reapply"  # update: a full replacement is safe to apply again
     LEFT_DRAFT = "left_draft"  # publish: the invoice is no longer a draft
-    SENT_SINCE_BASELINE = "sent_since_baseline"  # send: status or e-mail count moved since before the send
+    SENT_SINCE_BASELINE = (
+        "sent_since_baseline"  # send: status or e-mail count moved since before the send
+    )
     IS_CANCELED = "is_canceled"  # cancel: the invoice is canceled
 
 
@@ -67,10 +69,16 @@ def command(kind: OperationKind) -> Command:
             return Command(kind, None, 201, EventType.CREATED, ReconcileRule.MATCHES_REQUEST)
         case OperationKind.UPDATE:
             return Command(
-                kind, frozenset({_S.DRAFT, _S.CREATED, _S.SENT}), 200, EventType.UPDATED, ReconcileRule.REAPPLY
+                kind,
+                frozenset({_S.DRAFT, _S.CREATED, _S.SENT}),
+                200,
+                EventType.UPDATED,
+                ReconcileRule.REAPPLY,
             )
         case OperationKind.PUBLISH:
-            return Command(kind, frozenset({_S.DRAFT}), 200, EventType.PUBLISHED, ReconcileRule.LEFT_DRAFT)
+            return Command(
+                kind, frozenset({_S.DRAFT}), 200, EventType.PUBLISHED, ReconcileRule.LEFT_DRAFT
+            )
         case OperationKind.SEND:
             return Command(
                 kind,
@@ -82,7 +90,11 @@ def command(kind: OperationKind) -> Command:
             )
         case OperationKind.CANCEL:
             return Command(
-                kind, frozenset({_S.DRAFT, _S.CREATED, _S.SENT}), 200, EventType.CANCELED, ReconcileRule.IS_CANCELED
+                kind,
+                frozenset({_S.DRAFT, _S.CREATED, _S.SENT}),
+                200,
+                EventType.CANCELED,
+                ReconcileRule.IS_CANCELED,
             )
         case _:
             assert_never(kind)

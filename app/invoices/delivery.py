@@ -16,7 +16,13 @@ from typing import Any, assert_never
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.cybersource.client import CybersourceClient, CybersourceClients
-from app.cybersource.errors import AmbiguousError, AuthenticationError, CybersourceError, RejectedError, TransientError
+from app.cybersource.errors import (
+    AmbiguousError,
+    AuthenticationError,
+    CybersourceError,
+    RejectedError,
+    TransientError,
+)
 from app.events.repository import EventRepository, NewEvent
 from app.events.types import EventType
 from app.invoices.commands import COMMANDS, OperationKind, ReconcileRule
@@ -40,14 +46,18 @@ class InvoiceEffects:
 
 
 class CybersourceDelivery:
-    def __init__(self, engine: AsyncEngine, settings: Settings, clients: CybersourceClients) -> None:
+    def __init__(
+        self, engine: AsyncEngine, settings: Settings, clients: CybersourceClients
+    ) -> None:
         self.engine = engine
         self.settings = settings
         self.clients = clients
 
     # --- the handler protocol -----------------------------------------------------------------------
 
-    async def deliver(self, operation: ClaimedOperation, lease_owner: str) -> Delivery[InvoiceEffects]:
+    async def deliver(
+        self, operation: ClaimedOperation, lease_owner: str
+    ) -> Delivery[InvoiceEffects]:
         account_limit = self.settings.relay_account_error_attempts
         try:
             client = self.clients.get(operation.merchant_profile)
@@ -69,7 +79,9 @@ class CybersourceDelivery:
     def failure_effects(self, operation: ClaimedOperation, error: dict[str, Any]) -> InvoiceEffects:
         state = DeliveredState(operation.invoice_id, False, None, None, None, None, error)
         data = {"operation": operation.kind, "error": error}
-        return InvoiceEffects(state, NewEvent(EventType.FAILED, operation.invoice_id, operation.id, data))
+        return InvoiceEffects(
+            state, NewEvent(EventType.FAILED, operation.invoice_id, operation.id, data)
+        )
 
     async def record(self, conn: AsyncConnection, done: Sequence[Done[InvoiceEffects]]) -> None:
         await InvoiceRepository(conn).apply_delivered([d.effects.state for d in done])
@@ -95,12 +107,20 @@ class CybersourceDelivery:
             message=exc.message,
         )
 
-    def _succeeded(self, operation: ClaimedOperation, body: dict[str, Any]) -> Succeeded[InvoiceEffects]:
+    def _succeeded(
+        self, operation: ClaimedOperation, body: dict[str, Any]
+    ) -> Succeeded[InvoiceEffects]:
         kind = OperationKind(operation.kind)
         state = UpstreamState.from_body(body)
         result = {"status": state.status, "completedAt": datetime.now(UTC).isoformat()}
         delivered = DeliveredState(
-            operation.invoice_id, True, state.status, state.payment_link, state.balance_amount, body, None
+            operation.invoice_id,
+            True,
+            state.status,
+            state.payment_link,
+            state.balance_amount,
+            body,
+            None,
         )
         data = {"status": state.status, "operation": operation.kind}
         event = NewEvent(COMMANDS[kind].event, operation.invoice_id, operation.id, data)
@@ -124,12 +144,16 @@ class CybersourceDelivery:
                 # A create we sent before (answer lost) or someone else's invoice: look before failing.
                 existing = await self._fetch(client, operation.invoice_number)
                 payload = operation.payload or {}
-                if existing is not None and UpstreamState.from_body(existing).matches_request(payload):
+                if existing is not None and UpstreamState.from_body(existing).matches_request(
+                    payload
+                ):
                     return existing
             raise
 
     @staticmethod
-    async def _call(client: CybersourceClient, operation: ClaimedOperation, kind: OperationKind) -> dict[str, Any]:
+    async def _call(
+        client: CybersourceClient, operation: ClaimedOperation, kind: OperationKind
+    ) -> dict[str, Any]:
         number = operation.invoice_number
         match kind:
             case OperationKind.CREATE:
@@ -154,14 +178,18 @@ class CybersourceDelivery:
                 return None
             raise
 
-    async def _record_baseline(self, client: CybersourceClient, operation: ClaimedOperation, owner: str) -> None:
+    async def _record_baseline(
+        self, client: CybersourceClient, operation: ClaimedOperation, owner: str
+    ) -> None:
         """Before the first send, note status and e-mail count so a lost answer can be told apart."""
         state = UpstreamState.from_body(await self._fetch(client, operation.invoice_number))
         baseline = {"status": state.status, "sends": state.send_count}
         async with self.engine.begin() as conn:
             await OutboxRepository(conn).set_baseline(operation.id, owner, baseline)
 
-    async def _reconcile(self, client: CybersourceClient, operation: ClaimedOperation) -> dict[str, Any] | None:
+    async def _reconcile(
+        self, client: CybersourceClient, operation: ClaimedOperation
+    ) -> dict[str, Any] | None:
         """After an ambiguous failure: the upstream invoice if the command was applied, else None."""
         rule = COMMANDS[OperationKind(operation.kind)].reconcile
         if rule is ReconcileRule.REAPPLY:

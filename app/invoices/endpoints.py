@@ -24,7 +24,9 @@ from app.upstream_sync.service import UpstreamSyncService
 router = APIRouter(prefix="/v1/invoices", tags=["invoices"])
 Invoices = Annotated[InvoiceService, Depends(provide(InvoiceService))]
 Sync = Annotated[UpstreamSyncService, Depends(provide(UpstreamSyncService))]
-ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
+ISO_DATETIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$"
+)
 
 
 def _not_iso() -> None:
@@ -40,7 +42,8 @@ ACCEPTED: dict[int | str, dict[str, Any]] = {
 }
 MUTATION_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 502, 503)
 IsoDatetime = Annotated[
-    datetime, BeforeValidator(lambda v: v if not isinstance(v, str) or ISO_DATETIME.match(v) else _not_iso())
+    datetime,
+    BeforeValidator(lambda v: v if not isinstance(v, str) or ISO_DATETIME.match(v) else _not_iso()),
 ]
 
 

@@ -21,8 +21,28 @@ from app.invoices.schemas import InvoiceUpdate, LineItem
 
 # ISO 4217 minor units that differ from 2.
 CURRENCY_EXPONENTS: dict[str, int] = {
-    **dict.fromkeys(["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
-                     "VND", "VUV", "XAF", "XOF", "XPF"], 0),
+    **dict.fromkeys(
+        [
+            "BIF",
+            "CLP",
+            "DJF",
+            "GNF",
+            "ISK",
+            "JPY",
+            "KMF",
+            "KRW",
+            "PYG",
+            "RWF",
+            "UGX",
+            "UYI",
+            "VND",
+            "VUV",
+            "XAF",
+            "XOF",
+            "XPF",
+        ],
+        0,
+    ),
     **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
 }
 
@@ -48,12 +68,18 @@ class _Checker:
 
     def precision(self, field: str, value: str | None) -> None:
         if value is not None and "." in value and len(value.split(".")[1]) > self.exponent:
-            self.errors.append({"field": field,
-                                "message": f"has more than {self.exponent} decimals for this currency"})
+            self.errors.append(
+                {
+                    "field": field,
+                    "message": f"has more than {self.exponent} decimals for this currency",
+                }
+            )
 
     def equal(self, field: str, given: Decimal, expected: Decimal, how: str) -> None:
         if abs(given - self.round(expected)) > self.unit:
-            self.errors.append({"field": field, "message": f"is {given} but {how} gives {self.round(expected)}"})
+            self.errors.append(
+                {"field": field, "message": f"is {given} but {how} gives {self.round(expected)}"}
+            )
 
 
 def _line_total(check: _Checker, item: LineItem) -> Decimal:
@@ -88,16 +114,28 @@ def check_invoice(body: InvoiceUpdate, *, check_totals: bool) -> list[FieldError
         errors.append({"field": f"{base}.totalAmount", "message": "must be greater than zero"})
     if amounts.minimumPartialAmount is not None:
         if not info.allowPartialPayments:
-            errors.append({"field": f"{base}.minimumPartialAmount",
-                           "message": "is only allowed with invoiceInformation.allowPartialPayments=true"})
+            errors.append(
+                {
+                    "field": f"{base}.minimumPartialAmount",
+                    "message": "is only allowed with invoiceInformation.allowPartialPayments=true",
+                }
+            )
         elif Decimal(amounts.minimumPartialAmount) > total:
-            errors.append({"field": f"{base}.minimumPartialAmount", "message": "is above the invoice total"})
+            errors.append(
+                {"field": f"{base}.minimumPartialAmount", "message": "is above the invoice total"}
+            )
     if info.expirationDate is not None and info.expirationDate < info.dueDate:
-        errors.append({"field": "invoiceInformation.expirationDate", "message": "is before the due date"})
+        errors.append(
+            {"field": "invoiceInformation.expirationDate", "message": "is before the due date"}
+        )
     customer_email = body.customerInformation.email if body.customerInformation else None
     if info.sendImmediately and info.deliveryMode.lower() == "email" and not customer_email:
-        errors.append({"field": "customerInformation.email",
-                       "message": "is required to e-mail the invoice (sendImmediately with deliveryMode email)"})
+        errors.append(
+            {
+                "field": "customerInformation.email",
+                "message": "is required to e-mail the invoice (sendImmediately with deliveryMode email)",
+            }
+        )
     if errors or not check_totals:
         return errors
 
@@ -105,12 +143,21 @@ def check_invoice(body: InvoiceUpdate, *, check_totals: bool) -> list[FieldError
     for index, item in enumerate(body.orderInformation.lineItems or []):
         computed = _line_total(check, item)
         if item.totalAmount is not None:
-            check.equal(f"orderInformation.lineItems[{index}].totalAmount", Decimal(item.totalAmount), computed,
-                        "quantity x unitPrice - discount + tax")
+            check.equal(
+                f"orderInformation.lineItems[{index}].totalAmount",
+                Decimal(item.totalAmount),
+                computed,
+                "quantity x unitPrice - discount + tax",
+            )
         line_totals.append(computed)
     subtotal = _dec(amounts.subAmount)
     if line_totals and subtotal is not None:
-        check.equal(f"{base}.subAmount", subtotal, sum(line_totals, Decimal(0)), "the sum of the line totals")
+        check.equal(
+            f"{base}.subAmount",
+            subtotal,
+            sum(line_totals, Decimal(0)),
+            "the sum of the line totals",
+        )
     if subtotal is None and line_totals:
         subtotal = sum(line_totals, Decimal(0))
     if subtotal is not None:
@@ -119,8 +166,12 @@ def check_invoice(body: InvoiceUpdate, *, check_totals: bool) -> list[FieldError
             discount = subtotal * Decimal(amounts.discountPercent or 0) / 100
         tax = _dec(amounts.taxDetails.amount if amounts.taxDetails else None) or Decimal(0)
         freight = _dec(amounts.freight.amount if amounts.freight else None) or Decimal(0)
-        check.equal(f"{base}.totalAmount", total, subtotal - discount + tax + freight,
-                    "subtotal - discount + tax + freight")
+        check.equal(
+            f"{base}.totalAmount",
+            total,
+            subtotal - discount + tax + freight,
+            "subtotal - discount + tax + freight",
+        )
     return errors
 
 

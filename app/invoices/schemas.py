@@ -165,7 +165,9 @@ class InvoiceOut(BaseModel):
     invoiceNumber: str
     merchantProfile: str
     owner: str
-    status: str | None = Field(description="Cybersource's status; null until Cybersource has the invoice")
+    status: str | None = Field(
+        description="Cybersource's status; null until Cybersource has the invoice"
+    )
     paymentLink: str | None = None
     balanceAmount: str | None = None
     sync: InvoiceSync

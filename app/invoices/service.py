@@ -60,11 +60,20 @@ def known_profile(settings: Settings, name: str) -> str:
 
 
 def invoice_not_found(number: str, profile: str) -> errors.InvoiceNotFound:
-    return errors.InvoiceNotFound(f"There is no invoice {number!r} for merchant profile {profile!r}.")
+    return errors.InvoiceNotFound(
+        f"There is no invoice {number!r} for merchant profile {profile!r}."
+    )
 
 
 class InvoiceService:
-    def __init__(self, *, engine: AsyncEngine, reads: AsyncEngine, settings: Settings, executor: IdempotentExecutor):
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        reads: AsyncEngine,
+        settings: Settings,
+        executor: IdempotentExecutor,
+    ):
         self.engine = engine
         self.reads = reads
         self.settings = settings
@@ -76,25 +85,42 @@ class InvoiceService:
         self, caller: Caller, profile: str, body: InvoiceCreate, request: Mutation
     ) -> tuple[Outcome, bool]:
         return await self._run(
-            caller, profile, request, body, lambda conn: self.enqueue_create(conn, caller, profile, body)
+            caller,
+            profile,
+            request,
+            body,
+            lambda conn: self.enqueue_create(conn, caller, profile, body),
         )
 
     async def update(
         self, caller: Caller, profile: str, number: str, body: InvoiceUpdate, request: Mutation
     ) -> tuple[Outcome, bool]:
         return await self._run(
-            caller, profile, request, body, lambda conn: self.enqueue_update(conn, caller, profile, number, body)
+            caller,
+            profile,
+            request,
+            body,
+            lambda conn: self.enqueue_update(conn, caller, profile, number, body),
         )
 
     async def act(
         self, caller: Caller, profile: str, number: str, kind: OperationKind, request: Mutation
     ) -> tuple[Outcome, bool]:
         return await self._run(
-            caller, profile, request, None, lambda conn: self.enqueue_action(conn, caller, profile, number, kind)
+            caller,
+            profile,
+            request,
+            None,
+            lambda conn: self.enqueue_action(conn, caller, profile, number, kind),
         )
 
     async def _run(
-        self, caller: Caller, profile: str, request: Mutation, body: InvoiceUpdate | None, enqueue: Enqueue
+        self,
+        caller: Caller,
+        profile: str,
+        request: Mutation,
+        body: InvoiceUpdate | None,
+        enqueue: Enqueue,
     ) -> tuple[Outcome, bool]:
         meaning = None if body is None else body.model_dump(mode="json", exclude_unset=True)
         return await self.executor.run(
@@ -124,7 +150,10 @@ class InvoiceService:
             info = body.invoiceInformation.model_copy(update={"invoiceNumber": number})
             body = body.model_copy(update={"invoiceInformation": info})
         invoice_id = await invoices.insert(
-            merchant_profile=profile, invoice_number=number, owner=caller.client, fields=invoice_fields(body)
+            merchant_profile=profile,
+            invoice_number=number,
+            owner=caller.client,
+            fields=invoice_fields(body),
         )
         if invoice_id is None:
             raise errors.InvoiceNumberTaken(
@@ -141,7 +170,9 @@ class InvoiceService:
         invoice = await self._owned(conn, caller, profile, number, for_update=True)
         await self._check_transition(conn, invoice, OperationKind.UPDATE)
         await InvoiceRepository(conn).replace_content(invoice.id, invoice_fields(body))
-        return await self._enqueue(conn, invoice.id, caller, profile, OperationKind.UPDATE, upstream_body(body))
+        return await self._enqueue(
+            conn, invoice.id, caller, profile, OperationKind.UPDATE, upstream_body(body)
+        )
 
     async def enqueue_action(
         self, conn: AsyncConnection, caller: Caller, profile: str, number: str, kind: OperationKind
@@ -159,14 +190,24 @@ class InvoiceService:
             )
 
     async def _owned(
-        self, conn: AsyncConnection, caller: Caller, profile: str, number: str, *, for_update: bool = False
+        self,
+        conn: AsyncConnection,
+        caller: Caller,
+        profile: str,
+        number: str,
+        *,
+        for_update: bool = False,
     ) -> InvoiceRow:
-        row = await InvoiceRepository(conn).get(known_profile(self.settings, profile), number, for_update=for_update)
+        row = await InvoiceRepository(conn).get(
+            known_profile(self.settings, profile), number, for_update=for_update
+        )
         if row is None or not caller.may_see(row.owner):
             raise invoice_not_found(number, profile)
         return row
 
-    async def _check_transition(self, conn: AsyncConnection, invoice: InvoiceRow, kind: OperationKind) -> None:
+    async def _check_transition(
+        self, conn: AsyncConnection, invoice: InvoiceRow, kind: OperationKind
+    ) -> None:
         """Refuse locally what Cybersource would refuse, when the stored state is known to be current."""
         if await OutboxRepository(conn).has_unfinished(invoice.id):
             return  # earlier commands are queued: Cybersource decides once they are through
@@ -209,7 +250,9 @@ class InvoiceService:
 
     async def get(self, caller: Caller, profile: str, number: str) -> InvoiceOut:
         async with self.reads.connect() as conn:
-            row = await InvoiceRepository(conn).get_view(known_profile(self.settings, profile), number)
+            row = await InvoiceRepository(conn).get_view(
+                known_profile(self.settings, profile), number
+            )
         if row is None or not caller.may_see(row.owner):
             raise invoice_not_found(number, profile)
         return invoice_out(row, row.pending_ids)
@@ -225,7 +268,9 @@ class InvoiceService:
             merchant_profile=query.profile,
         )
         async with self.reads.connect() as conn:
-            rows = await InvoiceRepository(conn).list_newest(filters, after=after, limit=query.limit + 1)
+            rows = await InvoiceRepository(conn).list_newest(
+                filters, after=after, limit=query.limit + 1
+            )
         page, more = rows[: query.limit], len(rows) > query.limit
         next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
         return InvoicePage(items=[invoice_out(row) for row in page], nextCursor=next_cursor)

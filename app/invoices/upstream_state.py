@@ -54,8 +54,12 @@ class UpstreamState:
             total_amount=_decimal(amounts.get("totalAmount")),
             currency=amounts.get("currency"),
             customer_email=(body.get("customerInformation") or {}).get("email"),
-            send_count=sum(1 for entry in history
-                           if isinstance(entry, dict) and str(entry.get("event", "")).upper() in SEND_HISTORY_EVENTS),
+            send_count=sum(
+                1
+                for entry in history
+                if isinstance(entry, dict)
+                and str(entry.get("event", "")).upper() in SEND_HISTORY_EVENTS
+            ),
             body=body,
         )
 
@@ -68,20 +72,29 @@ class UpstreamState:
         due date, description and the number of line items. A mismatch fails the create, visibly.
         """
         amounts = (request.get("orderInformation") or {}).get("amountDetails") or {}
-        if (self.total_amount != _decimal(amounts.get("totalAmount"))
-                or (self.currency or "").upper() != str(amounts.get("currency", "")).upper()):
+        if (
+            self.total_amount != _decimal(amounts.get("totalAmount"))
+            or (self.currency or "").upper() != str(amounts.get("currency", "")).upper()
+        ):
             return False
         upstream_items = (self.body.get("orderInformation") or {}).get("lineItems") or []
         requested_items = (request.get("orderInformation") or {}).get("lineItems")
         if requested_items is not None and len(upstream_items) != len(requested_items):
             return False
-        return all(_same_text(_field(request, path), _field(self.body, path)) for path in IDENTIFYING_TEXT_FIELDS
-                   if _field(request, path) is not None)
+        return all(
+            _same_text(_field(request, path), _field(self.body, path))
+            for path in IDENTIFYING_TEXT_FIELDS
+            if _field(request, path) is not None
+        )
 
 
 # Text fields of a create that Cybersource returns as sent (compared trimmed, case-insensitively).
-IDENTIFYING_TEXT_FIELDS = (("customerInformation", "email"), ("customerInformation", "name"),
-                           ("invoiceInformation", "dueDate"), ("invoiceInformation", "description"))
+IDENTIFYING_TEXT_FIELDS = (
+    ("customerInformation", "email"),
+    ("customerInformation", "name"),
+    ("invoiceInformation", "dueDate"),
+    ("invoiceInformation", "description"),
+)
 
 
 def _field(body: dict[str, Any], path: tuple[str, str]) -> Any:
@@ -90,7 +103,10 @@ def _field(body: dict[str, Any], path: tuple[str, str]) -> Any:
 
 
 def _same_text(requested: Any, upstream: Any) -> bool:
-    return upstream is not None and str(requested).strip().casefold() == str(upstream).strip().casefold()
+    return (
+        upstream is not None
+        and str(requested).strip().casefold() == str(upstream).strip().casefold()
+    )
 
 
 def status_event(old: str | None, new: str | None) -> EventType | None:

@@ -53,7 +53,12 @@ def call_problem(exc: CybersourceError, what: str) -> errors.ApiError:
 
 
 def command_problem(
-    error: dict[str, Any], *, kind: str, invoice_number: str, operation_id: str, upstream: dict[str, Any] | None
+    error: dict[str, Any],
+    *,
+    kind: str,
+    invoice_number: str,
+    operation_id: str,
+    upstream: dict[str, Any] | None,
 ) -> errors.ApiError:
     """The problem a failed command answers with: Cybersource's refusal, or that it could not be reached."""
     reason = (error.get("reason") or "").upper()
@@ -61,12 +66,19 @@ def command_problem(
     message = error.get("message") or "Cybersource refused the request"
     if error.get("kind") == "rejected":
         if reason == "DUPLICATE_RECORD":
-            return errors.InvoiceNumberTaken(f"Cybersource already has invoice {invoice_number}: {message}", **common)
+            return errors.InvoiceNumberTaken(
+                f"Cybersource already has invoice {invoice_number}: {message}", **common
+            )
         if reason == "ACTION_NOT_ALLOWED":
             return errors.ActionNotAllowed(
-                f"Cybersource does not allow {kind} in the invoice's current state: {message}", **common
+                f"Cybersource does not allow {kind} in the invoice's current state: {message}",
+                **common,
             )
         return errors.UpstreamRejected(
-            f"Cybersource rejected the {kind}: {message}", errors=_field_errors(error.get("details")), **common
+            f"Cybersource rejected the {kind}: {message}",
+            errors=_field_errors(error.get("details")),
+            **common,
         )
-    return errors.UpstreamUnavailable(f"The {kind} could not be delivered to Cybersource: {message}", **common)
+    return errors.UpstreamUnavailable(
+        f"The {kind} could not be delivered to Cybersource: {message}", **common
+    )

@@ -24,7 +24,9 @@ from app.settings import Settings
 
 
 class InvoiceSettingsService:
-    def __init__(self, *, settings: Settings, clients: CybersourceClients, executor: IdempotentExecutor) -> None:
+    def __init__(
+        self, *, settings: Settings, clients: CybersourceClients, executor: IdempotentExecutor
+    ) -> None:
         self.settings = settings
         self.clients = clients
         self.executor = executor
@@ -41,7 +43,12 @@ class InvoiceSettingsService:
         return dict(result.raw)
 
     async def change(
-        self, caller: Caller, profile: str, product_type: str | None, body: dict[str, Any], request: Mutation
+        self,
+        caller: Caller,
+        profile: str,
+        product_type: str | None,
+        body: dict[str, Any],
+        request: Mutation,
     ) -> tuple[Outcome, bool]:
         client = self._client(profile)
 
@@ -62,6 +69,8 @@ class InvoiceSettingsService:
                 method=request.method,
                 path=request.path,
                 wait_seconds=0,
-                request_fingerprint=request.fingerprint({"q": product_type, "body": body}, scope=profile),
+                request_fingerprint=request.fingerprint(
+                    {"q": product_type, "body": body}, scope=profile
+                ),
                 enqueue=call,
             )

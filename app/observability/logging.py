@@ -10,8 +10,19 @@ from typing import Any
 import structlog
 
 # Keys whose values never reach a log line, whatever a caller passes in.
-REDACTED_KEYS = frozenset({"authorization", "signature", "shared_secret", "secret", "password", "api_key",
-                           "x-api-key", "cybersource_shared_secret", "webhook_secret"})
+REDACTED_KEYS = frozenset(
+    {
+        "authorization",
+        "signature",
+        "shared_secret",
+        "secret",
+        "password",
+        "api_key",
+        "x-api-key",
+        "cybersource_shared_secret",
+        "webhook_secret",
+    }
+)
 
 
 def _redact(_: object, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -37,8 +48,11 @@ def configure_logging(level: str = "INFO") -> None:
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)

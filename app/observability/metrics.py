@@ -7,23 +7,32 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
-from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.responses import Response
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.models import OPERATION_STATES
-from app.outbox.repository import OutboxRepository
-
-HTTP_REQUESTS = Counter("igw_http_requests_total", "HTTP requests answered", ["method", "route", "status"])
-HTTP_LATENCY = Histogram("igw_http_request_duration_seconds", "HTTP request duration", ["method", "route"],
-                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
-RELAY_DELIVERIES = Counter("igw_relay_deliveries_total", "Outbox commands handled by the relay",
-                           ["kind", "outcome"])
-RECONCILER_CHECKS = Counter("igw_reconciler_checks_total", "Open invoices re-read from Cybersource by the "
-                            "status reconciler", ["outcome"])
-OUTBOX_COMMANDS = Gauge("igw_outbox_commands", "Outbox commands by state (read at scrape time)", ["state"])
-OUTBOX_OLDEST_PENDING = Gauge("igw_outbox_oldest_pending_seconds", "Age of the oldest unfinished command")
+HTTP_REQUESTS = Counter(
+    "igw_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "igw_http_request_duration_seconds",
+    "HTTP request duration",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+RELAY_DELIVERIES = Counter(
+    "igw_relay_deliveries_total", "Outbox commands handled by the relay", ["kind", "outcome"]
+)
+RECONCILER_CHECKS = Counter(
+    "igw_reconciler_checks_total",
+    "Open invoices re-read from Cybersource by the status reconciler",
+    ["outcome"],
+)
+OUTBOX_COMMANDS = Gauge(
+    "igw_outbox_commands", "Outbox commands by state (read at scrape time)", ["state"]
+)
+OUTBOX_OLDEST_PENDING = Gauge(
+    "igw_outbox_oldest_pending_seconds", "Age of the oldest unfinished command"
+)
 
 
 def _route(scope: Scope) -> str:
@@ -58,17 +67,3 @@ class MetricsMiddleware:
             method = scope.get("method", "GET")
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
             HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)
-
-
-async def refresh_outbox_gauges(engine: AsyncEngine) -> None:
-    async with engine.connect() as conn:
-        by_state, oldest_age = await OutboxRepository(conn).depth()
-    for state in OPERATION_STATES:
-        OUTBOX_COMMANDS.labels(state).set(by_state.get(state, 0))
-    OUTBOX_OLDEST_PENDING.set(oldest_age)
-
-
-async def metrics_text(reads: AsyncEngine) -> Response:
-    """The Prometheus exposition, with the outbox gauges read now."""
-    await refresh_outbox_gauges(reads)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -61,7 +61,9 @@ class Failed(Generic[Effects]):
 @dataclass(frozen=True, slots=True)
 class TryAgain:
     error: dict[str, Any]
-    failure_class: str  # a metrics label and the dead letter's `kind`: transient, ambiguous, authentication
+    failure_class: (
+        str  # a metrics label and the dead letter's `kind`: transient, ambiguous, authentication
+    )
     attempt_limit: int | None = None  # a class that rarely heals may give up sooner
     retry_after: float | None = None
     reconcile: bool = False  # the call may have been applied: the next attempt checks first
@@ -181,13 +183,21 @@ class Relay(Generic[Effects]):
             delivery = await self.handler.deliver(operation, self.owner)
         except Exception:  # a bug must not kill the relay or lose the command: back off and keep it
             log.exception("relay.unexpected_error", operation_id=str(operation.id))
-            error = {"kind": "transient", "status": None, "message": "internal error while delivering"}
+            error = {
+                "kind": "transient",
+                "status": None,
+                "message": "internal error while delivering",
+            }
             delivery = TryAgain(error, "transient", message="internal error while delivering")
         match delivery:
             case Succeeded(result=result, effects=effects):
-                self._complete(Done(operation, Finish(operation.id, "succeeded", result, None), effects))
+                self._complete(
+                    Done(operation, Finish(operation.id, "succeeded", result, None), effects)
+                )
             case Failed(error=error, effects=effects):
-                self._complete(Done(operation, Finish(operation.id, "failed", None, error), effects))
+                self._complete(
+                    Done(operation, Finish(operation.id, "failed", None, error), effects)
+                )
             case TryAgain():
                 await self._retry_or_give_up(operation, delivery)
 

@@ -65,7 +65,8 @@ class Finish:
 
 
 _OPERATION_WITH_INVOICE = (
-    "SELECT o.*, i.invoice_number, i.owner FROM operations o JOIN invoices i ON i.id = o.invoice_id "
+    "SELECT o.*, i.invoice_number, i.owner "
+    "FROM operations o JOIN invoices i ON i.id = o.invoice_id "
 )
 
 
@@ -109,7 +110,9 @@ class OutboxRepository(BaseRepository):
         return {str(row["state"]): int(row["n"]) for row in rows}, float(age or 0)
 
     async def get(self, operation_id: uuid.UUID) -> OperationRow | None:
-        return await self._row(OperationRow, _OPERATION_WITH_INVOICE + "WHERE o.id = :id", id=operation_id)
+        return await self._row(
+            OperationRow, _OPERATION_WITH_INVOICE + "WHERE o.id = :id", id=operation_id
+        )
 
     async def has_unfinished(self, invoice_id: int) -> bool:
         found = await self._one(
@@ -118,7 +121,9 @@ class OutboxRepository(BaseRepository):
         )
         return found is not None
 
-    async def list_by_seq(self, *, state: str | None, after_seq: int | None, limit: int) -> list[OperationRow]:
+    async def list_by_seq(
+        self, *, state: str | None, after_seq: int | None, limit: int
+    ) -> list[OperationRow]:
         clauses: list[str] = []
         params: dict[str, Any] = {"limit": limit}
         if state is not None:
@@ -132,7 +137,9 @@ class OutboxRepository(BaseRepository):
             OperationRow, _OPERATION_WITH_INVOICE + f"{where} ORDER BY o.seq LIMIT :limit", **params
         )
 
-    async def claim_due(self, *, owner: str, limit: int, lease_seconds: float) -> list[ClaimedOperation]:
+    async def claim_due(
+        self, *, owner: str, limit: int, lease_seconds: float
+    ) -> list[ClaimedOperation]:
         """Claim due commands under a lease; a command waits while an older one of its invoice is unfinished.
 
         SKIP LOCKED lets several relays claim side by side; an expired lease (a crashed relay) makes an
@@ -165,7 +172,9 @@ class OutboxRepository(BaseRepository):
             lease=lease_seconds,
         )
 
-    async def set_baseline(self, operation_id: uuid.UUID, owner: str, baseline: dict[str, Any]) -> None:
+    async def set_baseline(
+        self, operation_id: uuid.UUID, owner: str, baseline: dict[str, Any]
+    ) -> None:
         await self._execute(
             "UPDATE operations SET baseline = CAST(:b AS jsonb) WHERE id = :id AND lease_owner = :owner",
             id=operation_id,
@@ -202,7 +211,10 @@ class OutboxRepository(BaseRepository):
         """
         if not batch:
             return set()
-        items = [{"id": str(f.operation_id), "state": f.state, "result": f.result, "error": f.error} for f in batch]
+        items = [
+            {"id": str(f.operation_id), "state": f.state, "result": f.result, "error": f.error}
+            for f in batch
+        ]
         rows = await self._all(
             """
             UPDATE operations o SET state = x.state, result = x.result, last_error = x.error,

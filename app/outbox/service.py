@@ -32,17 +32,24 @@ async def requeue_failed(conn: AsyncConnection, operation_id: uuid.UUID) -> Oper
     return row
 
 
-async def list_operations(conn: AsyncConnection, *, state: str | None, after: str | None, limit: int) -> OperationPage:
+async def list_operations(
+    conn: AsyncConnection, *, state: str | None, after: str | None, limit: int
+) -> OperationPage:
     after_seq = None if after is None else decode_ids(after, 1)[0]
-    rows = await OutboxRepository(conn).list_by_seq(state=state, after_seq=after_seq, limit=limit + 1)
+    rows = await OutboxRepository(conn).list_by_seq(
+        state=state, after_seq=after_seq, limit=limit + 1
+    )
     page, more = rows[:limit], len(rows) > limit
     return OperationPage(
-        items=[operation_out(row) for row in page], nextCursor=encode_cursor(page[-1].seq) if more else None
+        items=[operation_out(row) for row in page],
+        nextCursor=encode_cursor(page[-1].seq) if more else None,
     )
 
 
 class OperationService:
-    def __init__(self, *, engine: AsyncEngine, reads: AsyncEngine, executor: IdempotentExecutor) -> None:
+    def __init__(
+        self, *, engine: AsyncEngine, reads: AsyncEngine, executor: IdempotentExecutor
+    ) -> None:
         self.engine = engine
         self.reads = reads
         self.executor = executor
@@ -58,7 +65,9 @@ class OperationService:
         async with self.reads.connect() as conn:
             return await list_operations(conn, state=state, after=cursor, limit=limit)
 
-    async def retry(self, caller: Caller, operation_id: uuid.UUID, request: Mutation) -> tuple[Outcome, bool]:
+    async def retry(
+        self, caller: Caller, operation_id: uuid.UUID, request: Mutation
+    ) -> tuple[Outcome, bool]:
         async def requeue(conn: AsyncConnection) -> Outcome:
             row = await requeue_failed(conn, operation_id)
             body = operation_out(row).model_dump(mode="json")

@@ -61,7 +61,11 @@ class OperationWaiter:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         key = str(operation_id)
-        interval = POLL_WITH_LISTEN_SECONDS if self._connection is not None else POLL_WITHOUT_LISTEN_SECONDS
+        interval = (
+            POLL_WITH_LISTEN_SECONDS
+            if self._connection is not None
+            else POLL_WITHOUT_LISTEN_SECONDS
+        )
         while True:
             future: asyncio.Future[None] = loop.create_future()
             self._waiters.setdefault(key, set()).add(future)

@@ -57,7 +57,9 @@ async def run_background_jobs(
     if reconciler.enabled:
         side_jobs.append(
             asyncio.create_task(
-                run_until_stopped("reconciler", reconciler.step, stop, idle_seconds=reconciler.idle_seconds)
+                run_until_stopped(
+                    "reconciler", reconciler.step, stop, idle_seconds=reconciler.idle_seconds
+                )
             )
         )
     try:

@@ -3,4 +3,10 @@
 from app.simulator.app import SimulatorApp, create_simulator_app
 from app.simulator.config import MerchantConfig, SimulatorConfig, WebhookConfig
 
-__all__ = ["MerchantConfig", "SimulatorApp", "SimulatorConfig", "WebhookConfig", "create_simulator_app"]
+__all__ = [
+    "MerchantConfig",
+    "SimulatorApp",
+    "SimulatorConfig",
+    "WebhookConfig",
+    "create_simulator_app",
+]

@@ -80,7 +80,9 @@ def admin_routes(sim: Simulator) -> list[Route]:
         if merchant is None:
             return _refuse(404, "UNKNOWN_MERCHANT", "merchantId is not configured")
         book = sim.state.book(merchant)
-        return JSONBody([admin_invoice(inv, sim.config.payment_link_base) for inv in book.invoices.values()])
+        return JSONBody(
+            [admin_invoice(inv, sim.config.payment_link_base) for inv in book.invoices.values()]
+        )
 
     async def get_invoice(request: Request) -> Response:
         merchant = merchant_of(request)
@@ -91,7 +93,9 @@ def admin_routes(sim: Simulator) -> list[Route]:
             return _refuse(404, "NOT_FOUND", "invoice does not exist for this merchant")
         return JSONBody(admin_invoice(invoice, sim.config.payment_link_base))
 
-    async def _payer_request(request: Request, example: str) -> tuple[dict[str, Any], str] | Response:
+    async def _payer_request(
+        request: Request, example: str
+    ) -> tuple[dict[str, Any], str] | Response:
         """The JSON object body of a payer action and the merchant it is for, or the refusal."""
         try:
             body = await _json(request)
@@ -104,7 +108,9 @@ def admin_routes(sim: Simulator) -> list[Route]:
             return _refuse(404, "UNKNOWN_MERCHANT", "merchantId is not configured")
         return body, merchant
 
-    def _payment_reply(merchant: str, act: Callable[[MerchantBook], Outcome], not_payable: str) -> Response:
+    def _payment_reply(
+        merchant: str, act: Callable[[MerchantBook], Outcome], not_payable: str
+    ) -> Response:
         try:
             outcome = act(sim.state.book(merchant))
         except PaymentRefused as exc:
@@ -127,7 +133,9 @@ def admin_routes(sim: Simulator) -> list[Route]:
         if not isinstance(review, bool):
             return _refuse(422, "INVALID_REVIEW", "review must be true or false")
         invoice_id, now = request.path_params["id"], utc_now()
-        return _payment_reply(merchant, lambda book: book.pay(invoice_id, amount, now, review=review), "NOT_PAYABLE")
+        return _payment_reply(
+            merchant, lambda book: book.pay(invoice_id, amount, now, review=review), "NOT_PAYABLE"
+        )
 
     async def decide(request: Request) -> Response:
         parsed = await _payer_request(request, '{"decision": "accept"}')
@@ -139,7 +147,9 @@ def admin_routes(sim: Simulator) -> list[Route]:
             return _refuse(422, "INVALID_DECISION", 'decision must be "accept" or "reject"')
         invoice_id, now = request.path_params["id"], utc_now()
         accept = decision == "accept"
-        return _payment_reply(merchant, lambda book: book.decide(invoice_id, accept, now), "NOT_PENDING")
+        return _payment_reply(
+            merchant, lambda book: book.decide(invoice_id, accept, now), "NOT_PENDING"
+        )
 
     async def list_faults(request: Request) -> Response:
         return JSONBody([rule.describe() for rule in sim.faults.rules])
@@ -165,7 +175,9 @@ def admin_routes(sim: Simulator) -> list[Route]:
         items = [
             d
             for d in sim.webhooks.deliveries
-            if all(query.get(k) in (None, d.get(k)) for k in ("invoiceNumber", "eventType", "outcome"))
+            if all(
+                query.get(k) in (None, d.get(k)) for k in ("invoiceNumber", "eventType", "outcome")
+            )
         ]
         return JSONBody(items)
 

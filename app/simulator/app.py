@@ -29,9 +29,13 @@ class Simulator:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
         self.authenticator = Authenticator(
-            config.verification_keys(), expected_host=config.host_name, tolerance_s=config.clock_tolerance_s
+            config.verification_keys(),
+            expected_host=config.host_name,
+            tolerance_s=config.clock_tolerance_s,
         )
-        self.state = SimulatorState([m.merchant_id for m in config.merchants], config.first_invoice_number)
+        self.state = SimulatorState(
+            [m.merchant_id for m in config.merchants], config.first_invoice_number
+        )
         self.faults = FaultRegistry(config.fault_seed)
         self.faults.add(list(config.faults))
         self.webhooks = WebhookDispatcher(config.webhook)
@@ -45,7 +49,9 @@ class Simulator:
             return None
         book = self.state.book(invoice.merchant_id)
         settings = md.read_settings(book, "INVOICING", self.display_name(invoice.merchant_id))
-        data = invoice_event_data(invoice, event_type, settings, payment_link(invoice, self.config.payment_link_base))
+        data = invoice_event_data(
+            invoice, event_type, settings, payment_link(invoice, self.config.payment_link_base)
+        )
         return self.webhooks.emit(event_type, invoice.merchant_id, data)
 
     def reset(self) -> None:
@@ -61,7 +67,9 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
-    return JSONBody(error_body(utc_now(), "BADREQUEST", "INVALID_REQUEST", "Method not allowed."), status)
+    return JSONBody(
+        error_body(utc_now(), "BADREQUEST", "INVALID_REQUEST", "Method not allowed."), status
+    )
 
 
 class Front:
@@ -82,7 +90,9 @@ class SimulatorApp(FaultLayer):
     """The ASGI app handed to uvicorn; `.simulator` gives tests and the CLI the instance behind it."""
 
     def __init__(self, sim: Simulator, inner: ASGIApp) -> None:
-        super().__init__(inner, sim.faults, hang_s=sim.config.hang_s, log_requests=sim.config.log_requests)
+        super().__init__(
+            inner, sim.faults, hang_s=sim.config.hang_s, log_requests=sim.config.log_requests
+        )
         self.simulator = sim
 
 
@@ -99,6 +109,8 @@ def create_simulator_app(config: SimulatorConfig) -> SimulatorApp:
             await sim.webhooks.close()
 
     starlette = Starlette(
-        routes=admin_routes(sim), lifespan=lifespan, exception_handlers={404: _not_found, 405: _http_error}
+        routes=admin_routes(sim),
+        lifespan=lifespan,
+        exception_handlers={404: _not_found, 405: _http_error},
     )
     return SimulatorApp(sim, Front(InvoicingApi(sim), starlette))

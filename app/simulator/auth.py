@@ -10,11 +10,18 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from app.cybersource.signing import SignatureInvalid, VerificationKey, verify_http_signature, verify_jwt
+from app.cybersource.signing import (
+    SignatureInvalid,
+    VerificationKey,
+    verify_http_signature,
+    verify_jwt,
+)
 
 
 class Authenticator:
-    def __init__(self, keys: dict[str, VerificationKey], *, expected_host: str | None, tolerance_s: float) -> None:
+    def __init__(
+        self, keys: dict[str, VerificationKey], *, expected_host: str | None, tolerance_s: float
+    ) -> None:
         self._keys = keys
         self._expected_host = expected_host
         self._tolerance_s = tolerance_s
@@ -22,14 +29,23 @@ class Authenticator:
     def lookup(self, key_id: str) -> VerificationKey | None:
         return self._keys.get(key_id)
 
-    def authenticate(self, method: str, target: str, raw_headers: Iterable[tuple[bytes, bytes]], body: bytes) -> str:
+    def authenticate(
+        self, method: str, target: str, raw_headers: Iterable[tuple[bytes, bytes]], body: bytes
+    ) -> str:
         """Return the merchant id the request acts for, or raise SignatureInvalid with the reason."""
         headers: dict[str, str] = {}
         for name, value in raw_headers:
             key = name.decode("latin-1").lower()
             if key in headers:
                 # A repeated signed header is ambiguous; Cybersource's gateway would not guess either.
-                if key in {"signature", "digest", "date", "host", "v-c-merchant-id", "authorization"}:
+                if key in {
+                    "signature",
+                    "digest",
+                    "date",
+                    "host",
+                    "v-c-merchant-id",
+                    "authorization",
+                }:
                     raise SignatureInvalid(f"header {key!r} sent more than once")
                 continue
             headers[key] = value.decode("latin-1")

@@ -1,7 +1,7 @@
 """`invoicing-gateway simulator ...`: parse flags, build the config, serve with uvicorn.
 
 The project's CLI calls `run_simulator(argv)`; `python -m app.simulator.cli` works as well. Defaults are
-the facade's local credentials (app.settings LOCAL_*), so `invoicing-gateway simulator` and
+the facade's local credentials (app.cybersource.profiles LOCAL_*), so `invoicing-gateway simulator` and
 `invoicing-gateway api` talk to each other out of the box.
 """
 
@@ -10,14 +10,20 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from app.observability.logging import configure_logging, get_logger
-from app.settings import LOCAL_KEY_ID, LOCAL_MERCHANT_ID, LOCAL_SHARED_SECRET
-from app.simulator.config import SimulatorConfig, config_from_mapping, load_config_file, parse_delays
+from app.cybersource.profiles import LOCAL_KEY_ID, LOCAL_MERCHANT_ID, LOCAL_SHARED_SECRET
+from app.simulator.config import (
+    SimulatorConfig,
+    config_from_mapping,
+    load_config_file,
+    parse_delays,
+)
+from app.simulator.logs import log
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,10 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Local Cybersource Invoicing v2 simulator (signed API, faults, webhooks).",
     )
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8081, help="port to listen on (default 8081; 0 = any free)")
+    p.add_argument(
+        "--port", type=int, default=8081, help="port to listen on (default 8081; 0 = any free)"
+    )
     p.add_argument("--merchant-id", default=None, help=f"merchant id (default {LOCAL_MERCHANT_ID})")
     p.add_argument("--key-id", default=None, help="shared-secret key id (default: the local key)")
-    p.add_argument("--shared-secret", default=None, help="base64 shared secret (default: the local secret)")
+    p.add_argument(
+        "--shared-secret", default=None, help="base64 shared secret (default: the local secret)"
+    )
     p.add_argument("--portfolio-id", default=None, help="portfolio id when --key-id is a meta key")
     p.add_argument(
         "--merchants",
@@ -38,14 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON file: a list of merchants, or {merchants, webhook, faults, ...}",
     )
     p.add_argument("--webhook-url", default=None, help="where invoicing notifications are POSTed")
-    p.add_argument("--webhook-key-id", default=None, help="digital signature key id for notifications")
+    p.add_argument(
+        "--webhook-key-id", default=None, help="digital signature key id for notifications"
+    )
     p.add_argument("--webhook-secret", default=None, help="base64 digital signature key")
     p.add_argument(
         "--webhook-retry-delays",
         default=None,
         help="seconds between attempts, e.g. 0.2,0.5,1 (default 60,60,60)",
     )
-    p.add_argument("--webhook-timeout", type=float, default=None, help="per-attempt timeout in s (default 10)")
+    p.add_argument(
+        "--webhook-timeout", type=float, default=None, help="per-attempt timeout in s (default 10)"
+    )
     p.add_argument(
         "--webhook-body-shape",
         choices=["payload", "payloads"],
@@ -63,11 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the Host the signature must name, e.g. apitest.cybersource.com (default: any)",
     )
-    p.add_argument("--faults", default=None, help="fault rules: a JSON file or inline JSON (object or list)")
+    p.add_argument(
+        "--faults", default=None, help="fault rules: a JSON file or inline JSON (object or list)"
+    )
     p.add_argument("--fault-seed", type=int, default=None, help="seed for probability faults")
-    p.add_argument("--hang-seconds", type=float, default=None, help="how long a hang fault holds (default 300)")
-    p.add_argument("--clock-tolerance", type=float, default=None, help="allowed Date/iat skew in s (default 300)")
-    p.add_argument("--no-request-log", action="store_true", help="do not log every request (benchmarks)")
+    p.add_argument(
+        "--hang-seconds", type=float, default=None, help="how long a hang fault holds (default 300)"
+    )
+    p.add_argument(
+        "--clock-tolerance",
+        type=float,
+        default=None,
+        help="allowed Date/iat skew in s (default 300)",
+    )
+    p.add_argument(
+        "--no-request-log", action="store_true", help="do not log every request (benchmarks)"
+    )
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -127,12 +152,17 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     return config_from_mapping(data)
 
 
-def run_simulator(argv: Sequence[str] | None = None) -> int:
+def run_simulator(
+    argv: Sequence[str] | None = None, *, configure_logging: Callable[[str], None] | None = None
+) -> int:
+    """Run the simulator; `configure_logging(level)` is the caller's log set-up (the facade's JSON logs)."""
     import uvicorn  # imported here so that `--help` stays fast
 
     args = build_parser().parse_args(argv)
-    configure_logging(args.log_level)
-    log = get_logger("app.simulator")
+    if configure_logging is None:
+        logging.basicConfig(level=args.log_level.upper())
+    else:
+        configure_logging(args.log_level)
     try:
         config = config_from_args(args)
     except (ValueError, KeyError, OSError) as exc:
@@ -150,7 +180,10 @@ def run_simulator(argv: Sequence[str] | None = None) -> int:
         webhook_url=config.webhook.url if config.webhook else None,
         faults=len(config.faults),
     )
-    fast = importlib.util.find_spec("uvloop") is not None and importlib.util.find_spec("httptools") is not None
+    fast = (
+        importlib.util.find_spec("uvloop") is not None
+        and importlib.util.find_spec("httptools") is not None
+    )
     uvicorn.run(
         app,
         host=args.host,

@@ -128,10 +128,16 @@ class SimulatorConfig:
         keys: dict[str, VerificationKey] = {}
         for merchant in self.merchants:
             known = keys.get(merchant.key_id)
-            merchant_ids = frozenset({merchant.merchant_id}) | (known.merchant_ids if known else frozenset())
+            merchant_ids = frozenset({merchant.merchant_id}) | (
+                known.merchant_ids if known else frozenset()
+            )
             # Only a portfolio (meta) key may act for several merchants, and then for one portfolio.
-            if known is not None and (known.portfolio_id is None or known.portfolio_id != merchant.portfolio_id):
-                raise ValueError(f"key {merchant.key_id!r} is shared by merchants outside one portfolio")
+            if known is not None and (
+                known.portfolio_id is None or known.portfolio_id != merchant.portfolio_id
+            ):
+                raise ValueError(
+                    f"key {merchant.key_id!r} is shared by merchants outside one portfolio"
+                )
             keys[merchant.key_id] = VerificationKey(
                 key_id=merchant.key_id,
                 merchant_ids=merchant_ids,
@@ -142,7 +148,9 @@ class SimulatorConfig:
                 cert = x509.load_pem_x509_certificate(merchant.certificate_pem.encode("ascii"))
                 public_key = cert.public_key()
                 if not isinstance(public_key, RSAPublicKey):
-                    raise ValueError(f"the certificate of {merchant.merchant_id!r} must hold an RSA key")
+                    raise ValueError(
+                        f"the certificate of {merchant.merchant_id!r} must hold an RSA key"
+                    )
                 kid = str(cert.serial_number)
                 keys[kid] = VerificationKey(
                     key_id=kid,

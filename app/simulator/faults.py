@@ -32,7 +32,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.observability.logging import get_logger
+from app.simulator.logs import log
 from app.simulator.views import JSON_TYPE, dumps, error_body
 
 ACTIONS = frozenset({"status", "latency", "hang", "drop", "apply_then_drop"})
@@ -42,8 +42,6 @@ ABORT = "connection closed on purpose by a simulator fault"
 _ids = itertools.count(1)
 _CORRELATION_PREFIX = str(uuid.uuid4())[:24]
 _correlation_counter = itertools.count(1)
-
-log = get_logger("app.simulator")
 
 
 @dataclass(slots=True)
@@ -195,7 +193,9 @@ def default_fault_body(status: int) -> dict[str, Any]:
     if status == 429:
         return error_body(now, "TOO_MANY_REQUESTS", "TOO_MANY_REQUESTS", "Too many requests.")
     if status == 503:
-        return error_body(now, "SERVER_ERROR", "SERVICE_TIMEOUT", "Service temporarily unavailable.")
+        return error_body(
+            now, "SERVER_ERROR", "SERVICE_TIMEOUT", "Service temporarily unavailable."
+        )
     if status == 504:
         return error_body(now, "SERVER_ERROR", "SERVER_TIMEOUT", "Server timeout.")
     if status >= 500:
@@ -206,7 +206,9 @@ def default_fault_body(status: int) -> dict[str, Any]:
 class FaultLayer:
     """Outermost ASGI app: applies fault rules and writes one log line per request."""
 
-    def __init__(self, app: ASGIApp, registry: FaultRegistry, *, hang_s: float, log_requests: bool) -> None:
+    def __init__(
+        self, app: ASGIApp, registry: FaultRegistry, *, hang_s: float, log_requests: bool
+    ) -> None:
         self.app = app
         self.registry = registry
         self.hang_s = hang_s
@@ -229,7 +231,10 @@ class FaultLayer:
                 status_seen.append(message["status"])
                 message = {
                     **message,
-                    "headers": [*message.get("headers", []), (b"v-c-correlation-id", correlation_id.encode())],
+                    "headers": [
+                        *message.get("headers", []),
+                        (b"v-c-correlation-id", correlation_id.encode()),
+                    ],
                 }
             await send(message)
 
@@ -261,14 +266,19 @@ class FaultLayer:
         if rule.action == "status":
             assert rule.status is not None
             body = dumps(rule.body if rule.body is not None else default_fault_body(rule.status))
-            headers = [(b"content-type", JSON_TYPE.encode()), (b"content-length", str(len(body)).encode())]
+            headers = [
+                (b"content-type", JSON_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ]
             if rule.retry_after is not None:
                 headers.append((b"retry-after", rule.retry_after.encode()))
             await send({"type": "http.response.start", "status": rule.status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             return None
         if rule.action == "hang":
-            return await self._hang(receive, rule.hang_s if rule.hang_s is not None else self.hang_s)
+            return await self._hang(
+                receive, rule.hang_s if rule.hang_s is not None else self.hang_s
+            )
         if rule.action == "drop":
             start: Message = {
                 "type": "http.response.start",

@@ -25,7 +25,9 @@ from app.simulator.views import submit_time
 PRODUCT_TYPES = ("INVOICING", "PAYBYLINK")
 REFERENCE_TYPES = ("Invoice", "Purchase", "Donation")
 COLOUR_RE = re.compile(r"^#(?:[0-9a-fA-F]{3}){1,2}$")
-LANGUAGES = frozenset({"zh-CN", "zh-TW", "en-US", "fr-FR", "de-DE", "ja-JP", "pt-BR", "ru-RU", "es-419"})
+LANGUAGES = frozenset(
+    {"zh-CN", "zh-TW", "en-US", "fr-FR", "de-DE", "ja-JP", "pt-BR", "ru-RU", "es-419"}
+)
 PAYER_AUTH = frozenset({"enable", "update", "disable"})
 LABEL_KEYS = frozenset(
     {
@@ -53,10 +55,19 @@ class FieldDefinitionProblem(Exception):
     """A merchant-defined-field refusal in that API's own envelope."""
 
     def __init__(
-        self, http_status: int, reason: str, message: str, details: list[dict[str, str]] | None = None
+        self,
+        http_status: int,
+        reason: str,
+        message: str,
+        details: list[dict[str, str]] | None = None,
     ) -> None:
         super().__init__(message)
-        self.http_status, self.reason, self.message, self.details = http_status, reason, message, details
+        self.http_status, self.reason, self.message, self.details = (
+            http_status,
+            reason,
+            message,
+            details,
+        )
 
     def body(self, moment: datetime) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -67,7 +78,11 @@ class FieldDefinitionProblem(Exception):
         }
         if self.details:
             data["details"] = self.details
-        return {"correlationId": str(uuid.uuid4()), "status": self.http_status, "responseData": data}
+        return {
+            "correlationId": str(uuid.uuid4()),
+            "status": self.http_status,
+            "responseData": data,
+        }
 
 
 # --- invoice settings ------------------------------------------------------------------------------
@@ -150,8 +165,15 @@ def validate_settings(body: Any) -> dict[str, Any]:
     language = c.text(info, "deliveryLanguage", f"{base}.deliveryLanguage", max_len=6)
     if language is not None and language not in LANGUAGES:
         c.fail(f"{base}.deliveryLanguage")
-    c.text(info, "defaultCurrencyCode", f"{base}.defaultCurrencyCode", pattern=re.compile(r"^[A-Za-z]{3}$"))
-    payer_auth = c.text(info, "payerAuthenticationInInvoicing", f"{base}.payerAuthenticationInInvoicing", max_len=7)
+    c.text(
+        info,
+        "defaultCurrencyCode",
+        f"{base}.defaultCurrencyCode",
+        pattern=re.compile(r"^[A-Za-z]{3}$"),
+    )
+    payer_auth = c.text(
+        info, "payerAuthenticationInInvoicing", f"{base}.payerAuthenticationInInvoicing", max_len=7
+    )
     if payer_auth is not None and payer_auth not in PAYER_AUTH:
         c.fail(f"{base}.payerAuthenticationInInvoicing")
     c.text(info, "vatRegistrationNumber", f"{base}.vatRegistrationNumber", max_len=21)
@@ -177,7 +199,9 @@ def validate_settings(body: Any) -> dict[str, Any]:
     return info
 
 
-def read_settings(book: MerchantBook, product_type: str, display_name: str | None) -> dict[str, Any]:
+def read_settings(
+    book: MerchantBook, product_type: str, display_name: str | None
+) -> dict[str, Any]:
     """The stored settings (callers only read them: no copy on the hot GET path) or fresh defaults."""
     stored = book.settings.get(product_type)
     return stored if stored is not None else default_settings(book.merchant_id, display_name)
@@ -212,7 +236,9 @@ def validate_definition(body: Any) -> dict[str, Any]:
     for flag in ("customerVisible", "readOnly"):
         if c.boolean(data, flag, flag) is None:
             data[flag] = False
-    c.integer(data, "merchantDefinedDataIndex", "merchantDefinedDataIndex", minimum=1, required=True)
+    c.integer(
+        data, "merchantDefinedDataIndex", "merchantDefinedDataIndex", minimum=1, required=True
+    )
     kind = (field_type or "").lower()
     if field_type is not None and kind not in {"text", "select"}:
         c.fail("fieldType")
@@ -226,17 +252,29 @@ def validate_definition(body: Any) -> dict[str, Any]:
             )
         for key in ("textMinLength", "textMaxLength", "textDefaultValue"):
             if key in data:
-                c.details.append({"field": key, "reason": f"{key} is not allowed for field type Select"})
+                c.details.append(
+                    {"field": key, "reason": f"{key} is not allowed for field type Select"}
+                )
         values = c.text(data, "possibleValues", "possibleValues", max_len=600)
         parts = [p.strip() for p in (values or "").split(",")]
         if values is None:
             c.details.append(
-                {"field": "possibleValues", "reason": "Possible values cannot be empty for Select field type"}
+                {
+                    "field": "possibleValues",
+                    "reason": "Possible values cannot be empty for Select field type",
+                }
             )
         elif len(parts) < 2:
-            c.details.append({"field": "possibleValues", "reason": "Possible values must contain at least two values"})
+            c.details.append(
+                {
+                    "field": "possibleValues",
+                    "reason": "Possible values must contain at least two values",
+                }
+            )
         elif any(not p for p in parts):
-            c.details.append({"field": "possibleValues", "reason": "Possible value cannot be empty"})
+            c.details.append(
+                {"field": "possibleValues", "reason": "Possible value cannot be empty"}
+            )
     elif kind == "text":
         low = c.integer(data, "textMinLength", "textMinLength", minimum=0)
         high = c.integer(data, "textMaxLength", "textMaxLength", minimum=1)
@@ -246,7 +284,12 @@ def validate_definition(body: Any) -> dict[str, Any]:
             c.fail("textMinLength")
         c.text(data, "textDefaultValue", "textDefaultValue", max_len=100)
         if "possibleValues" in data:
-            c.details.append({"field": "possibleValues", "reason": "possibleValues is not allowed for field type Text"})
+            c.details.append(
+                {
+                    "field": "possibleValues",
+                    "reason": "possibleValues is not allowed for field type Text",
+                }
+            )
     if c.details:
         raise FieldDefinitionProblem(400, "VALIDATION_ERROR", "Field validation errors.", c.details)
     return data
@@ -266,17 +309,24 @@ def list_definitions(book: MerchantBook, reference_type: str) -> list[dict[str, 
     return [dict(d) for d in book.field_definitions.get(reference_type, {}).values()]
 
 
-def create_definition(book: MerchantBook, reference_type: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+def create_definition(
+    book: MerchantBook, reference_type: str, data: dict[str, Any]
+) -> list[dict[str, Any]]:
     _check_reference_type(reference_type, 400)
     definitions = book.field_definitions.setdefault(reference_type, {})
-    if any(d["merchantDefinedDataIndex"] == data["merchantDefinedDataIndex"] for d in definitions.values()):
+    if any(
+        d["merchantDefinedDataIndex"] == data["merchantDefinedDataIndex"]
+        for d in definitions.values()
+    ):
         raise FieldDefinitionProblem(
             409,
             "MERCHANT_DEFINED_DATA_INDEX_ALREADY_ASSIGNED",
             "Merchant Defined Data Index is already assigned",
         )
     if len(definitions) >= MAX_DEFINITIONS_PER_TYPE:
-        raise FieldDefinitionProblem(412, "LIMIT_EXCEEDED", f"Merchant has exceeded limit for type {reference_type}")
+        raise FieldDefinitionProblem(
+            412, "LIMIT_EXCEEDED", f"Merchant has exceeded limit for type {reference_type}"
+        )
     definition_id = book.next_definition_id
     book.next_definition_id += 1
     definitions[definition_id] = {

@@ -21,10 +21,17 @@ from urllib.parse import parse_qsl
 from starlette.types import Receive, Scope, Send
 
 from app.cybersource.signing import SignatureInvalid
-from app.observability.logging import get_logger
 from app.simulator import merchant_data as md
 from app.simulator.auth import request_target
-from app.simulator.state import LIST_FILTERS, PENDING, InvoiceProblem, MerchantBook, Outcome, utc_now
+from app.simulator.logs import log
+from app.simulator.state import (
+    LIST_FILTERS,
+    PENDING,
+    InvoiceProblem,
+    MerchantBook,
+    Outcome,
+    utc_now,
+)
 from app.simulator.validation import INVALID, MISSING, ValidationFailed, validate_invoice
 from app.simulator.views import (
     AUTH_FAILED_BODY,
@@ -39,7 +46,6 @@ from app.simulator.views import (
 if TYPE_CHECKING:
     from app.simulator.app import Simulator
 
-log = get_logger("app.simulator")
 MAX_LIST_LIMIT = 1000
 ACTIONS = frozenset({"delivery", "cancelation", "publication"})
 JSON_HEADERS = [(b"content-type", JSON_TYPE.encode())]
@@ -125,16 +131,22 @@ class InvoicingApi:
         method = scope["method"]
         found = route_key(scope["path"])
         if found is None or found[0] not in self.shapes:
-            return await _answer(send, 404, error_body(utc_now(), "NOTFOUND", "NOTFOUND", "Resource not found."))
+            return await _answer(
+                send, 404, error_body(utc_now(), "NOTFOUND", "NOTFOUND", "Resource not found.")
+            )
         handler = self.table.get((found[0], method))
         if handler is None:
             return await _answer(
-                send, 405, error_body(utc_now(), "BADREQUEST", "INVALID_REQUEST", "Method not allowed.")
+                send,
+                405,
+                error_body(utc_now(), "BADREQUEST", "INVALID_REQUEST", "Method not allowed."),
             )
         body = await _read_body(receive)
         target = request_target(scope.get("raw_path"), scope["path"], scope["query_string"])
         try:
-            merchant_id = self.sim.authenticator.authenticate(method, target, scope["headers"], body)
+            merchant_id = self.sim.authenticator.authenticate(
+                method, target, scope["headers"], body
+            )
         except SignatureInvalid as exc:
             log.warning(
                 "authentication failed",
@@ -147,7 +159,10 @@ class InvoicingApi:
                 {
                     "type": "http.response.start",
                     "status": 401,
-                    "headers": [*JSON_HEADERS, (b"content-length", str(len(AUTH_FAILED_BODY)).encode())],
+                    "headers": [
+                        *JSON_HEADERS,
+                        (b"content-length", str(len(AUTH_FAILED_BODY)).encode()),
+                    ],
                 }
             )
             await send({"type": "http.response.body", "body": AUTH_FAILED_BODY})
@@ -164,7 +179,9 @@ class InvoicingApi:
 
 def _refusal(now: datetime, exc: Exception) -> Reply:
     if isinstance(exc, ValidationFailed):
-        return 400, error_body(now, "BADREQUEST", "VALIDATION_ERROR", "Field validation errors.", exc.details)
+        return 400, error_body(
+            now, "BADREQUEST", "VALIDATION_ERROR", "Field validation errors.", exc.details
+        )
     if isinstance(exc, InvoiceProblem):
         return exc.http_status, error_body(now, exc.status, exc.reason, exc.message, exc.details)
     if isinstance(exc, md.InvalidImage):
@@ -212,7 +229,9 @@ class Handlers:
         self.sim = sim
         self.link_base = sim.config.payment_link_base
 
-    def _respond(self, call: Call, outcome: Outcome, *, self_link: dict[str, str] | None = None) -> Reply:
+    def _respond(
+        self, call: Call, outcome: Outcome, *, self_link: dict[str, str] | None = None
+    ) -> Reply:
         invoice = outcome.invoice
         for event in outcome.events:
             self.sim.emit_webhook(event, invoice)
@@ -224,7 +243,11 @@ class Handlers:
                 f"Invoice ID {invoice.id} created but failed to send an email. Send the invoice separately.",
             )
         body = render_invoice(
-            invoice, call.now, self.link_base, self_link=self_link, definitions=md.definitions_by_id(call.book)
+            invoice,
+            call.now,
+            self.link_base,
+            self_link=self_link,
+            definitions=md.definitions_by_id(call.book),
         )
         return outcome.http_status, body
 
@@ -261,7 +284,11 @@ class Handlers:
     def get_invoice(self, call: Call) -> Reply:
         invoice = call.book.get(call.params["id"])
         return 200, render_invoice(
-            invoice, call.now, self.link_base, with_history=True, definitions=md.definitions_by_id(call.book)
+            invoice,
+            call.now,
+            self.link_base,
+            with_history=True,
+            definitions=md.definitions_by_id(call.book),
         )
 
     def update_invoice(self, call: Call) -> Reply:
@@ -283,25 +310,35 @@ class Handlers:
         outcome = call.book.publish(invoice_id, call.now)
         # The spec's publish example links `self` to the publication action itself.
         return self._respond(
-            call, outcome, self_link={"href": f"/v2/invoices/{invoice_id}/publication", "method": "POST"}
+            call,
+            outcome,
+            self_link={"href": f"/v2/invoices/{invoice_id}/publication", "method": "POST"},
         )
 
     # --- invoice settings ---
 
     def _product_type(self, call: Call) -> str:
-        value = call.query.get("productType", "INVOICING") if call.scope["query_string"] else "INVOICING"
+        value = (
+            call.query.get("productType", "INVOICING")
+            if call.scope["query_string"]
+            else "INVOICING"
+        )
         if value not in md.PRODUCT_TYPES:
             raise ValidationFailed([{"field": "productType", "reason": INVALID}])
         return value
 
     def get_settings(self, call: Call) -> Reply:
-        settings = md.read_settings(call.book, self._product_type(call), self.sim.display_name(call.merchant_id))
+        settings = md.read_settings(
+            call.book, self._product_type(call), self.sim.display_name(call.merchant_id)
+        )
         return 200, {"submitTimeUtc": submit_time(call.now), **settings}
 
     def put_settings(self, call: Call) -> Reply:
         kind = self._product_type(call)
         update = md.validate_settings(call.json())
-        settings = md.write_settings(call.book, kind, self.sim.display_name(call.merchant_id), update)
+        settings = md.write_settings(
+            call.book, kind, self.sim.display_name(call.merchant_id), update
+        )
         return 200, {"submitTimeUtc": submit_time(call.now), **settings}
 
     # --- merchant-defined fields ---
@@ -322,7 +359,9 @@ class Handlers:
 
     def update_field(self, call: Call) -> Reply:
         data = md.validate_definition(call.json())
-        return 200, md.update_definition(call.book, call.params["referenceType"], self._definition_id(call), data)
+        return 200, md.update_definition(
+            call.book, call.params["referenceType"], self._definition_id(call), data
+        )
 
     def delete_field(self, call: Call) -> Reply:
         md.delete_definition(call.book, call.params["referenceType"], self._definition_id(call))

@@ -80,7 +80,8 @@ class DuplicateRecord(InvoiceProblem):
 class MissingEmail(InvoiceProblem):
     def __init__(self) -> None:
         super().__init__(
-            "Field validation errors.", [{"field": "customerInformation.email", "reason": "MISSING_FIELD"}]
+            "Field validation errors.",
+            [{"field": "customerInformation.email", "reason": "MISSING_FIELD"}],
         )
 
 
@@ -119,8 +120,12 @@ class Invoice:
     created_at: datetime
     payment_token: str
     paid: Decimal = Decimal(0)
-    history: list[dict[str, Any]] = field(default_factory=list)  # oldest first; rendered newest first
-    emails: list[dict[str, Any]] = field(default_factory=list)  # every e-mail "sent", for tests to count
+    history: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # oldest first; rendered newest first
+    emails: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # every e-mail "sent", for tests to count
     pending: PendingPayment | None = None  # set exactly while the status is PENDING
 
     @property
@@ -147,7 +152,9 @@ class Invoice:
         value = customer.get("email")
         return value if isinstance(value, str) else None
 
-    def record(self, event: str, moment: datetime, transaction: dict[str, str] | None = None) -> None:
+    def record(
+        self, event: str, moment: datetime, transaction: dict[str, str] | None = None
+    ) -> None:
         entry: dict[str, Any] = {"event": event, "date": iso_millis(moment)}
         if transaction is not None:
             entry["transactionDetails"] = transaction
@@ -248,7 +255,9 @@ class MerchantBook:
             content["clientReferenceInformation"] = invoice.content["clientReferenceInformation"]
         invoice.content = content
         if invoice.email != old_email:
-            invoice.payment_token = _new_token()  # README: a new address makes the old link stop working
+            invoice.payment_token = (
+                _new_token()
+            )  # README: a new address makes the old link stop working
         invoice.record("UPDATE", now)
         return Outcome(invoice=invoice)
 
@@ -300,7 +309,9 @@ class MerchantBook:
     def _payable(self, invoice_id: str) -> Invoice:
         invoice = self.invoices.get(invoice_id)
         if invoice is None:
-            raise PaymentRefused(404, f"invoice {invoice_id!r} does not exist for merchant {self.merchant_id!r}")
+            raise PaymentRefused(
+                404, f"invoice {invoice_id!r} does not exist for merchant {self.merchant_id!r}"
+            )
         return invoice
 
     def pay(self, invoice_id: str, amount: Decimal, now: datetime, review: bool = False) -> Outcome:
@@ -328,7 +339,9 @@ class MerchantBook:
             "amount": format_money(amount, str(amount), invoice.amount_details["totalAmount"]),
         }
         if review:
-            invoice.pending = PendingPayment(amount=amount, previous_status=invoice.status, transaction=transaction)
+            invoice.pending = PendingPayment(
+                amount=amount, previous_status=invoice.status, transaction=transaction
+            )
             invoice.status = PENDING
             invoice.record("PENDING", now, dict(transaction))
             return Outcome(invoice=invoice)
@@ -341,7 +354,9 @@ class MerchantBook:
         invoice = self._payable(invoice_id)
         pending = invoice.pending
         if invoice.status != PENDING or pending is None:
-            raise PaymentRefused(409, f"an invoice in status {invoice.status} has no pending payment")
+            raise PaymentRefused(
+                409, f"an invoice in status {invoice.status} has no pending payment"
+            )
         invoice.pending = None
         if accept:
             # Nothing can change the balance while PENDING (update and payments are refused).
@@ -351,7 +366,9 @@ class MerchantBook:
         return Outcome(invoice=invoice)
 
     @staticmethod
-    def _apply_payment(invoice: Invoice, amount: Decimal, transaction: dict[str, str], now: datetime) -> Outcome:
+    def _apply_payment(
+        invoice: Invoice, amount: Decimal, transaction: dict[str, str], now: datetime
+    ) -> Outcome:
         invoice.paid += amount
         invoice.record("PAYMENT", now, transaction)
         if invoice.balance == 0:

@@ -71,7 +71,9 @@ class Checker:
 
     # --- field helpers: each normalises `obj[key]` in place or drops it and records why ---
 
-    def obj(self, parent: dict[str, Any], key: str, path: str, *, required: bool = False) -> dict[str, Any] | None:
+    def obj(
+        self, parent: dict[str, Any], key: str, path: str, *, required: bool = False
+    ) -> dict[str, Any] | None:
         value = parent.get(key)
         if value is None:
             parent.pop(key, None)
@@ -82,7 +84,9 @@ class Checker:
             self.fail(path)
             parent.pop(key)
             return None
-        cleaned = {k: v for k, v in value.items() if v is not None}  # explicit nulls mean "not given"
+        cleaned = {
+            k: v for k, v in value.items() if v is not None
+        }  # explicit nulls mean "not given"
         parent[key] = cleaned
         return cleaned
 
@@ -214,7 +218,9 @@ def validate_invoice(body: Any, *, for_update: bool) -> InvoiceInput:
     content = {k: v for k, v in body.items() if v is not None}
 
     partner = None
-    if not for_update and (ref := c.obj(content, "clientReferenceInformation", "clientReferenceInformation")):
+    if not for_update and (
+        ref := c.obj(content, "clientReferenceInformation", "clientReferenceInformation")
+    ):
         partner = c.obj(ref, "partner", "clientReferenceInformation.partner")
     if partner is not None:
         for key in ("developerId", "solutionId"):
@@ -226,7 +232,9 @@ def validate_invoice(body: Any, *, for_update: bool) -> InvoiceInput:
         if email is not None and not EMAIL_RE.match(email):
             c.fail("customerInformation.email")
             customer.pop("email")
-        c.text(customer, "merchantCustomerId", "customerInformation.merchantCustomerId", max_len=100)
+        c.text(
+            customer, "merchantCustomerId", "customerInformation.merchantCustomerId", max_len=100
+        )
         if company := c.obj(customer, "company", "customerInformation.company"):
             c.text(company, "name", "customerInformation.company.name", max_len=60)
 
@@ -248,9 +256,14 @@ def validate_invoice(body: Any, *, for_update: bool) -> InvoiceInput:
         c.text(info, "description", "invoiceInformation.description", max_len=2000)
         c.date(info, "dueDate", "invoiceInformation.dueDate", required=True)
         c.date(info, "expirationDate", "invoiceInformation.expirationDate")
-        send_immediately = bool(c.boolean(info, "sendImmediately", "invoiceInformation.sendImmediately"))
+        send_immediately = bool(
+            c.boolean(info, "sendImmediately", "invoiceInformation.sendImmediately")
+        )
         info.pop("sendImmediately", None)  # an instruction, not content; responses do not echo it
-        if c.boolean(info, "allowPartialPayments", "invoiceInformation.allowPartialPayments") is None:
+        if (
+            c.boolean(info, "allowPartialPayments", "invoiceInformation.allowPartialPayments")
+            is None
+        ):
             info["allowPartialPayments"] = False
         mode = c.text(info, "deliveryMode", "invoiceInformation.deliveryMode")
         if mode is not None:
@@ -282,7 +295,9 @@ def _validate_order(c: Checker, order: dict[str, Any]) -> None:
         for key, max_len in AMOUNT_DETAILS_FIELDS:
             c.amount(amounts, key, f"{base}.{key}", max_len=max_len, required=key == "totalAmount")
         amounts.pop("balanceAmount", None)  # server-owned
-        currency = c.text(amounts, "currency", f"{base}.currency", required=True, pattern=CURRENCY_RE)
+        currency = c.text(
+            amounts, "currency", f"{base}.currency", required=True, pattern=CURRENCY_RE
+        )
         if currency is not None:
             amounts["currency"] = currency.upper()
         if tax := c.obj(amounts, "taxDetails", f"{base}.taxDetails"):

@@ -29,7 +29,9 @@ def _json_default(value: object) -> object:
 
 
 def dumps(body: Any) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=_json_default).encode("utf-8")
+    return json.dumps(
+        body, separators=(",", ":"), ensure_ascii=False, default=_json_default
+    ).encode("utf-8")
 
 
 class JSONBody(Response):
@@ -46,7 +48,11 @@ def submit_time(moment: datetime) -> str:
 
 
 def error_body(
-    moment: datetime, status: str, reason: str, message: str, details: list[dict[str, str]] | None = None
+    moment: datetime,
+    status: str,
+    reason: str,
+    message: str,
+    details: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "submitTimeUtc": submit_time(moment),
@@ -111,7 +117,11 @@ def render_invoice(
     values = content.get("merchantDefinedFieldValues")
     if values and definitions:
         joined = [
-            {**definitions[v["definitionId"]], "value": v.get("value"), "definitionId": v["definitionId"]}
+            {
+                **definitions[v["definitionId"]],
+                "value": v.get("value"),
+                "definitionId": v["definitionId"],
+            }
             for v in values
             if v.get("definitionId") in definitions
         ]
@@ -143,7 +153,12 @@ def render_list_item(invoice: Invoice) -> dict[str, Any]:
 
 
 def render_list(
-    invoices: list[Invoice], total: int, offset: int, limit: int, status: str | None, moment: datetime
+    invoices: list[Invoice],
+    total: int,
+    offset: int,
+    limit: int,
+    status: str | None,
+    moment: datetime,
 ) -> dict[str, Any]:
     def href(at: int) -> str:
         query: dict[str, Any] = {"offset": at, "limit": limit}
@@ -174,7 +189,9 @@ def admin_invoice(invoice: Invoice, link_base: str) -> dict[str, Any]:
         "content": invoice.content,
         "balanceAmount": format(invoice.balance, "f"),
         "paidAmount": format(invoice.paid, "f"),
-        "paymentLink": payment_link(invoice, link_base) if invoice.status in PAYABLE_LINK_STATUSES else None,
+        "paymentLink": payment_link(invoice, link_base)
+        if invoice.status in PAYABLE_LINK_STATUSES
+        else None,
         "invoiceHistory": list(reversed(invoice.history)),
         "emails": list(invoice.emails),
         "sendCount": sum(1 for e in invoice.emails if e["kind"] == "SEND"),

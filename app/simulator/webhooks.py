@@ -22,14 +22,12 @@ from typing import Any
 
 import aiohttp
 
-from app.observability.logging import get_logger
 from app.simulator.config import WebhookConfig
+from app.simulator.logs import webhook_log as log
 from app.simulator.state import Invoice, iso_millis
 
 PRODUCT_ID = "customerInvoicing"
 USER_AGENT = "Vert.x-WebClient/3.9.8"  # what the published invoicing example shows (WEBHOOKS.md 3)
-
-log = get_logger("app.simulator.webhooks")
 
 
 def compact(value: Any) -> str:
@@ -39,7 +37,9 @@ def compact(value: Any) -> str:
 
 def webhook_signature(secret_b64: str, t_ms: int, message: str) -> str:
     key = base64.b64decode(secret_b64)
-    return base64.b64encode(hmac.new(key, f"{t_ms}.{message}".encode(), hashlib.sha256).digest()).decode()
+    return base64.b64encode(
+        hmac.new(key, f"{t_ms}.{message}".encode(), hashlib.sha256).digest()
+    ).decode()
 
 
 def signature_header(t_ms: int, key_id: str, signature: str) -> str:
@@ -82,7 +82,9 @@ def build_envelope(
     }
 
 
-def invoice_event_data(invoice: Invoice, event_type: str, settings: dict[str, Any], invoice_url: str) -> dict[str, str]:
+def invoice_event_data(
+    invoice: Invoice, event_type: str, settings: dict[str, Any], invoice_url: str
+) -> dict[str, str]:
     """The `data` fields of the published invoicing example (all strings), filled from the invoice."""
     customer = invoice.content.get("customerInformation") or {}
     merchant = settings.get("merchantInformation") or {}
@@ -145,7 +147,9 @@ class WebhookDispatcher:
             task.cancel()
         self.deliveries.clear()
 
-    def emit(self, event_type: str, organization_id: str, data: dict[str, str]) -> dict[str, Any] | None:
+    def emit(
+        self, event_type: str, organization_id: str, data: dict[str, str]
+    ) -> dict[str, Any] | None:
         """Queue one notification; returns its log record, or None when webhooks are not configured."""
         if self.config is None:
             return None
@@ -166,7 +170,9 @@ class WebhookDispatcher:
         task.add_done_callback(self._tasks.discard)
         return record
 
-    def _attempt_request(self, record: dict[str, Any], retry_number: int) -> tuple[bytes, dict[str, str], str]:
+    def _attempt_request(
+        self, record: dict[str, Any], retry_number: int
+    ) -> tuple[bytes, dict[str, str], str]:
         config = self.config
         assert config is not None
         trace_id = str(uuid.uuid4())
@@ -189,7 +195,9 @@ class WebhookDispatcher:
         t_ms = int(time.time() * 1000)  # fresh for every attempt
         headers = {
             "Content-Type": "application/json",
-            "v-c-signature": signature_header(t_ms, config.key_id, webhook_signature(config.secret, t_ms, message)),
+            "v-c-signature": signature_header(
+                t_ms, config.key_id, webhook_signature(config.secret, t_ms, message)
+            ),
             "v-c-event-type": record["eventType"],
             "v-c-organization-id": record["organizationId"],
             "v-c-product-name": PRODUCT_ID,
@@ -221,7 +229,9 @@ class WebhookDispatcher:
             started = time.perf_counter()
             try:
                 timeout = aiohttp.ClientTimeout(total=config.timeout_s)
-                async with self._session.post(config.url, data=body, headers=headers, timeout=timeout) as resp:
+                async with self._session.post(
+                    config.url, data=body, headers=headers, timeout=timeout
+                ) as resp:
                     await resp.read()
                     attempt["status"] = resp.status
             except (aiohttp.ClientError, TimeoutError) as exc:

@@ -30,7 +30,9 @@ MAX_IDLE_SECONDS = 60.0
 
 
 class StatusReconciler:
-    def __init__(self, engine: AsyncEngine, settings: Settings, clients: CybersourceClients) -> None:
+    def __init__(
+        self, engine: AsyncEngine, settings: Settings, clients: CybersourceClients
+    ) -> None:
         self.engine = engine
         self.settings = settings
         self.clients = clients
@@ -51,7 +53,9 @@ class StatusReconciler:
         """Re-read one batch of due invoices; returns how many were due."""
         async with self.engine.begin() as conn:
             due = await UpstreamSyncRepository(conn).claim_invoices_to_reconcile(
-                stale_seconds=self.settings.reconcile_after_seconds, limit=self.settings.reconcile_batch_size)
+                stale_seconds=self.settings.reconcile_after_seconds,
+                limit=self.settings.reconcile_batch_size,
+            )
         slots = asyncio.Semaphore(self.settings.reconcile_concurrency)
 
         async def check(invoice: DueInvoice) -> None:
@@ -67,23 +71,38 @@ class StatusReconciler:
         try:
             result = await self.clients.get(due.merchant_profile).get_invoice(number)
         except UnknownMerchantProfileError:
-            log.warning("reconciler.unknown_profile", invoice_number=number, profile=due.merchant_profile)
+            log.warning(
+                "reconciler.unknown_profile", invoice_number=number, profile=due.merchant_profile
+            )
             return "failed"
         except CybersourceError as exc:  # looked at again after the interval
-            log.warning("reconciler.read_failed", invoice_number=number, status=exc.status, error=exc.message,
-                        correlation_id=exc.correlation_id)
+            log.warning(
+                "reconciler.read_failed",
+                invoice_number=number,
+                status=exc.status,
+                error=exc.message,
+                correlation_id=exc.correlation_id,
+            )
             return "failed"
         state = UpstreamState.from_body(result.raw)
         async with self.engine.begin() as conn:
             invoice = await InvoiceRepository(conn).get_by_id(due.id, for_update=True)
             # Seen since the claim (a command's answer, a webhook, a refresh), or a command on its way: what
             # we read may already be older than what the store has.
-            if invoice is None or invoice.checked_at != due.checked_at or invoice.sync_state == "pending":
+            if (
+                invoice is None
+                or invoice.checked_at != due.checked_at
+                or invoice.sync_state == "pending"
+            ):
                 return "superseded"
             unchanged_status = state.status in (None, invoice.status)
             if unchanged_status and state.balance_amount in (None, invoice.balance_amount):
                 return "unchanged"
             await record_upstream_state(conn, invoice, state)
-        log.info("reconciler.status_changed", invoice_number=number, previous_status=invoice.status,
-                 status=state.status)
+        log.info(
+            "reconciler.status_changed",
+            invoice_number=number,
+            previous_status=invoice.status,
+            status=state.status,
+        )
         return "changed"

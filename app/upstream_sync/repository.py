@@ -23,7 +23,10 @@ class DueInvoice:
 
 class UpstreamSyncRepository(BaseRepository):
     async def webhook_receipt_exists(self, dedup_key: str) -> bool:
-        return await self._one("SELECT 1 FROM webhook_receipts WHERE dedup_key = :k", k=dedup_key) is not None
+        return (
+            await self._one("SELECT 1 FROM webhook_receipts WHERE dedup_key = :k", k=dedup_key)
+            is not None
+        )
 
     async def record_webhook_receipt(
         self, *, dedup_key: str, event_type: str, invoice_number: str | None, raw_body: str
@@ -39,7 +42,9 @@ class UpstreamSyncRepository(BaseRepository):
         )
         return row is not None
 
-    async def claim_invoices_to_reconcile(self, *, stale_seconds: float, limit: int) -> list[DueInvoice]:
+    async def claim_invoices_to_reconcile(
+        self, *, stale_seconds: float, limit: int
+    ) -> list[DueInvoice]:
         """Open invoices not seen upstream for `stale_seconds` and with no command on its way, oldest first.
 
         Marking them seen now is the claim: another relay skips the locked rows and, once this commits,

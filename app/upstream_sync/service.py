@@ -32,7 +32,9 @@ from app.upstream_sync.repository import UpstreamSyncRepository
 log = get_logger(__name__)
 
 
-async def record_upstream_state(conn: AsyncConnection, invoice: InvoiceRow, state: UpstreamState) -> None:
+async def record_upstream_state(
+    conn: AsyncConnection, invoice: InvoiceRow, state: UpstreamState
+) -> None:
     """Store what Cybersource reports outside our own commands (a refresh, a webhook), with its event."""
     await InvoiceRepository(conn).apply_upstream_state(
         invoice.id,
@@ -57,7 +59,12 @@ async def record_upstream_state(conn: AsyncConnection, invoice: InvoiceRow, stat
 
 class UpstreamSyncService:
     def __init__(
-        self, *, engine: AsyncEngine, reads: AsyncEngine, settings: Settings, clients: CybersourceClients
+        self,
+        *,
+        engine: AsyncEngine,
+        reads: AsyncEngine,
+        settings: Settings,
+        clients: CybersourceClients,
     ) -> None:
         self.engine = engine
         self.reads = reads
@@ -126,7 +133,8 @@ class UpstreamSyncService:
         if seen is not None and seen.status is None:
             # Our create is still being recorded: let Cybersource redeliver once it is, so events stay in order.
             raise errors.ServiceUnavailable(
-                "The invoice's create is still being recorded; deliver again later.", headers={"Retry-After": "5"}
+                "The invoice's create is still being recorded; deliver again later.",
+                headers={"Retry-After": "5"},
             )
         try:
             # Read before taking a connection: a slow Cybersource must not hold the pool.
@@ -148,7 +156,8 @@ class UpstreamSyncService:
                 await self.record_observation(conn, profile, seen, state)
         except (errors.UpstreamUnavailable, errors.UpstreamRejected) as exc:
             raise errors.ServiceUnavailable(
-                "Cybersource could not confirm the invoice; retry later.", headers={"Retry-After": "30"}
+                "Cybersource could not confirm the invoice; retry later.",
+                headers={"Retry-After": "30"},
             ) from exc
         log.info("webhook.applied", event_type=notification.event_type, invoice_number=number)
         return {"status": "accepted", "action": "refreshed"}

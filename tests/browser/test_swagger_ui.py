@@ -30,15 +30,23 @@ from app.main import create_app
 from app.settings import Settings
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--virtual-time-budget=15000",
 ]
 INSTALL_HINT = "Debian chromium is required: run `make test-deps` (apt-get install -y chromium)"
 
 
 def chromium() -> str:
-    path = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    path = shutil.which("chromium") or (
+        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+    )
     if path is None:
         pytest.fail(f"chromium not found. {INSTALL_HINT}. This test does not skip.", pytrace=False)
     return path
@@ -46,9 +54,15 @@ def chromium() -> str:
 
 def run_chromium(args: list[str], workdir: Path) -> str:
     profile = workdir / f"profile-{uuid.uuid4().hex[:8]}"
-    result = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, f"chromium failed ({result.returncode}):\n{result.stderr[-3000:]}"
+    result = subprocess.run(
+        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, (
+        f"chromium failed ({result.returncode}):\n{result.stderr[-3000:]}"
+    )
     return result.stdout
 
 
@@ -66,11 +80,17 @@ async def _drop_database(url: str) -> None:
 async def database_url() -> AsyncIterator[str]:
     """A throwaway database, created and migrated by the real `migrate` command, dropped afterwards."""
     base = make_url(Settings().database_url)
-    url = base.set(database=f"ig_test_docs_{uuid.uuid4().hex[:12]}").render_as_string(hide_password=False)
+    url = base.set(database=f"ig_test_docs_{uuid.uuid4().hex[:12]}").render_as_string(
+        hide_password=False
+    )
     try:
-        result = subprocess.run([sys.executable, "-m", "app", "migrate"],
-                                env={**os.environ, "DATABASE_URL": url}, capture_output=True, text=True,
-                                timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-m", "app", "migrate"],
+            env={**os.environ, "DATABASE_URL": url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 0, result.stderr
         yield url
     finally:

@@ -20,7 +20,8 @@ from tests.integration.conftest import KEYS
 
 # The document comes from the code (building the app needs no database); calls go to the live server.
 schema = schemathesis.openapi.from_dict(create_app(Settings(app_env="test")).openapi()).exclude(
-    path_regex="^/v1/webhooks")
+    path_regex="^/v1/webhooks"
+)
 
 
 # The same examples on every run (a CI run must not pass or fail by chance); `make contract-fuzz` explores
@@ -29,8 +30,16 @@ FUZZ = os.environ.get("CONTRACT_FUZZ") == "1"
 
 
 @schema.parametrize()
-@settings(max_examples=int(os.environ.get("CONTRACT_EXAMPLES", "25")), derandomize=not FUZZ, database=None,
-          deadline=None, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=int(os.environ.get("CONTRACT_EXAMPLES", "25")),
+    derandomize=not FUZZ,
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 def test_every_answer_matches_the_contract(case, facade_url):
-    case.call_and_validate(base_url=facade_url, headers={"Authorization": f"Bearer {KEYS['ops']}"},
-                           excluded_checks=[positive_data_acceptance])
+    case.call_and_validate(
+        base_url=facade_url,
+        headers={"Authorization": f"Bearer {KEYS['ops']}"},
+        excluded_checks=[positive_data_acceptance],
+    )

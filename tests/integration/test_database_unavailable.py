@@ -16,11 +16,15 @@ from tests.support.servers import free_port, serve
 
 
 async def _answers(database_url: str, simulator_url: str) -> list[tuple[int, str, str | None]]:
-    app = create_app(facade_settings(database_url, simulator_url, relay_in_process=False, relay_listen=False))
+    app = create_app(
+        facade_settings(database_url, simulator_url, relay_in_process=False, relay_listen=False)
+    )
     with serve(app) as url:
         async with client_for(url) as api:
-            responses = [await api.get("/v1/invoices"),
-                         await api.post("/v1/invoices", json=invoice_body(), headers=key())]
+            responses = [
+                await api.get("/v1/invoices"),
+                await api.post("/v1/invoices", json=invoice_body(), headers=key()),
+            ]
     return [(r.status_code, r.json()["code"], r.headers.get("retry-after")) for r in responses]
 
 
@@ -28,7 +32,9 @@ async def test_out_of_connections_is_503(database_url: str, simulator_url: str):
     role = f"igw_limited_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(f"{SERVER_URL}/postgres")
     try:
-        await admin.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0")  # "too many connections for role"
+        await admin.execute(
+            f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0"
+        )  # "too many connections for role"
         limited_url = database_url.replace("postgres@", f"{role}@", 1)
         assert await _answers(limited_url, simulator_url) == [(503, "service_unavailable", "2")] * 2
     finally:
@@ -44,7 +50,9 @@ async def test_database_down_is_503(simulator_url: str):
 async def test_a_busy_pool_is_503_after_the_pool_timeout(database_url: str, simulator_url: str):
     """With a pool of one, held by a send that waits for the invoice's row lock (taken here), a read waits
     `DATABASE_POOL_TIMEOUT_SECONDS` for a connection, then answers 503 instead of waiting on."""
-    settings = facade_settings(database_url, simulator_url, database_pool_size=1, database_pool_timeout_seconds=0.5)
+    settings = facade_settings(
+        database_url, simulator_url, database_pool_size=1, database_pool_timeout_seconds=0.5
+    )
     with serve(create_app(settings)) as url:
         async with client_for(url) as api:
             created = await api.post("/v1/invoices", json=invoice_body(), headers=key())
@@ -53,12 +61,22 @@ async def test_a_busy_pool_is_503_after_the_pool_timeout(database_url: str, simu
             locker = await asyncpg.connect(database_url)
             try:
                 async with locker.transaction():
-                    await locker.execute("SELECT 1 FROM invoices WHERE invoice_number = $1 FOR UPDATE", number)
-                    send = asyncio.create_task(api.post(f"/v1/invoices/{number}/send", headers=key()))
+                    await locker.execute(
+                        "SELECT 1 FROM invoices WHERE invoice_number = $1 FOR UPDATE", number
+                    )
+                    send = asyncio.create_task(
+                        api.post(f"/v1/invoices/{number}/send", headers=key())
+                    )
                     # The send holds the pool's one connection, waiting for the lock.
-                    await until(lambda: waiting_for_a_lock(database_url), what="the send to wait for the row lock")
+                    await until(
+                        lambda: waiting_for_a_lock(database_url),
+                        what="the send to wait for the row lock",
+                    )
                     waited = await api.get("/v1/invoices")
-                    assert (waited.status_code, waited.json()["code"]) == (503, "service_unavailable")
+                    assert (waited.status_code, waited.json()["code"]) == (
+                        503,
+                        "service_unavailable",
+                    )
                     assert waited.headers["retry-after"]
             finally:
                 await locker.close()
@@ -66,20 +84,32 @@ async def test_a_busy_pool_is_503_after_the_pool_timeout(database_url: str, simu
             assert (await api.get("/v1/invoices")).status_code == 200
 
 
-async def test_a_refresh_holds_no_connection_while_cybersource_answers(database_url: str, simulator_url: str,
-                                                                       sim: httpx.AsyncClient):
+async def test_a_refresh_holds_no_connection_while_cybersource_answers(
+    database_url: str, simulator_url: str, sim: httpx.AsyncClient
+):
     """With a pool of one, reads go on while a refresh waits for a hanging Cybersource."""
-    settings = facade_settings(database_url, simulator_url, database_pool_size=1, database_pool_timeout_seconds=0.5)
+    settings = facade_settings(
+        database_url, simulator_url, database_pool_size=1, database_pool_timeout_seconds=0.5
+    )
     with serve(create_app(settings)) as url:
         async with client_for(url) as api:
             created = await api.post("/v1/invoices", json=invoice_body(), headers=key())
             assert created.status_code == 201, created.text
             number = created.json()["invoiceNumber"]
-            hang = await add_fault(sim, action="hang", method="GET", times=1, path=f"/invoicing/v2/invoices/{number}")
-            refresh = asyncio.create_task(api.get(f"/v1/invoices/{number}", params={"refresh": "true"}))
-            await until(lambda: fault_hits(sim, hang), what="the refresh to reach the hanging Cybersource")
+            hang = await add_fault(
+                sim, action="hang", method="GET", times=1, path=f"/invoicing/v2/invoices/{number}"
+            )
+            refresh = asyncio.create_task(
+                api.get(f"/v1/invoices/{number}", params={"refresh": "true"})
+            )
+            await until(
+                lambda: fault_hits(sim, hang), what="the refresh to reach the hanging Cybersource"
+            )
             assert not refresh.done()
             assert (await api.get("/v1/invoices")).status_code == 200
             assert (await api.get(f"/v1/invoices/{number}")).status_code == 200
             timed_out = await refresh  # the client's read timeout: 502, nothing recorded
-            assert (timed_out.status_code, timed_out.json()["code"]) == (502, "upstream_unavailable")
+            assert (timed_out.status_code, timed_out.json()["code"]) == (
+                502,
+                "upstream_unavailable",
+            )

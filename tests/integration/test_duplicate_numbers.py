@@ -13,13 +13,22 @@ from tests.support.postgres import fresh_database
 from tests.support.servers import serve
 
 
-async def test_a_foreign_invoice_with_our_number_fails_the_create(api: httpx.AsyncClient, simulator_url: str):
+async def test_a_foreign_invoice_with_our_number_fails_the_create(
+    api: httpx.AsyncClient, simulator_url: str
+):
     number = f"DUP-{uuid.uuid4().hex[:12]}"
-    elsewhere = await api.post("/v1/invoices", json=invoice_body(invoiceNumber=number), headers=key())
+    elsewhere = await api.post(
+        "/v1/invoices", json=invoice_body(invoiceNumber=number), headers=key()
+    )
     assert elsewhere.status_code == 201, elsewhere.text
-    with fresh_database() as database_url, serve(create_app(facade_settings(database_url, simulator_url))) as url:
+    with (
+        fresh_database() as database_url,
+        serve(create_app(facade_settings(database_url, simulator_url))) as url,
+    ):
         async with client_for(url) as other:
-            ours = invoice_body(invoiceNumber=number, description="A different invoice, same amount and customer")
+            ours = invoice_body(
+                invoiceNumber=number, description="A different invoice, same amount and customer"
+            )
             created = await other.post("/v1/invoices", json=ours, headers=key())
             assert created.status_code == 409, created.text
             problem = created.json()

@@ -13,12 +13,19 @@ async def test_probes(facade_url: str):
         assert (await client.get("/readyz")).json() == {"status": "ok"}
 
 
-async def test_metrics_name_routes_not_values_and_show_the_outbox(api: httpx.AsyncClient, facade_url: str):
-    number = (await api.post("/v1/invoices", json=invoice_body(), headers=key())).json()["invoiceNumber"]
+async def test_metrics_name_routes_not_values_and_show_the_outbox(
+    api: httpx.AsyncClient, facade_url: str
+):
+    number = (await api.post("/v1/invoices", json=invoice_body(), headers=key())).json()[
+        "invoiceNumber"
+    ]
     await api.get(f"/v1/invoices/{number}")
     async with httpx.AsyncClient(base_url=facade_url) as client:
         text = (await client.get("/metrics")).text
-    assert 'igw_http_requests_total{method="GET",route="/v1/invoices/{invoiceNumber}",status="200"}' in text
+    assert (
+        'igw_http_requests_total{method="GET",route="/v1/invoices/{invoiceNumber}",status="200"}'
+        in text
+    )
     assert 'igw_relay_deliveries_total{kind="create",outcome="succeeded"}' in text
     assert 'igw_outbox_commands{state="succeeded"}' in text
     assert number not in text

@@ -54,11 +54,13 @@ def own_facade(simulator_url: str) -> Iterator[OwnFacade]:
         # the simulator is shared: numbers of its own, so a fresh sequence cannot meet the session's ones
         prefix = f"IDEM{uuid.uuid4().hex[:6]}-"
         # a small pool: the bursts below queue for connections instead of taking the shared server's
-        app = create_app(facade_settings(database_url, simulator_url, invoice_number_prefix=prefix,
-                                         database_pool_size=5))
+        app = create_app(
+            facade_settings(
+                database_url, simulator_url, invoice_number_prefix=prefix, database_pool_size=5
+            )
+        )
         with serve(app) as url:
             yield url, app, database_url
-
 
 
 def unique_body(**info: Any) -> tuple[dict[str, Any], str]:
@@ -69,18 +71,27 @@ def unique_body(**info: Any) -> tuple[dict[str, Any], str]:
 async def upstream_invoices(sim: httpx.AsyncClient, description: str) -> list[dict[str, Any]]:
     response = await sim.get("/__sim/invoices")
     assert response.status_code == 200, response.text
-    return [i for i in response.json()
-            if (i.get("content") or {}).get("invoiceInformation", {}).get("description") == description]
+    return [
+        i
+        for i in response.json()
+        if (i.get("content") or {}).get("invoiceInformation", {}).get("description") == description
+    ]
 
 
 async def local_invoices(client: httpx.AsyncClient, description: str) -> list[dict[str, Any]]:
     response = await client.get("/v1/invoices", params={"limit": 200})
     assert response.status_code == 200, response.text
-    return [i for i in response.json()["items"] if i["invoiceInformation"].get("description") == description]
+    return [
+        i
+        for i in response.json()["items"]
+        if i["invoiceInformation"].get("description") == description
+    ]
 
 
 async def fault(sim: httpx.AsyncClient, **rule: Any) -> None:
-    response = await sim.post("/__sim/faults", json={"method": "POST", "path": CREATE_PATH, "times": 1, **rule})
+    response = await sim.post(
+        "/__sim/faults", json={"method": "POST", "path": CREATE_PATH, "times": 1, **rule}
+    )
     assert response.status_code == 201, response.text
 
 
@@ -93,8 +104,12 @@ async def db_fetch(database_url: str, sql: str, *args: Any) -> list[asyncpg.Reco
 
 
 async def record_of(database_url: str, client: str, idem_key: str) -> asyncpg.Record | None:
-    rows = await db_fetch(database_url, "SELECT * FROM idempotency_records WHERE client = $1 AND key = $2",
-                          client, idem_key)
+    rows = await db_fetch(
+        database_url,
+        "SELECT * FROM idempotency_records WHERE client = $1 AND key = $2",
+        client,
+        idem_key,
+    )
     return rows[0] if rows else None
 
 
@@ -109,8 +124,12 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
 
 def many_requests(base_url: str, who: str) -> httpx.AsyncClient:
     """One client for a burst of concurrent requests: a connection each."""
-    return httpx.AsyncClient(base_url=base_url, timeout=60, headers={"Authorization": f"Bearer {KEYS[who]}"},
-                             limits=httpx.Limits(max_connections=200, max_keepalive_connections=200))
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=60,
+        headers={"Authorization": f"Bearer {KEYS[who]}"},
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=200),
+    )
 
 
 def replayed(response: httpx.Response) -> bool:
@@ -121,15 +140,19 @@ def replayed(response: httpx.Response) -> bool:
 
 
 async def test_key_is_required_on_every_post_and_put(facade_url: str, api: httpx.AsyncClient):
-    number = (await api.post("/v1/invoices", json=invoice_body(), headers=key())).json()["invoiceNumber"]
+    number = (await api.post("/v1/invoices", json=invoice_body(), headers=key())).json()[
+        "invoiceNumber"
+    ]
     async with client_for(facade_url, "ops") as ops:  # admin: every mutating route is open to it
-        calls = [("POST", "/v1/invoices", invoice_body()),
-                 ("PUT", f"/v1/invoices/{number}", invoice_body()),
-                 ("POST", f"/v1/invoices/{number}/publish", None),
-                 ("POST", f"/v1/invoices/{number}/send", None),
-                 ("POST", f"/v1/invoices/{number}/cancel", None),
-                 ("POST", f"/v1/operations/{uuid.uuid4()}/retry", None),
-                 ("PUT", "/v1/invoice-settings", {"invoiceSettingsInformation": {}})]
+        calls = [
+            ("POST", "/v1/invoices", invoice_body()),
+            ("PUT", f"/v1/invoices/{number}", invoice_body()),
+            ("POST", f"/v1/invoices/{number}/publish", None),
+            ("POST", f"/v1/invoices/{number}/send", None),
+            ("POST", f"/v1/invoices/{number}/cancel", None),
+            ("POST", f"/v1/operations/{uuid.uuid4()}/retry", None),
+            ("PUT", "/v1/invoice-settings", {"invoiceSettingsInformation": {}}),
+        ]
         for method, path, body in calls:
             response = await ops.request(method, path, json=body)
             problem = assert_problem(response, 400, "idempotency_key_missing")
@@ -140,9 +163,22 @@ async def test_key_is_required_on_every_post_and_put(facade_url: str, api: httpx
     assert (await api.get(f"/v1/invoices/{number}")).json()["status"] == "DRAFT"
 
 
-@pytest.mark.parametrize("bad", ["has space", '"unterminated', 'quote"inside', "back\\slash", '""',
-                                 "k" * 256, '"' + "k" * 256 + '"', '"bad \\n escape"'])
-async def test_malformed_or_too_long_key_is_400(api: httpx.AsyncClient, sim: httpx.AsyncClient, bad: str):
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "has space",
+        '"unterminated',
+        'quote"inside',
+        "back\\slash",
+        '""',
+        "k" * 256,
+        '"' + "k" * 256 + '"',
+        '"bad \\n escape"',
+    ],
+)
+async def test_malformed_or_too_long_key_is_400(
+    api: httpx.AsyncClient, sim: httpx.AsyncClient, bad: str
+):
     body, description = unique_body()
     response = await api.post("/v1/invoices", json=body, headers={"Idempotency-Key": bad})
     problem = assert_problem(response, 400, "idempotency_key_invalid")
@@ -150,7 +186,9 @@ async def test_malformed_or_too_long_key_is_400(api: httpx.AsyncClient, sim: htt
     assert await upstream_invoices(sim, description) == []
 
 
-async def test_longest_key_and_quoted_form_name_the_same_key(api: httpx.AsyncClient, sim: httpx.AsyncClient):
+async def test_longest_key_and_quoted_form_name_the_same_key(
+    api: httpx.AsyncClient, sim: httpx.AsyncClient
+):
     longest = uuid.uuid4().hex + "k" * (255 - 32)
     body, description = unique_body()
     first = await api.post("/v1/invoices", json=body, headers={"Idempotency-Key": longest})
@@ -191,7 +229,9 @@ async def test_replay_returns_the_stored_answer(api: httpx.AsyncClient, sim: htt
         assert again.headers["content-type"] == first.headers["content-type"] == "application/json"
     # the same body with its keys in another order is the same request
     reordered = {k: body[k] for k in reversed(list(body))}
-    assert replayed(await api.post("/v1/invoices", json=reordered, headers={"Idempotency-Key": idem}))
+    assert replayed(
+        await api.post("/v1/invoices", json=reordered, headers={"Idempotency-Key": idem})
+    )
 
     assert len(await upstream_invoices(sim, description)) == 1
     assert len(await local_invoices(api, description)) == 1
@@ -224,7 +264,9 @@ async def test_same_key_different_request_is_422(api: httpx.AsyncClient, sim: ht
     assert_problem(other_path, 422, "idempotency_key_reused")
     other_action = await api.post(f"/v1/invoices/{number}/cancel", headers=headers)
     assert_problem(other_action, 422, "idempotency_key_reused")
-    other_profile = await api.post("/v1/invoices", json=body, headers={**headers, "X-Merchant-Profile": "emea"})
+    other_profile = await api.post(
+        "/v1/invoices", json=body, headers={**headers, "X-Merchant-Profile": "emea"}
+    )
     assert_problem(other_profile, 422, "idempotency_key_reused")
 
     # the first answer is still what the key replays; nothing else happened
@@ -266,12 +308,15 @@ async def _wait_for_claim(database_url: str, client: str, idem_key: str) -> asyn
     raise AssertionError("the first request never committed its claim")
 
 
-async def test_second_request_while_first_runs_gets_409_or_waits(database_url: str, api: httpx.AsyncClient,
-                                                                   sim: httpx.AsyncClient):
+async def test_second_request_while_first_runs_gets_409_or_waits(
+    database_url: str, api: httpx.AsyncClient, sim: httpx.AsyncClient
+):
     body, description = unique_body()
     idem = str(uuid.uuid4())
     await fault(sim, action="latency", latency_ms=2500)
-    first_task = asyncio.create_task(api.post("/v1/invoices", json=body, headers={"Idempotency-Key": idem}))
+    first_task = asyncio.create_task(
+        api.post("/v1/invoices", json=body, headers={"Idempotency-Key": idem})
+    )
     record = await _wait_for_claim(database_url, "billing", idem)
     assert record["state"] == "processing"
 
@@ -281,7 +326,9 @@ async def test_second_request_while_first_runs_gets_409_or_waits(database_url: s
     assert problem["retryAfter"] == 1
     assert not first_task.done()
 
-    waited = await api.post("/v1/invoices", json=body, headers={"Idempotency-Key": idem, "Prefer": "wait=10"})
+    waited = await api.post(
+        "/v1/invoices", json=body, headers={"Idempotency-Key": idem, "Prefer": "wait=10"}
+    )
     first = await first_task
     assert first.status_code == 201, first.text
     assert not replayed(first)
@@ -292,21 +339,29 @@ async def test_second_request_while_first_runs_gets_409_or_waits(database_url: s
     assert len(await upstream_invoices(sim, description)) == 1
 
 
-async def test_200_concurrent_requests_with_one_key_create_one_invoice(own_facade: OwnFacade,
-                                                                         sim: httpx.AsyncClient):
+async def test_200_concurrent_requests_with_one_key_create_one_invoice(
+    own_facade: OwnFacade, sim: httpx.AsyncClient
+):
     facade_url = own_facade[0]
     body, description = unique_body()
     headers = key()
-    await fault(sim, action="latency", latency_ms=1000)  # keep the first one running while the rest arrive
+    await fault(
+        sim, action="latency", latency_ms=1000
+    )  # keep the first one running while the rest arrive
     async with many_requests(facade_url, "billing") as many:
-        responses = await asyncio.gather(*(many.post("/v1/invoices", json=body, headers=headers)
-                                           for _ in range(200)))
+        responses = await asyncio.gather(
+            *(many.post("/v1/invoices", json=body, headers=headers) for _ in range(200))
+        )
         created = [r for r in responses if r.status_code == 201]
         busy = [r for r in responses if r.status_code == 409]
-        assert len(created) + len(busy) == 200, sorted({(r.status_code, r.text[:200]) for r in responses})
+        assert len(created) + len(busy) == 200, sorted(
+            {(r.status_code, r.text[:200]) for r in responses}
+        )
         assert len([r for r in created if not replayed(r)]) == 1
         assert {r.json()["invoiceNumber"] for r in created} == {created[0].json()["invoiceNumber"]}
-        assert busy  # the first was still running upstream: the others were told so, not made to wait
+        assert (
+            busy
+        )  # the first was still running upstream: the others were told so, not made to wait
         for response in busy:
             assert_problem(response, 409, "idempotency_key_in_use")
             assert response.headers["retry-after"] == "1"
@@ -314,25 +369,52 @@ async def test_200_concurrent_requests_with_one_key_create_one_invoice(own_facad
     assert len(await upstream_invoices(sim, description)) == 1
 
 
-async def test_200_concurrent_requests_same_key_two_callers_make_two_invoices(own_facade: OwnFacade,
-                                                                               sim: httpx.AsyncClient):
+async def test_200_concurrent_requests_same_key_two_callers_make_two_invoices(
+    own_facade: OwnFacade, sim: httpx.AsyncClient
+):
     facade_url = own_facade[0]
     body, description = unique_body()
     headers = key()
     await fault(sim, action="latency", latency_ms=1000, times=2)
-    async with many_requests(facade_url, "billing") as billing, many_requests(facade_url, "shop") as shop:
+    async with (
+        many_requests(facade_url, "billing") as billing,
+        many_requests(facade_url, "shop") as shop,
+    ):
         callers = {"billing": billing, "shop": shop}
-        answers = dict(zip(callers, await asyncio.gather(*(
-            asyncio.gather(*(client.post("/v1/invoices", json=body, headers=headers) for _ in range(100)))
-            for client in callers.values())), strict=True))
+        answers = dict(
+            zip(
+                callers,
+                await asyncio.gather(
+                    *(
+                        asyncio.gather(
+                            *(
+                                client.post("/v1/invoices", json=body, headers=headers)
+                                for _ in range(100)
+                            )
+                        )
+                        for client in callers.values()
+                    )
+                ),
+                strict=True,
+            )
+        )
         numbers = set()
         for who, responses in answers.items():
             created = [r for r in responses if r.status_code == 201]
-            assert len(created) + sum(r.status_code == 409 for r in responses) == 100, (who, sorted(
-                {(r.status_code, r.text[:300]) for r in responses if r.status_code not in (201, 409)}))
+            assert len(created) + sum(r.status_code == 409 for r in responses) == 100, (
+                who,
+                sorted(
+                    {
+                        (r.status_code, r.text[:300])
+                        for r in responses
+                        if r.status_code not in (201, 409)
+                    }
+                ),
+            )
             assert len([r for r in created if not replayed(r)]) == 1, who
             assert {(r.json()["owner"], r.json()["invoiceNumber"]) for r in created} == {
-                (who, created[0].json()["invoiceNumber"])}
+                (who, created[0].json()["invoiceNumber"])
+            }
             numbers.add(created[0].json()["invoiceNumber"])
         assert len(numbers) == 2
         assert len(await local_invoices(shop, description)) == 1
@@ -343,8 +425,9 @@ async def test_200_concurrent_requests_same_key_two_callers_make_two_invoices(ow
 # --- 202 and final answers -------------------------------------------------------------------------
 
 
-async def test_respond_async_202_replays_as_202_with_the_same_operation(api: httpx.AsyncClient,
-                                                                       sim: httpx.AsyncClient):
+async def test_respond_async_202_replays_as_202_with_the_same_operation(
+    api: httpx.AsyncClient, sim: httpx.AsyncClient
+):
     body, description = unique_body()
     headers = {**key(), "Prefer": "respond-async"}
     await fault(sim, action="latency", latency_ms=300)
@@ -369,8 +452,9 @@ async def test_respond_async_202_replays_as_202_with_the_same_operation(api: htt
     assert len(await upstream_invoices(sim, description)) == 1
 
 
-async def test_upstream_rejection_is_a_final_answer_and_is_replayed(api: httpx.AsyncClient,
-                                                                   sim: httpx.AsyncClient):
+async def test_upstream_rejection_is_a_final_answer_and_is_replayed(
+    api: httpx.AsyncClient, sim: httpx.AsyncClient
+):
     body, description = unique_body()
     headers = key()
     await fault(sim, action="status", status=400)  # once: a second execution would create it
@@ -385,12 +469,17 @@ async def test_upstream_rejection_is_a_final_answer_and_is_replayed(api: httpx.A
     assert await upstream_invoices(sim, description) == []
 
 
-async def test_refused_request_keeps_no_record(database_url: str, api: httpx.AsyncClient, sim: httpx.AsyncClient):
+async def test_refused_request_keeps_no_record(
+    database_url: str, api: httpx.AsyncClient, sim: httpx.AsyncClient
+):
     """Refused before anything was written (validation): the key stays free, the retry re-checks."""
     body, description = unique_body()
     headers = key()
-    bad = await api.post("/v1/invoices", json=invoice_body(total="100.00", invoiceNumber="has space",
-                                                           description=description), headers=headers)
+    bad = await api.post(
+        "/v1/invoices",
+        json=invoice_body(total="100.00", invoiceNumber="has space", description=description),
+        headers=headers,
+    )
     assert bad.status_code == 422, bad.text
     assert await record_of(database_url, "billing", headers["Idempotency-Key"]) is None
     good = await api.post("/v1/invoices", json=body, headers=headers)
@@ -410,7 +499,9 @@ async def executor(database_url: str, simulator_url: str) -> AsyncIterator[Idemp
     clients = CybersourceClients.from_settings(settings)
     try:
         reads = engine.execution_options(isolation_level="AUTOCOMMIT")
-        yield IdempotentExecutor(engine, reads, settings, OperationWaiter(reads, None), command_outcome)
+        yield IdempotentExecutor(
+            engine, reads, settings, OperationWaiter(reads, None), command_outcome
+        )
     finally:
         await clients.aclose()
         await engine.dispose()
@@ -419,17 +510,21 @@ async def executor(database_url: str, simulator_url: str) -> AsyncIterator[Idemp
 @pytest.fixture
 def invoices(executor: IdempotentExecutor) -> InvoiceService:
     """The invoice service whose writes the executor runs (its enqueue steps are called directly)."""
-    return InvoiceService(engine=executor.engine, reads=executor.reads, settings=executor.settings,
-                          executor=executor)
+    return InvoiceService(
+        engine=executor.engine, reads=executor.reads, settings=executor.settings, executor=executor
+    )
 
 
 def _as_the_api_would(body: dict[str, Any]) -> tuple[InvoiceCreate, str]:
     model = InvoiceCreate.model_validate(body)
-    return model, fingerprint("POST", "/v1/invoices", model.model_dump(mode="json", exclude_unset=True),
-                              scope="default")
+    return model, fingerprint(
+        "POST", "/v1/invoices", model.model_dump(mode="json", exclude_unset=True), scope="default"
+    )
 
 
-async def test_respond_async_answers_202_even_when_the_relay_was_faster(executor: IdempotentExecutor, invoices: InvoiceService):
+async def test_respond_async_answers_202_even_when_the_relay_was_faster(
+    executor: IdempotentExecutor, invoices: InvoiceService
+):
     body, _ = unique_body()
     model, request_fingerprint = _as_the_api_would(body)
     operations: list[uuid.UUID] = []
@@ -438,35 +533,57 @@ async def test_respond_async_answers_202_even_when_the_relay_was_faster(executor
         accepted = await invoices.enqueue_create(conn, BILLING, "default", model)
         operations.append(accepted.operation_id)
         # As if a relay had delivered it before the request read its answer (bench_api saw this race).
-        await conn.execute(text("UPDATE operations SET state = 'succeeded' WHERE id = :id"),
-                           {"id": accepted.operation_id})
+        await conn.execute(
+            text("UPDATE operations SET state = 'succeeded' WHERE id = :id"),
+            {"id": accepted.operation_id},
+        )
         return accepted
 
     outcome, replayed_answer = await executor.run(
-        caller=BILLING, key=str(uuid.uuid4()), request_fingerprint=request_fingerprint, method="POST",
-        path="/v1/invoices", wait_seconds=0, enqueue=create_and_finish_at_once)
+        caller=BILLING,
+        key=str(uuid.uuid4()),
+        request_fingerprint=request_fingerprint,
+        method="POST",
+        path="/v1/invoices",
+        wait_seconds=0,
+        enqueue=create_and_finish_at_once,
+    )
     assert not replayed_answer
     assert outcome.status == 202
     assert outcome.headers["Location"] == f"/v1/operations/{operations[0]}"
 
 
-async def test_killed_after_commit_is_replayed_on_retry(database_url: str, executor: IdempotentExecutor, invoices: InvoiceService,
-                                                        api: httpx.AsyncClient, sim: httpx.AsyncClient,
-                                                        monkeypatch: pytest.MonkeyPatch):
+async def test_killed_after_commit_is_replayed_on_retry(
+    database_url: str,
+    executor: IdempotentExecutor,
+    invoices: InvoiceService,
+    api: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+):
     body, description = unique_body()
     idem = str(uuid.uuid4())
     model, request_fingerprint = _as_the_api_would(body)
     committed = asyncio.Event()
 
-    async def die_while_waiting(caller: Any, key: str, operation_id: uuid.UUID, wait_seconds: float,
-                                **_: Any) -> Any:
+    async def die_while_waiting(
+        caller: Any, key: str, operation_id: uuid.UUID, wait_seconds: float, **_: Any
+    ) -> Any:
         committed.set()  # the claim, the invoice and the outbox command are committed; no answer yet
         await asyncio.Event().wait()
 
     monkeypatch.setattr(executor, "_final_outcome", die_while_waiting)
-    request = asyncio.create_task(executor.run(
-        caller=BILLING, key=idem, request_fingerprint=request_fingerprint, method="POST", path="/v1/invoices",
-        wait_seconds=10, enqueue=lambda conn: invoices.enqueue_create(conn, BILLING, "default", model)))
+    request = asyncio.create_task(
+        executor.run(
+            caller=BILLING,
+            key=idem,
+            request_fingerprint=request_fingerprint,
+            method="POST",
+            path="/v1/invoices",
+            wait_seconds=10,
+            enqueue=lambda conn: invoices.enqueue_create(conn, BILLING, "default", model),
+        )
+    )
     await asyncio.wait_for(committed.wait(), 10)
     request.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -477,14 +594,18 @@ async def test_killed_after_commit_is_replayed_on_retry(database_url: str, execu
     assert record["state"] == "processing" and record["operation_id"] is not None
     assert record["response_status"] is None
 
-    retry = await api.post("/v1/invoices", json=body, headers={"Idempotency-Key": idem, "Prefer": "wait=10"})
+    retry = await api.post(
+        "/v1/invoices", json=body, headers={"Idempotency-Key": idem, "Prefer": "wait=10"}
+    )
     assert retry.status_code == 201, retry.text
     assert replayed(retry)
     number = retry.json()["invoiceNumber"]
     assert retry.headers["location"] == f"/v1/invoices/{number}"
     assert retry.json()["status"] == "DRAFT"
     stored = await record_of(database_url, "billing", idem)
-    assert stored is not None and stored["state"] == "completed" and stored["response_status"] == 201
+    assert (
+        stored is not None and stored["state"] == "completed" and stored["response_status"] == 201
+    )
 
     again = await api.post("/v1/invoices", json=body, headers={"Idempotency-Key": idem})
     assert replayed(again) and again.json() == retry.json()
@@ -493,8 +614,14 @@ async def test_killed_after_commit_is_replayed_on_retry(database_url: str, execu
 
 
 @pytest.mark.parametrize("how", ["exception", "cancelled"])
-async def test_killed_before_commit_runs_again_on_retry(database_url: str, executor: IdempotentExecutor, invoices: InvoiceService,
-                                                        api: httpx.AsyncClient, sim: httpx.AsyncClient, how: str):
+async def test_killed_before_commit_runs_again_on_retry(
+    database_url: str,
+    executor: IdempotentExecutor,
+    invoices: InvoiceService,
+    api: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    how: str,
+):
     body, description = unique_body()
     idem = str(uuid.uuid4())
     model, request_fingerprint = _as_the_api_would(body)
@@ -503,15 +630,25 @@ async def test_killed_before_commit_runs_again_on_retry(database_url: str, execu
 
     async def enqueue(conn: Any) -> Any:
         accepted = await invoices.enqueue_create(conn, BILLING, "default", model)
-        written.append(accepted.operation_id)  # invoice row and outbox command written, not committed
+        written.append(
+            accepted.operation_id
+        )  # invoice row and outbox command written, not committed
         if how == "exception":
             raise RuntimeError("the process dies before commit")
         inserted.set()
         await asyncio.Event().wait()
 
-    request = asyncio.create_task(executor.run(
-        caller=BILLING, key=idem, request_fingerprint=request_fingerprint, method="POST", path="/v1/invoices",
-        wait_seconds=10, enqueue=enqueue))
+    request = asyncio.create_task(
+        executor.run(
+            caller=BILLING,
+            key=idem,
+            request_fingerprint=request_fingerprint,
+            method="POST",
+            path="/v1/invoices",
+            wait_seconds=10,
+            enqueue=enqueue,
+        )
+    )
     if how == "exception":
         with pytest.raises(RuntimeError):
             await request
@@ -524,8 +661,14 @@ async def test_killed_before_commit_runs_again_on_retry(database_url: str, execu
 
     assert await record_of(database_url, "billing", idem) is None
     assert await db_fetch(database_url, "SELECT 1 FROM operations WHERE id = $1", written[0]) == []
-    assert await db_fetch(database_url, "SELECT 1 FROM invoices WHERE content->'invoiceInformation'->>"
-                                        "'description' = $1", description) == []
+    assert (
+        await db_fetch(
+            database_url,
+            "SELECT 1 FROM invoices WHERE content->'invoiceInformation'->>'description' = $1",
+            description,
+        )
+        == []
+    )
 
     retry = await api.post("/v1/invoices", json=body, headers={"Idempotency-Key": idem})
     assert retry.status_code == 201, retry.text
@@ -534,8 +677,9 @@ async def test_killed_before_commit_runs_again_on_retry(database_url: str, execu
     assert len(await local_invoices(api, description)) == 1
 
 
-async def test_facade_failure_does_not_leave_the_key_stuck(own_facade: OwnFacade, sim: httpx.AsyncClient,
-                                                           monkeypatch: pytest.MonkeyPatch):
+async def test_facade_failure_does_not_leave_the_key_stuck(
+    own_facade: OwnFacade, sim: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+):
     url, app, database_url = own_facade
     service = app.state.services[InvoiceService]
     original = service.enqueue_create
@@ -574,8 +718,15 @@ def purge_database() -> Iterator[str]:
         yield url
 
 
-async def _insert_records(url: str, prefix: str, count: int, *, age: str, state: str = "completed",
-                          locked_for: str = "-1 minute") -> set[str]:
+async def _insert_records(
+    url: str,
+    prefix: str,
+    count: int,
+    *,
+    age: str,
+    state: str = "completed",
+    locked_for: str = "-1 minute",
+) -> set[str]:
     keys = {f"{prefix}-{i}" for i in range(count)}
     conn = await asyncpg.connect(url)
     try:
@@ -583,7 +734,8 @@ async def _insert_records(url: str, prefix: str, count: int, *, age: str, state:
             "INSERT INTO idempotency_records (client, key, fingerprint, method, path, state, locked_until, "
             "response_status, created_at) VALUES ('retention', $1, 'fp', 'POST', '/v1/invoices', $2, "
             "now() + $3::text::interval, CASE WHEN $2 = 'completed' THEN 201 END, now() - $4::text::interval)",
-            [(k, state, locked_for, age) for k in keys])
+            [(k, state, locked_for, age) for k in keys],
+        )
     finally:
         await conn.close()
     return keys
@@ -594,16 +746,20 @@ async def _remaining(url: str) -> set[str]:
     return {r["key"] for r in rows}
 
 
-async def test_old_records_are_purged_in_batches_recent_ones_stay(purge_database: str, simulator_url: str):
+async def test_old_records_are_purged_in_batches_recent_ones_stay(
+    purge_database: str, simulator_url: str
+):
     url = purge_database
     await db_fetch(url, "DELETE FROM idempotency_records")
     old = await _insert_records(url, "old", 25, age="25 hours")
     old_abandoned = await _insert_records(url, "abandoned", 3, age="25 hours", state="processing")
-    old_still_locked = await _insert_records(url, "locked", 1, age="25 hours", state="processing",
-                                             locked_for="1 minute")
+    old_still_locked = await _insert_records(
+        url, "locked", 1, age="25 hours", state="processing", locked_for="1 minute"
+    )
     recent = await _insert_records(url, "recent", 5, age="1 hour")
-    recent_running = await _insert_records(url, "running", 2, age="1 second", state="processing",
-                                           locked_for="1 minute")
+    recent_running = await _insert_records(
+        url, "running", 2, age="1 second", state="processing", locked_for="1 minute"
+    )
     almost = await _insert_records(url, "almost", 2, age="23 hours 59 minutes")
 
     settings = facade_settings(url, simulator_url)
@@ -614,7 +770,8 @@ async def test_old_records_are_purged_in_batches_recent_ones_stay(purge_database
         while True:
             async with engine.begin() as conn:
                 count = await IdempotencyRepository(conn).purge(
-                    older_than_hours=settings.idempotency_retention_hours, batch=10)
+                    older_than_hours=settings.idempotency_retention_hours, batch=10
+                )
             purged.append(count)
             if count == 0:
                 break
@@ -625,8 +782,9 @@ async def test_old_records_are_purged_in_batches_recent_ones_stay(purge_database
     assert not (old | old_abandoned) & await _remaining(url)
 
 
-async def test_relay_housekeeping_purges_with_the_configured_retention(purge_database: str, simulator_url: str,
-                                                                      monkeypatch: pytest.MonkeyPatch):
+async def test_relay_housekeeping_purges_with_the_configured_retention(
+    purge_database: str, simulator_url: str, monkeypatch: pytest.MonkeyPatch
+):
     url = purge_database
     await db_fetch(url, "DELETE FROM idempotency_records")
     old = await _insert_records(url, "old", 7, age="3 hours")
@@ -640,9 +798,14 @@ async def test_relay_housekeeping_purges_with_the_configured_retention(purge_dat
     engine = create_engine(url, pool_size=2)
     clients = CybersourceClients.from_settings(settings)
     stop = asyncio.Event()
-    housekeeping = asyncio.create_task(run_until_stopped(
-        "idempotency.purge", lambda: purge_once(engine, settings), stop,
-        idle_seconds=settings.housekeeping_interval_seconds))
+    housekeeping = asyncio.create_task(
+        run_until_stopped(
+            "idempotency.purge",
+            lambda: purge_once(engine, settings),
+            stop,
+            idle_seconds=settings.housekeeping_interval_seconds,
+        )
+    )
     try:
         # three batches of at most 3 in a row, without waiting the hour-long interval in between
         for _ in range(100):
@@ -659,14 +822,19 @@ async def test_relay_housekeeping_purges_with_the_configured_retention(purge_dat
         await engine.dispose()
 
 
-async def test_after_retention_the_key_is_forgotten(database_url: str, api: httpx.AsyncClient,
-                                                     sim: httpx.AsyncClient):
+async def test_after_retention_the_key_is_forgotten(
+    database_url: str, api: httpx.AsyncClient, sim: httpx.AsyncClient
+):
     body, description = unique_body()
     headers = key()
     first = await api.post("/v1/invoices", json=body, headers=headers)
     assert first.status_code == 201, first.text
-    await db_fetch(database_url, "UPDATE idempotency_records SET created_at = now() - interval '25 hours' "
-                                 "WHERE client = 'billing' AND key = $1", headers["Idempotency-Key"])
+    await db_fetch(
+        database_url,
+        "UPDATE idempotency_records SET created_at = now() - interval '25 hours' "
+        "WHERE client = 'billing' AND key = $1",
+        headers["Idempotency-Key"],
+    )
     engine = create_engine(database_url, pool_size=1)
     try:
         async with engine.begin() as conn:

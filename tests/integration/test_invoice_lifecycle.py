@@ -51,29 +51,43 @@ async def test_draft_publish_send_pay_and_read_back(api: httpx.AsyncClient, sim:
 
     local = await api.get(f"/v1/invoices/{number}")
     assert local.json()["status"] == "PAID"
-    assert await _events(api, number) == ["invoice.created", "invoice.published", "invoice.sent", "invoice.paid"]
+    assert await _events(api, number) == [
+        "invoice.created",
+        "invoice.published",
+        "invoice.sent",
+        "invoice.paid",
+    ]
 
 
-async def test_create_and_send_immediately_and_created_not_sent(api: httpx.AsyncClient, sim: httpx.AsyncClient):
+async def test_create_and_send_immediately_and_created_not_sent(
+    api: httpx.AsyncClient, sim: httpx.AsyncClient
+):
     sent = await api.post("/v1/invoices", json=invoice_body(sendImmediately=True), headers=key())
     assert sent.status_code == 201, sent.text
     assert sent.json()["status"] == "SENT"
     history = (await _sim_invoice(sim, sent.json()["invoiceNumber"]))["invoiceHistory"]
     assert [h["event"] for h in history].count("SEND") == 1
 
-    created = await api.post("/v1/invoices", json=invoice_body(sendImmediately=True, deliveryMode="none"),
-                             headers=key())
+    created = await api.post(
+        "/v1/invoices", json=invoice_body(sendImmediately=True, deliveryMode="none"), headers=key()
+    )
     assert created.status_code == 201, created.text
     assert created.json()["status"] == "CREATED"
 
 
 async def test_update_replaces_content_and_cancel(api: httpx.AsyncClient, sim: httpx.AsyncClient):
-    number = (await api.post("/v1/invoices", json=invoice_body(), headers=key())).json()["invoiceNumber"]
+    number = (await api.post("/v1/invoices", json=invoice_body(), headers=key())).json()[
+        "invoiceNumber"
+    ]
     new_body = invoice_body(total="250.00")
     new_body["invoiceInformation"]["description"] = "Consulting, December"
     updated = await api.put(f"/v1/invoices/{number}", json=new_body, headers=key())
     assert updated.status_code == 200, updated.text
-    assert updated.json()["orderInformation"]["amountDetails"]["totalAmount"] in ("250.00", 250.0, "250")
+    assert updated.json()["orderInformation"]["amountDetails"]["totalAmount"] in (
+        "250.00",
+        250.0,
+        "250",
+    )
     upstream = await _sim_invoice(sim, number)
     assert upstream["content"]["invoiceInformation"]["description"] == "Consulting, December"
 
@@ -84,10 +98,12 @@ async def test_update_replaces_content_and_cancel(api: httpx.AsyncClient, sim: h
     assert await _events(api, number) == ["invoice.created", "invoice.updated", "invoice.canceled"]
 
 
-async def test_refused_transitions_are_409_without_calling_upstream(api: httpx.AsyncClient,
-                                                                     sim: httpx.AsyncClient):
-    number = (await api.post("/v1/invoices", json=invoice_body(sendImmediately=True),
-                             headers=key())).json()["invoiceNumber"]
+async def test_refused_transitions_are_409_without_calling_upstream(
+    api: httpx.AsyncClient, sim: httpx.AsyncClient
+):
+    number = (
+        await api.post("/v1/invoices", json=invoice_body(sendImmediately=True), headers=key())
+    ).json()["invoiceNumber"]
     # SENT: publish is refused (only DRAFT publishes)
     refused = await api.post(f"/v1/invoices/{number}/publish", headers=key())
     assert refused.status_code == 409
@@ -102,8 +118,9 @@ async def test_refused_transitions_are_409_without_calling_upstream(api: httpx.A
     update = await api.put(f"/v1/invoices/{number}", json=invoice_body(), headers=key())
     assert update.status_code == 409
 
-    paid_number = (await api.post("/v1/invoices", json=invoice_body(sendImmediately=True),
-                                  headers=key())).json()["invoiceNumber"]
+    paid_number = (
+        await api.post("/v1/invoices", json=invoice_body(sendImmediately=True), headers=key())
+    ).json()["invoiceNumber"]
     await sim.post(f"/__sim/invoices/{paid_number}/payments", json={"amount": "100.00"})
     await api.get(f"/v1/invoices/{paid_number}", params={"refresh": "true"})
     for action in ("send", "cancel"):
@@ -113,10 +130,13 @@ async def test_refused_transitions_are_409_without_calling_upstream(api: httpx.A
     assert [h["event"] for h in history].count("CANCEL") == 0
 
 
-async def test_upstream_refusal_when_local_state_is_stale(api: httpx.AsyncClient, sim: httpx.AsyncClient):
+async def test_upstream_refusal_when_local_state_is_stale(
+    api: httpx.AsyncClient, sim: httpx.AsyncClient
+):
     """Paid behind the facade's back (no refresh): Cybersource's ACTION_NOT_ALLOWED comes back as 409."""
-    number = (await api.post("/v1/invoices", json=invoice_body(sendImmediately=True),
-                             headers=key())).json()["invoiceNumber"]
+    number = (
+        await api.post("/v1/invoices", json=invoice_body(sendImmediately=True), headers=key())
+    ).json()["invoiceNumber"]
     await sim.post(f"/__sim/invoices/{number}/payments", json={"amount": "100.00"})
     response = await api.post(f"/v1/invoices/{number}/cancel", headers=key())
     assert response.status_code == 409, response.text
@@ -139,15 +159,21 @@ async def test_caller_supplied_number_is_checked_and_never_reused(api: httpx.Asy
     second = await api.post("/v1/invoices", json=body, headers=key())
     assert second.status_code == 409
     assert second.json()["code"] == "invoice_number_taken"
-    bad = await api.post("/v1/invoices", json=invoice_body(invoiceNumber="has space"), headers=key())
+    bad = await api.post(
+        "/v1/invoices", json=invoice_body(invoiceNumber="has space"), headers=key()
+    )
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"] == "invoiceInformation.invoiceNumber"
 
 
 async def test_list_filters_owner_and_pagination(facade_url: str, api: httpx.AsyncClient):
     async with client_for(facade_url, "shop") as shop:
-        mine = [(await shop.post("/v1/invoices", json=invoice_body(), headers=key())).json()["invoiceNumber"]
-                for _ in range(3)]
+        mine = [
+            (await shop.post("/v1/invoices", json=invoice_body(), headers=key())).json()[
+                "invoiceNumber"
+            ]
+            for _ in range(3)
+        ]
         page = await shop.get("/v1/invoices", params={"limit": 2})
         assert page.status_code == 200
         first = page.json()
@@ -158,7 +184,9 @@ async def test_list_filters_owner_and_pagination(facade_url: str, api: httpx.Asy
         # billing cannot see shop's invoices
         hidden = await api.get(f"/v1/invoices/{mine[0]}")
         assert hidden.status_code == 404
-    drafts = await api.get("/v1/invoices", params={"status": "DRAFT", "customerEmail": "tanya.lee@example.com"})
+    drafts = await api.get(
+        "/v1/invoices", params={"status": "DRAFT", "customerEmail": "tanya.lee@example.com"}
+    )
     assert all(i["owner"] == "billing" and i["status"] == "DRAFT" for i in drafts.json()["items"])
     async with client_for(facade_url, "ops") as ops:
         by_owner = await ops.get("/v1/invoices", params={"owner": "shop"})

@@ -30,8 +30,9 @@ def _display_name() -> dict[str, Any]:
     return {"invoiceSettingsInformation": {"merchantDisplayName": f"Shop {uuid.uuid4().hex[:8]}"}}
 
 
-async def test_readers_read_and_admins_change_the_settings(api: httpx.AsyncClient, ops: httpx.AsyncClient,
-                                                           facade_url: str):
+async def test_readers_read_and_admins_change_the_settings(
+    api: httpx.AsyncClient, ops: httpx.AsyncClient, facade_url: str
+):
     body = _display_name()
     async with client_for(facade_url, "auditor") as auditor:
         assert (await auditor.get("/v1/invoice-settings")).status_code == 200
@@ -56,14 +57,19 @@ async def test_a_change_is_replayed_and_a_rejection_is_a_final_answer(ops: httpx
     bad = {"invoiceSettingsInformation": {"merchantLogo": not_an_image}}
     rejected_headers = key()
     rejected = await ops.put("/v1/invoice-settings", json=bad, headers=rejected_headers)
-    assert (rejected.status_code, rejected.json()["code"]) == (422, "upstream_rejected"), rejected.text
-    assert [e["field"] for e in rejected.json()["errors"]] == ["invoiceSettingsInformation.merchantLogo"]
+    assert (rejected.status_code, rejected.json()["code"]) == (422, "upstream_rejected"), (
+        rejected.text
+    )
+    assert [e["field"] for e in rejected.json()["errors"]] == [
+        "invoiceSettingsInformation.merchantLogo"
+    ]
     replay = await ops.put("/v1/invoice-settings", json=bad, headers=rejected_headers)
     assert replay.status_code == 422 and replay.headers["idempotent-replayed"] == "true"
 
 
-async def test_an_unreachable_cybersource_leaves_the_key_free_for_the_retry(ops: httpx.AsyncClient,
-                                                                            sim: httpx.AsyncClient):
+async def test_an_unreachable_cybersource_leaves_the_key_free_for_the_retry(
+    ops: httpx.AsyncClient, sim: httpx.AsyncClient
+):
     await add_fault(sim, method="PUT", path=SETTINGS_PATH, status=503, times=1)
     headers, body = key(), _display_name()
     failed = await ops.put("/v1/invoice-settings", json=body, headers=headers)
@@ -73,18 +79,32 @@ async def test_an_unreachable_cybersource_leaves_the_key_free_for_the_retry(ops:
     assert "idempotent-replayed" not in retried.headers  # it ran again
 
 
-async def test_slow_settings_changes_leave_connections_for_reads(database_url: str, simulator_url: str,
-                                                                 sim: httpx.AsyncClient):
+async def test_slow_settings_changes_leave_connections_for_reads(
+    database_url: str, simulator_url: str, sim: httpx.AsyncClient
+):
     """A settings change holds a connection while Cybersource answers; they take turns, so with a pool of
     two, reads still get one while two changes wait on a slow Cybersource."""
-    settings = facade_settings(database_url, simulator_url, database_pool_size=2, database_pool_timeout_seconds=0.5,
-                               relay_in_process=False)
-    slow = await add_fault(sim, action="latency", latency_ms=1500, method="PUT", path=SETTINGS_PATH, times=2)
+    settings = facade_settings(
+        database_url,
+        simulator_url,
+        database_pool_size=2,
+        database_pool_timeout_seconds=0.5,
+        relay_in_process=False,
+    )
+    slow = await add_fault(
+        sim, action="latency", latency_ms=1500, method="PUT", path=SETTINGS_PATH, times=2
+    )
     with serve(create_app(settings)) as url:
         async with client_for(url, "ops") as ops:
-            changes = [asyncio.create_task(ops.put("/v1/invoice-settings", json=_display_name(), headers=key()))
-                       for _ in range(2)]
-            await until(lambda: fault_hits(sim, slow), what="the first change to wait on Cybersource")
+            changes = [
+                asyncio.create_task(
+                    ops.put("/v1/invoice-settings", json=_display_name(), headers=key())
+                )
+                for _ in range(2)
+            ]
+            await until(
+                lambda: fault_hits(sim, slow), what="the first change to wait on Cybersource"
+            )
             await asyncio.sleep(0.2)  # and the second has come in behind it
             reads = [await ops.get("/v1/invoices") for _ in range(3)]
             assert [r.status_code for r in reads] == [200, 200, 200], [r.text for r in reads]

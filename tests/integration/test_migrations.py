@@ -18,7 +18,9 @@ async def _schema_drift(url: str) -> list:
     engine = create_async_engine(async_url(url))
     try:
         async with engine.connect() as conn:
-            return await conn.run_sync(lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata))
+            return await conn.run_sync(
+                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+            )
     finally:
         await engine.dispose()
 

@@ -32,7 +32,9 @@ async def test_a_nul_in_a_path_is_a_4xx(api: httpx.AsyncClient):
 
 
 async def test_a_repeated_query_parameter_is_400(api: httpx.AsyncClient):
-    answer = await api.get("/v1/invoices?customerEmail=a@example.com&customerEmail=b@example.com&limit=5")
+    answer = await api.get(
+        "/v1/invoices?customerEmail=a@example.com&customerEmail=b@example.com&limit=5"
+    )
     assert (answer.status_code, answer.json()["code"]) == (400, "malformed_request"), answer.text
     assert "customerEmail" in answer.json()["detail"]
     assert (await api.get("/v1/invoices?customerEmail=a@example.com&limit=5")).status_code == 200

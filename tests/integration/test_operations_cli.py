@@ -12,19 +12,40 @@ import httpx
 
 from tests.integration.conftest import client_for, invoice_body, key
 
-REJECTION = {"status": "BADREQUEST", "reason": "VALIDATION_ERROR", "message": "Field validation errors.",
-             "details": [{"field": "customerInformation.email", "reason": "Invalid email"}]}
+REJECTION = {
+    "status": "BADREQUEST",
+    "reason": "VALIDATION_ERROR",
+    "message": "Field validation errors.",
+    "details": [{"field": "customerInformation.email", "reason": "Invalid email"}],
+}
 
 
 def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"}
-    return subprocess.run([sys.executable, "-m", "app", "operations", *args], capture_output=True, text=True,
-                          env=env, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "app", "operations", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
 
 
-async def test_list_and_retry_failed_operations(facade_url: str, database_url: str, sim: httpx.AsyncClient):
-    await sim.post("/__sim/faults", json={"action": "status", "method": "POST", "path": "/invoicing/v2/invoices",
-                                          "status": 400, "body": REJECTION, "times": 1})
+async def test_list_and_retry_failed_operations(
+    facade_url: str, database_url: str, sim: httpx.AsyncClient
+):
+    await sim.post(
+        "/__sim/faults",
+        json={
+            "action": "status",
+            "method": "POST",
+            "path": "/invoicing/v2/invoices",
+            "status": 400,
+            "body": REJECTION,
+            "times": 1,
+        },
+    )
     async with client_for(facade_url) as api:
         rejected = await api.post("/v1/invoices", json=invoice_body(), headers=key())
         assert rejected.status_code == 422, rejected.text

@@ -60,8 +60,11 @@ async def sim_history(sim: httpx.AsyncClient, number: str) -> list[str]:
 async def sim_invoices_tagged(sim: httpx.AsyncClient, tag: str) -> list[dict[str, Any]]:
     response = await sim.get("/__sim/invoices")
     assert response.status_code == 200
-    return [i for i in response.json()
-            if i["content"].get("invoiceInformation", {}).get("description") == f"relay test {tag}"]
+    return [
+        i
+        for i in response.json()
+        if i["content"].get("invoiceInformation", {}).get("description") == f"relay test {tag}"
+    ]
 
 
 async def all_events(client: httpx.AsyncClient) -> list[dict[str, Any]]:
@@ -80,10 +83,15 @@ async def all_events(client: httpx.AsyncClient) -> list[dict[str, Any]]:
 
 async def event_of(client: httpx.AsyncClient, number: str, event_type: str) -> dict[str, Any]:
     """The (last) event of that type for the invoice, once the feed shows it."""
+
     async def probe() -> dict[str, Any] | None:
-        matches = [e for e in await all_events(client)
-                   if e["invoiceNumber"] == number and e["type"] == event_type]
+        matches = [
+            e
+            for e in await all_events(client)
+            if e["invoiceNumber"] == number and e["type"] == event_type
+        ]
         return matches[-1] if matches else None
+
     return await until(probe, what=f"{event_type} event of {number}")
 
 
@@ -102,7 +110,9 @@ def seconds_between(start: str, end: str) -> float:
 
 async def test_create_survives_three_503s(api: httpx.AsyncClient, sim: httpx.AsyncClient):
     tag = uuid.uuid4().hex
-    rule = await add_fault(sim, action="status", status=503, method="POST", path=CREATE_PATH, times=3)
+    rule = await add_fault(
+        sim, action="status", status=503, method="POST", path=CREATE_PATH, times=3
+    )
     created = await api.post("/v1/invoices", json=tagged_body(tag), headers=key())
     assert created.status_code == 201, created.text
     number = created.json()["invoiceNumber"]
@@ -117,10 +127,13 @@ async def test_create_survives_three_503s(api: httpx.AsyncClient, sim: httpx.Asy
     assert await sim_history(sim, number) == ["DRAFT"]
 
 
-async def test_create_after_429_waits_for_retry_after(api: httpx.AsyncClient, sim: httpx.AsyncClient):
+async def test_create_after_429_waits_for_retry_after(
+    api: httpx.AsyncClient, sim: httpx.AsyncClient
+):
     tag = uuid.uuid4().hex
-    rule = await add_fault(sim, action="status", status=429, retry_after="1", method="POST", path=CREATE_PATH,
-                           times=1)
+    rule = await add_fault(
+        sim, action="status", status=429, retry_after="1", method="POST", path=CREATE_PATH, times=1
+    )
     started = time.monotonic()
     created = await api.post("/v1/invoices", json=tagged_body(tag), headers=key())
     elapsed = time.monotonic() - started
@@ -139,13 +152,20 @@ async def test_create_after_429_waits_for_retry_after(api: httpx.AsyncClient, si
 # --- 2. a permanent refusal is dead-lettered, and an operator can re-drive it ------------------------
 
 
-async def test_permanent_400_fails_the_operation_and_ops_can_retry_it(facade_url: str, api: httpx.AsyncClient,
-                                                                      sim: httpx.AsyncClient):
+async def test_permanent_400_fails_the_operation_and_ops_can_retry_it(
+    facade_url: str, api: httpx.AsyncClient, sim: httpx.AsyncClient
+):
     tag = uuid.uuid4().hex
-    refusal = {"submitTimeUtc": "2026-01-01T00:00:00Z", "status": "BADREQUEST", "reason": "VALIDATION_ERROR",
-               "message": "Field validation errors.",
-               "details": [{"field": "customerInformation.email", "reason": "INVALID_DATA"}]}
-    rule = await add_fault(sim, action="status", status=400, body=refusal, method="POST", path=CREATE_PATH)
+    refusal = {
+        "submitTimeUtc": "2026-01-01T00:00:00Z",
+        "status": "BADREQUEST",
+        "reason": "VALIDATION_ERROR",
+        "message": "Field validation errors.",
+        "details": [{"field": "customerInformation.email", "reason": "INVALID_DATA"}],
+    }
+    rule = await add_fault(
+        sim, action="status", status=400, body=refusal, method="POST", path=CREATE_PATH
+    )
 
     refused = await api.post("/v1/invoices", json=tagged_body(tag), headers=key())
     assert refused.status_code == 422, refused.text
@@ -200,6 +220,7 @@ async def test_permanent_400_fails_the_operation_and_ops_can_retry_it(facade_url
         async def succeeded() -> dict[str, Any] | None:
             op = await operation(ops, operation_id)
             return op if op["state"] == "succeeded" else None
+
         await until(succeeded, what="the re-driven create")
         replay = await ops.post(f"/v1/operations/{operation_id}/retry", headers=retry_key)
         assert replay.status_code == 202
@@ -219,9 +240,13 @@ async def test_permanent_400_fails_the_operation_and_ops_can_retry_it(facade_url
 
 
 @pytest.mark.parametrize("stage", ["headers", "nothing"])
-async def test_create_applied_but_answer_lost(api: httpx.AsyncClient, sim: httpx.AsyncClient, stage: str):
+async def test_create_applied_but_answer_lost(
+    api: httpx.AsyncClient, sim: httpx.AsyncClient, stage: str
+):
     tag = uuid.uuid4().hex
-    rule = await add_fault(sim, action="apply_then_drop", stage=stage, method="POST", path=CREATE_PATH, times=1)
+    rule = await add_fault(
+        sim, action="apply_then_drop", stage=stage, method="POST", path=CREATE_PATH, times=1
+    )
     created = await api.post("/v1/invoices", json=tagged_body(tag), headers=key())
     assert created.status_code == 201, created.text
     number = created.json()["invoiceNumber"]
@@ -243,12 +268,15 @@ async def _draft(api: httpx.AsyncClient, tag: str) -> str:
 
 
 @pytest.mark.parametrize("stage", ["headers", "nothing"])
-async def test_send_and_resend_applied_but_answer_lost(api: httpx.AsyncClient, sim: httpx.AsyncClient,
-                                                       stage: str):
+async def test_send_and_resend_applied_but_answer_lost(
+    api: httpx.AsyncClient, sim: httpx.AsyncClient, stage: str
+):
     number = await _draft(api, uuid.uuid4().hex)
     delivery = "/invoicing/v2/invoices/*/delivery"
 
-    rule = await add_fault(sim, action="apply_then_drop", stage=stage, method="POST", path=delivery, times=1)
+    rule = await add_fault(
+        sim, action="apply_then_drop", stage=stage, method="POST", path=delivery, times=1
+    )
     sent = await api.post(f"/v1/invoices/{number}/send", headers=key())
     assert sent.status_code == 200, sent.text
     assert sent.json()["status"] == "SENT"
@@ -258,7 +286,9 @@ async def test_send_and_resend_applied_but_answer_lost(api: httpx.AsyncClient, s
     op = await operation(api, (await event_of(api, number, "invoice.sent"))["operationId"])
     assert op["attempts"] >= 2
 
-    rule = await add_fault(sim, action="apply_then_drop", stage=stage, method="POST", path=delivery, times=1)
+    rule = await add_fault(
+        sim, action="apply_then_drop", stage=stage, method="POST", path=delivery, times=1
+    )
     resent = await api.post(f"/v1/invoices/{number}/send", headers=key())
     assert resent.status_code == 200, resent.text
     assert resent.json()["status"] == "SENT"
@@ -269,20 +299,33 @@ async def test_send_and_resend_applied_but_answer_lost(api: httpx.AsyncClient, s
 
 
 @pytest.mark.parametrize("stage", ["headers", "nothing"])
-async def test_publish_and_cancel_applied_but_answer_lost(api: httpx.AsyncClient, sim: httpx.AsyncClient,
-                                                          stage: str):
+async def test_publish_and_cancel_applied_but_answer_lost(
+    api: httpx.AsyncClient, sim: httpx.AsyncClient, stage: str
+):
     number = await _draft(api, uuid.uuid4().hex)
 
-    rule = await add_fault(sim, action="apply_then_drop", stage=stage, method="POST",
-                           path="/invoicing/v2/invoices/*/publication", times=1)
+    rule = await add_fault(
+        sim,
+        action="apply_then_drop",
+        stage=stage,
+        method="POST",
+        path="/invoicing/v2/invoices/*/publication",
+        times=1,
+    )
     published = await api.post(f"/v1/invoices/{number}/publish", headers=key())
     assert published.status_code == 200, published.text
     assert published.json()["status"] == "CREATED"
     assert await fault_hits(sim, rule) == 1
     assert (await sim_invoice(sim, number))["status"] == "CREATED"
 
-    rule = await add_fault(sim, action="apply_then_drop", stage=stage, method="POST",
-                           path="/invoicing/v2/invoices/*/cancelation", times=1)
+    rule = await add_fault(
+        sim,
+        action="apply_then_drop",
+        stage=stage,
+        method="POST",
+        path="/invoicing/v2/invoices/*/cancelation",
+        times=1,
+    )
     canceled = await api.post(f"/v1/invoices/{number}/cancel", headers=key())
     assert canceled.status_code == 200, canceled.text
     assert canceled.json()["status"] == "CANCELED"
@@ -327,8 +370,12 @@ class OwnFacade:
     base_url: str = ""
 
     def settings(self, **overrides: Any) -> Settings:
-        values: dict[str, Any] = dict(relay_in_process=False, request_wait_seconds=0,
-                                      invoice_number_prefix=self.prefix, database_pool_size=4)
+        values: dict[str, Any] = dict(
+            relay_in_process=False,
+            request_wait_seconds=0,
+            invoice_number_prefix=self.prefix,
+            database_pool_size=4,
+        )
         values.update(overrides)
         return facade_settings(self.database_url, self.simulator_url, **values)
 
@@ -341,11 +388,14 @@ class OwnFacade:
 
     async def operations(self) -> dict[str, asyncpg.Record]:
         rows = await self.fetch(
-            "SELECT o.*, i.invoice_number FROM operations o JOIN invoices i ON i.id = o.invoice_id ORDER BY o.seq")
+            "SELECT o.*, i.invoice_number FROM operations o JOIN invoices i ON i.id = o.invoice_id ORDER BY o.seq"
+        )
         return {str(r["id"]): r for r in rows}
 
     async def unfinished(self) -> int:
-        rows = await self.fetch("SELECT count(*) AS n FROM operations WHERE state IN ('pending', 'in_flight')")
+        rows = await self.fetch(
+            "SELECT count(*) AS n FROM operations WHERE state IN ('pending', 'in_flight')"
+        )
         return int(rows[0]["n"])
 
 
@@ -395,12 +445,16 @@ class WatchingRelay(Relay):
         await super()._deliver(op)
 
     def _complete(self, done: Any) -> None:
-        (self.succeeded if done.finish.state == "succeeded" else self.failed).append(str(done.operation.id))
+        (self.succeeded if done.finish.state == "succeeded" else self.failed).append(
+            str(done.operation.id)
+        )
         super()._complete(done)
 
 
 @contextlib.asynccontextmanager
-async def relay_running(cls: type[Relay], settings: Settings, owner: str) -> AsyncIterator[tuple[Any, Any]]:
+async def relay_running(
+    cls: type[Relay], settings: Settings, owner: str
+) -> AsyncIterator[tuple[Any, Any]]:
     """Run `cls(...)` in this event loop; yields (relay, task). Stops it cleanly on exit unless it is done."""
     engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
     clients = CybersourceClients.from_settings(settings)
@@ -418,30 +472,38 @@ async def relay_running(cls: type[Relay], settings: Settings, owner: str) -> Asy
         await engine.dispose()
 
 
-async def queue_commands(base_url: str, tag: str, count: int, actions: tuple[str, ...],
-                         parallel: int = 16) -> dict[str, list[str]]:
+async def queue_commands(
+    base_url: str, tag: str, count: int, actions: tuple[str, ...], parallel: int = 16
+) -> dict[str, list[str]]:
     """Create `count` invoices and queue `actions` behind each, all with respond-async: number -> op ids."""
     queued: dict[str, list[str]] = {}
     gate = asyncio.Semaphore(parallel)
     async with client_for(base_url) as api:
+
         async def one() -> None:
             async with gate:
-                created = await api.post("/v1/invoices", json=tagged_body(tag), headers={**key(), **ASYNC})
+                created = await api.post(
+                    "/v1/invoices", json=tagged_body(tag), headers={**key(), **ASYNC}
+                )
                 assert created.status_code == 202, created.text
                 number = created.json()["invoiceNumber"]
                 ids = [created.json()["id"]]
                 for action in actions:
-                    queued_action = await api.post(f"/v1/invoices/{number}/{action}", headers={**key(), **ASYNC})
+                    queued_action = await api.post(
+                        f"/v1/invoices/{number}/{action}", headers={**key(), **ASYNC}
+                    )
                     assert queued_action.status_code == 202, queued_action.text
                     assert queued_action.json()["kind"] == action
                     ids.append(queued_action.json()["id"])
                 queued[number] = ids
+
         await asyncio.gather(*(one() for _ in range(count)))
     return queued
 
 
-async def test_two_relays_drain_a_thousand_commands_exactly_once_in_order(own: OwnFacade,
-                                                                          sim: httpx.AsyncClient):
+async def test_two_relays_drain_a_thousand_commands_exactly_once_in_order(
+    own: OwnFacade, sim: httpx.AsyncClient
+):
     tag = uuid.uuid4().hex
     queued = await queue_commands(own.base_url, tag, 250, ("publish", "send", "cancel"))
     all_ids = {op_id for ids in queued.values() for op_id in ids}
@@ -450,10 +512,14 @@ async def test_two_relays_drain_a_thousand_commands_exactly_once_in_order(own: O
     assert {r["state"] for r in before.values()} == {"pending"}  # nobody has delivered anything yet
 
     settings = own.settings(relay_concurrency=16, relay_batch_size=16)
-    async with relay_running(WatchingRelay, settings, "relay-a") as (a, _), \
-            relay_running(WatchingRelay, settings, "relay-b") as (b, _):
+    async with (
+        relay_running(WatchingRelay, settings, "relay-a") as (a, _),
+        relay_running(WatchingRelay, settings, "relay-b") as (b, _),
+    ):
+
         async def drained() -> bool:
             return await own.unfinished() == 0
+
         await until(drained, timeout=60, interval=0.2, what="both relays to drain the outbox")
 
     after = await own.operations()
@@ -472,7 +538,11 @@ async def test_two_relays_drain_a_thousand_commands_exactly_once_in_order(own: O
     for invoice in upstream:
         history = [h["event"] for h in reversed(invoice["invoiceHistory"])]
         assert history == ["DRAFT", "CREATE", "SEND", "CANCEL"], (invoice["id"], history)
-        assert (invoice["status"], invoice["sendCount"], invoice["resendCount"]) == ("CANCELED", 1, 0)
+        assert (invoice["status"], invoice["sendCount"], invoice["resendCount"]) == (
+            "CANCELED",
+            1,
+            0,
+        )
     # The store agrees on the order: each command finished after the one queued before it.
     for number, ids in queued.items():
         finished = [after[op_id]["completed_at"] for op_id in ids]
@@ -503,22 +573,37 @@ class CrashesAfterSending(WatchingRelay):
             await self._listener.close()
 
 
-async def test_a_crashed_relays_commands_are_taken_over_and_reconciled(own: OwnFacade, sim: httpx.AsyncClient):
+async def test_a_crashed_relays_commands_are_taken_over_and_reconciled(
+    own: OwnFacade, sim: httpx.AsyncClient
+):
     tag = uuid.uuid4().hex
     queued = await queue_commands(own.base_url, tag, 12, ("send",))
     sends = {ids[1]: number for number, ids in queued.items()}
     # Four of the sends are still on their way (slowed down in the simulator) when relay A dies.
-    await add_fault(sim, action="latency", latency_ms=1000, method="POST", path="/invoicing/v2/invoices/*/delivery",
-                    times=4)
+    await add_fault(
+        sim,
+        action="latency",
+        latency_ms=1000,
+        method="POST",
+        path="/invoicing/v2/invoices/*/delivery",
+        times=4,
+    )
 
     async def sends_held_and_eight_emailed() -> set[str] | None:
-        held = [r for r in (await own.operations()).values()
-                if r["kind"] == "send" and r["state"] == "in_flight" and r["lease_owner"] == "relay-a"]
+        held = [
+            r
+            for r in (await own.operations()).values()
+            if r["kind"] == "send" and r["state"] == "in_flight" and r["lease_owner"] == "relay-a"
+        ]
         emailed = {i["id"] for i in await sim_invoices_tagged(sim, tag) if i["sendCount"] == 1}
         return emailed if len(held) == 12 and len(emailed) >= 8 else None
 
-    async with relay_running(CrashesAfterSending, own.settings(relay_lease_seconds=2), "relay-a") as (a, task):
-        applied_by_a = await until(sends_held_and_eight_emailed, what="relay A to hold the sends, 8 e-mailed")
+    async with relay_running(
+        CrashesAfterSending, own.settings(relay_lease_seconds=2), "relay-a"
+    ) as (a, task):
+        applied_by_a = await until(
+            sends_held_and_eight_emailed, what="relay A to hold the sends, 8 e-mailed"
+        )
         held = [r for r in (await own.operations()).values() if r["kind"] == "send"]
         lease_expires = max(r["lease_expires_at"] for r in held).timestamp()
         task.cancel()  # kill -9
@@ -530,15 +615,19 @@ async def test_a_crashed_relays_commands_are_taken_over_and_reconciled(own: OwnF
     assert {(r["state"], r["lease_owner"]) for r in held} == {("in_flight", "relay-a")}
 
     async with relay_running(WatchingRelay, own.settings(), "relay-b") as (b, _):
+
         async def drained() -> bool:
             return await own.unfinished() == 0
+
         await until(drained, timeout=20, interval=0.1, what="relay B to take over")
 
     after = await own.operations()
     assert {r["state"] for r in after.values()} == {"succeeded"}
     assert set(b.succeeded) == set(sends)
     assert b.first_delivery_at is not None and b.first_delivery_at >= lease_expires - 0.1
-    assert all(b.claimed_for_reconcile[op_id] for op_id in sends)  # taken over: look before re-sending
+    assert all(
+        b.claimed_for_reconcile[op_id] for op_id in sends
+    )  # taken over: look before re-sending
     for op_id, number in sends.items():
         assert after[op_id]["attempts"] == 2
         if number in applied_by_a:
@@ -551,8 +640,9 @@ async def test_a_crashed_relays_commands_are_taken_over_and_reconciled(own: OwnF
         assert (invoice["status"], invoice["sendCount"], invoice["resendCount"]) == ("SENT", 1, 0)
 
 
-async def test_clean_stop_finishes_calls_in_flight_and_claims_nothing_more(own: OwnFacade,
-                                                                          sim: httpx.AsyncClient):
+async def test_clean_stop_finishes_calls_in_flight_and_claims_nothing_more(
+    own: OwnFacade, sim: httpx.AsyncClient
+):
     """SIGTERM while four creates are on their way (slowed down upstream) and four publishes wait behind
     them: the relay waits for the creates, writes their results, and leaves the publishes untouched."""
     tag = uuid.uuid4().hex
@@ -560,11 +650,18 @@ async def test_clean_stop_finishes_calls_in_flight_and_claims_nothing_more(own: 
     creates = {ids[0] for ids in queued.values()}
     publishes = {ids[1] for ids in queued.values()}
     await add_fault(sim, action="latency", latency_ms=1000, method="POST", path=CREATE_PATH)
-    async with relay_running(WatchingRelay, own.settings(relay_concurrency=8), "relay-stop") as (relay, task):
+    async with relay_running(WatchingRelay, own.settings(relay_concurrency=8), "relay-stop") as (
+        relay,
+        task,
+    ):
+
         async def creates_in_flight() -> bool:
-            rows = await own.fetch("SELECT id FROM operations WHERE state = 'in_flight' AND lease_owner = $1",
-                                   "relay-stop")
+            rows = await own.fetch(
+                "SELECT id FROM operations WHERE state = 'in_flight' AND lease_owner = $1",
+                "relay-stop",
+            )
             return {str(r["id"]) for r in rows} == creates
+
         await until(creates_in_flight, what="the four creates in flight")
         stopped_at = time.monotonic()
         relay.stop_event.set()  # what SIGTERM does
@@ -574,9 +671,12 @@ async def test_clean_stop_finishes_calls_in_flight_and_claims_nothing_more(own: 
 
     after = await own.operations()
     assert {(after[i]["state"], after[i]["attempts"]) for i in creates} == {("succeeded", 1)}
-    assert {(after[i]["state"], after[i]["attempts"], after[i]["lease_owner"]) for i in publishes} == {
-        ("pending", 0, None)}
-    assert not [r for r in after.values() if r["state"] == "in_flight" or r["lease_owner"] is not None]
+    assert {
+        (after[i]["state"], after[i]["attempts"], after[i]["lease_owner"]) for i in publishes
+    } == {("pending", 0, None)}
+    assert not [
+        r for r in after.values() if r["state"] == "in_flight" or r["lease_owner"] is not None
+    ]
     assert sorted(relay.succeeded) == sorted(creates)
     upstream = await sim_invoices_tagged(sim, tag)
     assert sorted(i["id"] for i in upstream) == sorted(queued)
@@ -598,14 +698,19 @@ class SlowAnswerRelay(WatchingRelay):
 
 
 async def test_clean_stop_releases_what_it_could_not_finish_for_reconciliation(
-        own: OwnFacade, sim: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch):
+    own: OwnFacade, sim: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+):
     monkeypatch.setattr(relay_module, "SHUTDOWN_GRACE_SECONDS", 0.5)
     tag = uuid.uuid4().hex
     queued = await queue_commands(own.base_url, tag, 1, ("send",))
     [(number, [create_id, send_id])] = list(queued.items())
 
     async def emailed() -> bool:
-        return (await sim_invoice(sim, number))["sendCount"] == 1 if await sim_invoices_tagged(sim, tag) else False
+        return (
+            (await sim_invoice(sim, number))["sendCount"] == 1
+            if await sim_invoices_tagged(sim, tag)
+            else False
+        )
 
     async with relay_running(SlowAnswerRelay, own.settings(), "relay-slow") as (relay, task):
         await until(emailed, what="the send to reach the simulator")
@@ -618,18 +723,25 @@ async def test_clean_stop_releases_what_it_could_not_finish_for_reconciliation(
     assert (after[send_id]["state"], after[send_id]["lease_owner"]) == ("pending", None)
 
     async with relay_running(WatchingRelay, own.settings(), "relay-next") as (nxt, _):
+
         async def drained() -> bool:
             return await own.unfinished() == 0
+
         await until(drained, what="the next relay to finish the send")
     assert nxt.succeeded == [send_id]
     upstream = await sim_invoice(sim, number)
-    assert (upstream["status"], upstream["sendCount"], upstream["resendCount"]) == ("SENT", 1, 0)  # one e-mail
+    assert (upstream["status"], upstream["sendCount"], upstream["resendCount"]) == (
+        "SENT",
+        1,
+        0,
+    )  # one e-mail
     assert await sim_history(sim, number) == ["DRAFT", "CREATE", "SEND"]
     assert nxt.reconciled_as_applied.get(send_id) is True
 
 
-async def test_clean_stop_writes_results_whose_flush_it_interrupted(own: OwnFacade, sim: httpx.AsyncClient,
-                                                                   monkeypatch: pytest.MonkeyPatch):
+async def test_clean_stop_writes_results_whose_flush_it_interrupted(
+    own: OwnFacade, sim: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+):
     """SIGTERM while a batch of results is being written: the batch is written at shutdown, not dropped
     (a dropped batch would be released and delivered a second time)."""
     tag = uuid.uuid4().hex
@@ -656,8 +768,9 @@ async def test_clean_stop_writes_results_whose_flush_it_interrupted(own: OwnFaca
     assert await sim_history(sim, number) == ["DRAFT", "CREATE"]
 
 
-async def test_a_database_error_while_claiming_does_not_stop_the_relay(own: OwnFacade, sim: httpx.AsyncClient,
-                                                                      monkeypatch: pytest.MonkeyPatch):
+async def test_a_database_error_while_claiming_does_not_stop_the_relay(
+    own: OwnFacade, sim: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+):
     tag = uuid.uuid4().hex
     queued = await queue_commands(own.base_url, tag, 1, ())
     [(number, [create_id])] = list(queued.items())
@@ -672,8 +785,10 @@ async def test_a_database_error_while_claiming_does_not_stop_the_relay(own: OwnF
 
     monkeypatch.setattr(OutboxRepository, "claim_due", flaky_claim)
     async with relay_running(WatchingRelay, own.settings(), "relay-blip") as (relay, task):
+
         async def delivered_or_dead() -> bool:
             return task.done() or (await own.operations())[create_id]["state"] == "succeeded"
+
         await until(delivered_or_dead, what="the create after a failed claim")
         assert not task.done(), task.exception()
     assert failures == ["relay-blip"]

@@ -15,8 +15,13 @@ async def test_create_send_and_read_through_pgbouncer(simulator_url: str):
     with fresh_database() as direct_url:
         database = direct_url.rsplit("/", 1)[1]
         with pgbouncer(database) as bouncer_url:
-            settings = facade_settings(bouncer_url, simulator_url, database_pgbouncer=True, relay_listen=False,
-                                       relay_poll_interval_seconds=0.1)
+            settings = facade_settings(
+                bouncer_url,
+                simulator_url,
+                database_pgbouncer=True,
+                relay_listen=False,
+                relay_poll_interval_seconds=0.1,
+            )
             with serve(create_app(settings)) as url:
                 async with client_for(url) as api:
                     for _ in range(5):  # several transactions, so server connections get reused
@@ -36,8 +41,13 @@ async def test_concurrent_reads_and_replays_through_pgbouncer(simulator_url: str
     with fresh_database() as direct_url:
         database = direct_url.rsplit("/", 1)[1]
         with pgbouncer(database) as bouncer_url:
-            settings = facade_settings(bouncer_url, simulator_url, database_pgbouncer=True, relay_listen=False,
-                                       relay_poll_interval_seconds=0.05)
+            settings = facade_settings(
+                bouncer_url,
+                simulator_url,
+                database_pgbouncer=True,
+                relay_listen=False,
+                relay_poll_interval_seconds=0.05,
+            )
             with serve(create_app(settings)) as url:
                 async with client_for(url) as api:
                     headers, body = key(), invoice_body()

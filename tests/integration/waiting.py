@@ -15,8 +15,13 @@ import httpx
 T = TypeVar("T")
 
 
-async def until(probe: Callable[[], Awaitable[T] | T], *, timeout: float = 15.0, interval: float = 0.05,
-                what: str = "condition") -> T:
+async def until(
+    probe: Callable[[], Awaitable[T] | T],
+    *,
+    timeout: float = 15.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> T:
     """Poll `probe` (plain or async) until it returns something truthy; fail after `timeout` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -27,7 +32,9 @@ async def until(probe: Callable[[], Awaitable[T] | T], *, timeout: float = 15.0,
         if result:
             return result  # type: ignore[return-value]
         if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {result!r})")
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what} (last: {result!r})"
+            )
         await asyncio.sleep(interval)
 
 
@@ -49,7 +56,11 @@ async def waiting_for_a_lock(database_url: str) -> bool:
     read once per transaction, then cached.)"""
     conn = await asyncpg.connect(database_url)
     try:
-        return bool(await conn.fetchval("SELECT count(*) FROM pg_stat_activity "
-                                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"))
+        return bool(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
     finally:
         await conn.close()

@@ -35,8 +35,9 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 @pytest.fixture(scope="session")
 def sim_server(receiver: Receiver) -> Iterator[tuple[ServerThread, SimulatorApp]]:
-    config = SimulatorConfig(merchants=(MERCHANT_A, MERCHANT_B), webhook=webhook_config(receiver.url),
-                             hang_s=5.0)
+    config = SimulatorConfig(
+        merchants=(MERCHANT_A, MERCHANT_B), webhook=webhook_config(receiver.url), hang_s=5.0
+    )
     server, app = start_simulator(config)
     yield server, app
     server.stop()

@@ -25,23 +25,44 @@ import aiohttp
 import uvicorn
 from aiohttp import web
 
-from app.cybersource.signing import SigningCredentials, decode_secret, http_date, sign_http_signature
-from app.simulator import MerchantConfig, SimulatorApp, SimulatorConfig, WebhookConfig, create_simulator_app
+from app.cybersource.signing import (
+    SigningCredentials,
+    decode_secret,
+    http_date,
+    sign_http_signature,
+)
+from app.simulator import (
+    MerchantConfig,
+    SimulatorApp,
+    SimulatorConfig,
+    WebhookConfig,
+    create_simulator_app,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cybersource"
 SAMPLES = FIXTURES / "samples"
 
-MERCHANT_A = MerchantConfig(merchant_id="sim_merchant_a", key_id="11111111-1111-4111-8111-111111111111",
-                            shared_secret=base64.b64encode(b"a" * 32).decode())
-MERCHANT_B = MerchantConfig(merchant_id="sim_merchant_b", key_id="22222222-2222-4222-8222-222222222222",
-                            shared_secret=base64.b64encode(b"b" * 32).decode())
+MERCHANT_A = MerchantConfig(
+    merchant_id="sim_merchant_a",
+    key_id="11111111-1111-4111-8111-111111111111",
+    shared_secret=base64.b64encode(b"a" * 32).decode(),
+)
+MERCHANT_B = MerchantConfig(
+    merchant_id="sim_merchant_b",
+    key_id="22222222-2222-4222-8222-222222222222",
+    shared_secret=base64.b64encode(b"b" * 32).decode(),
+)
 WEBHOOK_KEY_ID = "33333333-3333-4333-8333-333333333333"
 WEBHOOK_SECRET = base64.b64encode(hashlib.sha256(b"simulator tests").digest()).decode()
 
 
 def creds(merchant: MerchantConfig) -> SigningCredentials:
-    return SigningCredentials(merchant_id=merchant.merchant_id, key_id=merchant.key_id,
-                              secret=decode_secret(merchant.shared_secret), portfolio_id=merchant.portfolio_id)
+    return SigningCredentials(
+        merchant_id=merchant.merchant_id,
+        key_id=merchant.key_id,
+        secret=decode_secret(merchant.shared_secret),
+        portfolio_id=merchant.portfolio_id,
+    )
 
 
 class ServerThread:
@@ -52,10 +73,13 @@ class ServerThread:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port: int = self.sock.getsockname()[1]
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
-                                timeout_graceful_shutdown=1)
+        config = uvicorn.Config(
+            app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=1
+        )
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -94,28 +118,65 @@ class Reply:
 class RawClient:
     """Signs with the project's signer, but lets a test change anything before sending."""
 
-    def __init__(self, base_url: str, session: aiohttp.ClientSession, merchant: MerchantConfig = MERCHANT_A,
-                 host: str | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        session: aiohttp.ClientSession,
+        merchant: MerchantConfig = MERCHANT_A,
+        host: str | None = None,
+    ) -> None:
         self.base_url = base_url
         self.session = session
         self.merchant = merchant
         self.host = host or "127.0.0.1"
 
-    def sign(self, method: str, target: str, body: bytes | None, *, merchant: MerchantConfig | None = None,
-             date: str | None = None) -> dict[str, str]:
-        return sign_http_signature(creds(merchant or self.merchant), method=method, host=self.host,
-                                   target=target, body=body, date=date)
+    def sign(
+        self,
+        method: str,
+        target: str,
+        body: bytes | None,
+        *,
+        merchant: MerchantConfig | None = None,
+        date: str | None = None,
+    ) -> dict[str, str]:
+        return sign_http_signature(
+            creds(merchant or self.merchant),
+            method=method,
+            host=self.host,
+            target=target,
+            body=body,
+            date=date,
+        )
 
-    async def send(self, method: str, target: str, body: bytes | None = None,
-                   headers: Mapping[str, str] | None = None, timeout: float = 10.0) -> Reply:
+    async def send(
+        self,
+        method: str,
+        target: str,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> Reply:
         # aiohttp warns about large raw bytes bodies; a BytesIO keeps its Content-Length.
         data: Any = io.BytesIO(body) if body is not None and len(body) > 512 * 1024 else body
-        async with self.session.request(method, self.base_url + target, data=data, headers=dict(headers or {}),
-                                        timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+        async with self.session.request(
+            method,
+            self.base_url + target,
+            data=data,
+            headers=dict(headers or {}),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as resp:
             return Reply(resp.status, dict(resp.headers), await resp.read())
 
-    async def call(self, method: str, target: str, body: Any = None, *, raw: bytes | None = None,
-                   merchant: MerchantConfig | None = None, timeout: float = 10.0) -> Reply:
+    async def call(
+        self,
+        method: str,
+        target: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        merchant: MerchantConfig | None = None,
+        timeout: float = 10.0,
+    ) -> Reply:
         """A correctly signed request; `body` is JSON-encoded unless `raw` gives the exact bytes."""
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         if data is None and method in {"POST", "PUT"}:
@@ -162,20 +223,30 @@ async def until(predicate: Callable[[], bool | Awaitable[bool]], timeout: float 
 
 
 def webhook_config(url: str, delays: tuple[float, ...] = (0.2, 0.5, 1.0)) -> WebhookConfig:
-    return WebhookConfig(url=url, key_id=WEBHOOK_KEY_ID, secret=WEBHOOK_SECRET, retry_delays=delays,
-                         timeout_s=2.0)
+    return WebhookConfig(
+        url=url, key_id=WEBHOOK_KEY_ID, secret=WEBHOOK_SECRET, retry_delays=delays, timeout_s=2.0
+    )
 
 
-def verify_webhook(raw_body: bytes, header: str, keys: Mapping[str, str], now_ms: int,
-                   max_age_ms: int = 3_600_000, max_skew_ms: int = 300_000) -> str | None:
+def verify_webhook(
+    raw_body: bytes,
+    header: str,
+    keys: Mapping[str, str],
+    now_ms: int,
+    max_age_ms: int = 3_600_000,
+    max_skew_ms: int = 300_000,
+) -> str | None:
     """The receiver algorithm of WEBHOOKS.md 4.4, written independently of the simulator's signer."""
     parts = dict(part.split("=", 1) for part in header.strip().strip('"').split(";") if "=" in part)
     t, key_id, sig = int(parts["t"]), parts["keyId"], base64.b64decode(parts["sig"])
     if key_id not in keys or t > now_ms + max_skew_ms or now_ms - t > max_age_ms:
         return None
     body = json.loads(raw_body)
-    candidates = [(m, json.dumps(body[m], separators=(",", ":"), ensure_ascii=False))
-                  for m in ("payload", "payloads") if m in body]
+    candidates = [
+        (m, json.dumps(body[m], separators=(",", ":"), ensure_ascii=False))
+        for m in ("payload", "payloads")
+        if m in body
+    ]
     candidates.append(("raw-body", raw_body.decode()))
     key = base64.b64decode(keys[key_id])
     for name, message in candidates:
@@ -233,7 +304,9 @@ def _format_checker() -> Any:
 
     @checker.checks("date-time", raises=ValueError)
     def _is_datetime(value: object) -> bool:
-        return not isinstance(value, str) or bool(_datetime.fromisoformat(value.replace("Z", "+00:00")))
+        return not isinstance(value, str) or bool(
+            _datetime.fromisoformat(value.replace("Z", "+00:00"))
+        )
 
     return checker
 
@@ -253,7 +326,10 @@ def schema_errors(operation_id: str, status: int, body: Any, *, strict: bool = F
     if strict:
         schema = _closed(schema)
     validator = Draft4Validator(schema, format_checker=FORMATS)
-    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(body)]
+    return [
+        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in validator.iter_errors(body)
+    ]
 
 
 def _closed(schema: Any) -> Any:

@@ -23,7 +23,9 @@ async def client(raw: RawClient) -> AsyncIterator[CybersourceClient]:
         yield c
 
 
-async def add_fault(raw: RawClient, rule: dict[str, Any] | list[dict[str, Any]]) -> list[dict[str, Any]]:
+async def add_fault(
+    raw: RawClient, rule: dict[str, Any] | list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     reply = await raw.admin("POST", "/__sim/faults", rule)
     assert reply.status == 201, reply.json()
     added: list[dict[str, Any]] = reply.json()
@@ -35,7 +37,9 @@ async def count_invoices(raw: RawClient) -> int:
 
 
 async def test_503_then_success(client: CybersourceClient, raw: RawClient) -> None:
-    await add_fault(raw, {"method": "POST", "path": INVOICES, "times": 1, "action": "status", "status": 503})
+    await add_fault(
+        raw, {"method": "POST", "path": INVOICES, "times": 1, "action": "status", "status": 503}
+    )
     with pytest.raises(TransientError) as failed:
         await client.create_invoice(invoice_body())
     assert failed.value.status == 503 and failed.value.body["status"] == "SERVER_ERROR"
@@ -51,7 +55,9 @@ async def test_429_carries_retry_after(client: CybersourceClient, raw: RawClient
         with pytest.raises(TransientError) as limited:
             await client.list_invoices(offset=0, limit=5)
         assert limited.value.status == 429 and limited.value.retry_after == 3.0
-    with pytest.raises(Exception) as after:  # the faults are used up: now the real 404 of an empty list
+    with pytest.raises(
+        Exception
+    ) as after:  # the faults are used up: now the real 404 of an empty list
         await client.list_invoices(offset=0, limit=5)
     assert getattr(after.value, "status", None) == 404
 
@@ -64,16 +70,28 @@ async def test_502_general_system_failure(client: CybersourceClient, raw: RawCli
 
 
 async def test_latency(client: CybersourceClient, raw: RawClient) -> None:
-    await add_fault(raw, {"method": "GET", "path": "/invoicing/v2/invoiceSettings", "times": 1,
-                          "action": "latency", "latency_ms": 400})
+    await add_fault(
+        raw,
+        {
+            "method": "GET",
+            "path": "/invoicing/v2/invoiceSettings",
+            "times": 1,
+            "action": "latency",
+            "latency_ms": 400,
+        },
+    )
     started = time.perf_counter()
     settings = await client.get_invoice_settings()
     assert time.perf_counter() - started >= 0.4 and settings.http_status == 200
 
 
-async def test_hang_ends_in_a_read_timeout_and_changes_nothing(client: CybersourceClient, raw: RawClient) -> None:
+async def test_hang_ends_in_a_read_timeout_and_changes_nothing(
+    client: CybersourceClient, raw: RawClient
+) -> None:
     invoice_id = str((await client.create_invoice(invoice_body())).id)
-    await add_fault(raw, {"method": "POST", "path": f"{INVOICES}/*/delivery", "times": 1, "action": "hang"})
+    await add_fault(
+        raw, {"method": "POST", "path": f"{INVOICES}/*/delivery", "times": 1, "action": "hang"}
+    )
     started = time.perf_counter()
     with pytest.raises(AmbiguousError):
         await client.send_invoice(invoice_id)
@@ -81,12 +99,19 @@ async def test_hang_ends_in_a_read_timeout_and_changes_nothing(client: Cybersour
     assert (await client.get_invoice(invoice_id)).status == "DRAFT"
 
 
-@pytest.mark.parametrize(("stage", "exception"), [
-    ("headers", aiohttp.ClientPayloadError), ("nothing", aiohttp.ServerDisconnectedError),
-])
-async def test_drop_closes_the_connection_without_applying(client: CybersourceClient, raw: RawClient,
-                                                           stage: str, exception: type[Exception]) -> None:
-    await add_fault(raw, {"method": "POST", "path": INVOICES, "times": 2, "action": "drop", "stage": stage})
+@pytest.mark.parametrize(
+    ("stage", "exception"),
+    [
+        ("headers", aiohttp.ClientPayloadError),
+        ("nothing", aiohttp.ServerDisconnectedError),
+    ],
+)
+async def test_drop_closes_the_connection_without_applying(
+    client: CybersourceClient, raw: RawClient, stage: str, exception: type[Exception]
+) -> None:
+    await add_fault(
+        raw, {"method": "POST", "path": INVOICES, "times": 2, "action": "drop", "stage": stage}
+    )
     with pytest.raises(AmbiguousError):
         await client.create_invoice(invoice_body())
     # What a bare aiohttp caller sees at each stage.
@@ -98,10 +123,19 @@ async def test_drop_closes_the_connection_without_applying(client: CybersourceCl
 
 
 @pytest.mark.parametrize("stage", ["headers", "nothing"])
-async def test_apply_then_drop_create_then_the_invoice_exists(client: CybersourceClient, raw: RawClient,
-                                                              stage: str) -> None:
-    await add_fault(raw, {"method": "POST", "path": INVOICES, "times": 1, "action": "apply_then_drop",
-                          "stage": stage})
+async def test_apply_then_drop_create_then_the_invoice_exists(
+    client: CybersourceClient, raw: RawClient, stage: str
+) -> None:
+    await add_fault(
+        raw,
+        {
+            "method": "POST",
+            "path": INVOICES,
+            "times": 1,
+            "action": "apply_then_drop",
+            "stage": stage,
+        },
+    )
     with pytest.raises(AmbiguousError):
         await client.create_invoice(invoice_body(number="LOST-1"))
     found = await client.get_invoice("LOST-1")
@@ -129,16 +163,19 @@ async def test_admin_routes_are_never_faulted_and_faults_can_be_cleared(raw: Raw
     assert (await raw.call("GET", "/invoicing/v2/invoiceSettings")).status == 200
 
 
-@pytest.mark.parametrize("rule", [
-    {"path": "*", "action": "explode"},
-    {"action": "status", "status": 503},
-    {"path": "*", "status": 200},
-    {"path": "*", "status": 503, "times": 1, "probability": 0.5},
-    {"path": "*", "status": 503, "probability": 2},
-    {"path_regex": "(", "status": 503},
-    {"path": "*", "status": 503, "colour": "red"},
-    {"path": "*", "action": "drop", "stage": "halfway"},
-])
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"path": "*", "action": "explode"},
+        {"action": "status", "status": 503},
+        {"path": "*", "status": 200},
+        {"path": "*", "status": 503, "times": 1, "probability": 0.5},
+        {"path": "*", "status": 503, "probability": 2},
+        {"path_regex": "(", "status": 503},
+        {"path": "*", "status": 503, "colour": "red"},
+        {"path": "*", "action": "drop", "stage": "halfway"},
+    ],
+)
 async def test_invalid_rules_are_refused(raw: RawClient, rule: dict[str, Any]) -> None:
     reply = await raw.admin("POST", "/__sim/faults", rule)
     assert reply.status == 400 and reply.json()["error"] == "INVALID_FAULT"

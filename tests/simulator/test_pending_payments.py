@@ -40,7 +40,9 @@ async def refused(operation_id: str, call: Awaitable[Any]) -> RejectedError:
 
 
 async def pay(raw: RawClient, invoice_id: str, amount: str, **extra: Any) -> Any:
-    return await raw.admin("POST", f"/__sim/invoices/{invoice_id}/payments", {"amount": amount, **extra})
+    return await raw.admin(
+        "POST", f"/__sim/invoices/{invoice_id}/payments", {"amount": amount, **extra}
+    )
 
 
 async def decide(raw: RawClient, invoice_id: str, body: Any) -> Any:
@@ -48,12 +50,15 @@ async def decide(raw: RawClient, invoice_id: str, body: Any) -> Any:
 
 
 async def sent_invoice(client: CybersourceClient, *, send: bool = True, mode: str = "email") -> str:
-    created = valid("createInvoice", await client.create_invoice(invoice_body(send=send, mode=mode)))
+    created = valid(
+        "createInvoice", await client.create_invoice(invoice_body(send=send, mode=mode))
+    )
     return str(created.id)
 
 
-async def pending_invoice(client: CybersourceClient, raw: RawClient, amount: str = "100.00", *,
-                          state: str = "SENT") -> str:
+async def pending_invoice(
+    client: CybersourceClient, raw: RawClient, amount: str = "100.00", *, state: str = "SENT"
+) -> str:
     if state == "CREATED":
         invoice_id = await sent_invoice(client, mode="none")
         assert (await stored(raw, invoice_id))["status"] == "CREATED"
@@ -81,7 +86,9 @@ async def event_types(raw: RawClient, invoice_id: str) -> list[str]:
 # --- putting an invoice in PENDING -----------------------------------------------------------------
 
 
-async def test_a_reviewed_payment_leaves_the_invoice_pending(client: CybersourceClient, raw: RawClient) -> None:
+async def test_a_reviewed_payment_leaves_the_invoice_pending(
+    client: CybersourceClient, raw: RawClient
+) -> None:
     invoice_id = await pending_invoice(client, raw, "100.00")
     invoice = valid("getInvoice", await client.get_invoice(invoice_id))
     assert invoice.status == "PENDING"
@@ -93,15 +100,21 @@ async def test_a_reviewed_payment_leaves_the_invoice_pending(client: Cybersource
     assert details["amount"] == "100.00" and details["transactionId"].isdigit()
     admin = await stored(raw, invoice_id)
     assert admin["paidAmount"] == "0" and admin["balanceAmount"] == "100.00"
-    assert await event_types(raw, invoice_id) == ["invoicing.customer.invoice.send"]  # none for PENDING
+    assert await event_types(raw, invoice_id) == [
+        "invoicing.customer.invoice.send"
+    ]  # none for PENDING
 
 
 @pytest.mark.parametrize("action", ["update", "cancel", "send", "publish"])
-async def test_no_api_action_is_allowed_while_pending(client: CybersourceClient, raw: RawClient,
-                                                      action: str) -> None:
+async def test_no_api_action_is_allowed_while_pending(
+    client: CybersourceClient, raw: RawClient, action: str
+) -> None:
     invoice_id = await pending_invoice(client, raw)
     calls: dict[str, tuple[str, Callable[[], Awaitable[Any]]]] = {
-        "update": ("updateInvoice", lambda: client.update_invoice(invoice_id, invoice_body(total="50.00"))),
+        "update": (
+            "updateInvoice",
+            lambda: client.update_invoice(invoice_id, invoice_body(total="50.00")),
+        ),
         "cancel": ("performCancelAction", lambda: client.cancel_invoice(invoice_id)),
         "send": ("performSendAction", lambda: client.send_invoice(invoice_id)),
         "publish": ("performPublishAction", lambda: client.publish_invoice(invoice_id)),
@@ -117,8 +130,9 @@ async def test_no_api_action_is_allowed_while_pending(client: CybersourceClient,
 
 
 @pytest.mark.parametrize("review", [False, True])
-async def test_a_second_payment_while_pending_is_refused(client: CybersourceClient, raw: RawClient,
-                                                         review: bool) -> None:
+async def test_a_second_payment_while_pending_is_refused(
+    client: CybersourceClient, raw: RawClient, review: bool
+) -> None:
     invoice_id = await pending_invoice(client, raw, "40.00")
     reply = await pay(raw, invoice_id, "60.00", review=review)
     assert reply.status == 409 and reply.json()["error"] == "NOT_PAYABLE"
@@ -127,7 +141,9 @@ async def test_a_second_payment_while_pending_is_refused(client: CybersourceClie
     assert [h["event"] for h in after["invoiceHistory"]].count("PENDING") == 1
 
 
-async def test_a_reviewed_payment_gets_the_same_checks(client: CybersourceClient, raw: RawClient) -> None:
+async def test_a_reviewed_payment_gets_the_same_checks(
+    client: CybersourceClient, raw: RawClient
+) -> None:
     invoice_id = await sent_invoice(client)
     over = await pay(raw, invoice_id, "100.01", review=True)
     assert over.status == 422 and over.json()["error"] == "PAYMENT_REFUSED"
@@ -137,11 +153,16 @@ async def test_a_reviewed_payment_gets_the_same_checks(client: CybersourceClient
     reply = await pay(raw, draft, "100.00", review=True)
     assert reply.status == 409 and reply.json()["error"] == "NOT_PAYABLE"
     for checked in (invoice_id, draft):
-        assert (await stored(raw, checked))["invoiceHistory"][0]["event"] not in {"PENDING", "PAYMENT"}
+        assert (await stored(raw, checked))["invoiceHistory"][0]["event"] not in {
+            "PENDING",
+            "PAYMENT",
+        }
 
 
 @pytest.mark.parametrize("review", ["yes", 1, None, [], {"x": True}])
-async def test_review_must_be_a_bool(client: CybersourceClient, raw: RawClient, review: Any) -> None:
+async def test_review_must_be_a_bool(
+    client: CybersourceClient, raw: RawClient, review: Any
+) -> None:
     invoice_id = await sent_invoice(client)
     reply = await pay(raw, invoice_id, "100.00", review=review)
     assert reply.status == 422 and reply.json()["error"] == "INVALID_REVIEW"
@@ -154,14 +175,18 @@ async def test_review_false_is_a_normal_payment(client: CybersourceClient, raw: 
     assert reply.status == 200 and reply.json()["status"] == "PAID"
 
 
-async def test_the_list_filter_still_refuses_pending(client: CybersourceClient, raw: RawClient) -> None:
+async def test_the_list_filter_still_refuses_pending(
+    client: CybersourceClient, raw: RawClient
+) -> None:
     await pending_invoice(client, raw)
     for status in ("PENDING", "pending"):
         with pytest.raises(RejectedError) as caught:
             await client.list_invoices(offset=0, limit=10, status=status)
         error = caught.value
         assert error.status == 400 and error.reason == "VALIDATION_ERROR"
-        assert {(d["field"], d["reason"]) for d in error.body["details"]} == {("status", "INVALID_DATA")}
+        assert {(d["field"], d["reason"]) for d in error.body["details"]} == {
+            ("status", "INVALID_DATA")
+        }
         assert schema_errors("getAllInvoices", 400, error.body) == []
     listed = await client.list_invoices(offset=0, limit=10)
     assert schema_errors("getAllInvoices", 200, listed.raw) == []
@@ -171,30 +196,39 @@ async def test_the_list_filter_still_refuses_pending(client: CybersourceClient, 
 # --- deciding ----------------------------------------------------------------------------------------
 
 
-async def test_accept_pays_the_invoice_with_the_paid_webhook(client: CybersourceClient, raw: RawClient,
-                                                             receiver: Receiver) -> None:
+async def test_accept_pays_the_invoice_with_the_paid_webhook(
+    client: CybersourceClient, raw: RawClient, receiver: Receiver
+) -> None:
     invoice_id = await pending_invoice(client, raw, "100.00")
     reply = await decide(raw, invoice_id, {"decision": "accept"})
     assert reply.status == 200
     data = reply.json()
-    assert data["status"] == "PAID" and data["balanceAmount"] == "0.00" and len(data["webhooks"]) == 1
+    assert (
+        data["status"] == "PAID" and data["balanceAmount"] == "0.00" and len(data["webhooks"]) == 1
+    )
     invoice = valid("getInvoice", await client.get_invoice(invoice_id))
     assert invoice.status == "PAID"
     assert invoice.raw["orderInformation"]["amountDetails"]["balanceAmount"] == "0.00"
     history = invoice.raw["invoiceHistory"]
     assert [h["event"] for h in history] == ["PAYMENT", "PENDING", "SEND", "CREATE"]
-    assert history[0]["transactionDetails"] == history[1]["transactionDetails"]  # the same transaction
+    assert (
+        history[0]["transactionDetails"] == history[1]["transactionDetails"]
+    )  # the same transaction
     assert history[0]["transactionDetails"]["amount"] == "100.00"
     logged = await deliveries(raw, invoice_id)
     assert [d["eventType"] for d in logged] == ["invoicing.customer.invoice.send", PAID_EVENT]
     assert logged[-1]["deliveryId"] == data["webhooks"][0]
-    await until(lambda: any(r["headers"]["v-c-event-type"] == PAID_EVENT for r in receiver.received))
+    await until(
+        lambda: any(r["headers"]["v-c-event-type"] == PAID_EVENT for r in receiver.received)
+    )
     # Decided once: a second decision finds nothing pending.
     again = await decide(raw, invoice_id, {"decision": "accept"})
     assert again.status == 409 and again.json()["error"] == "NOT_PENDING"
 
 
-async def test_accepting_a_partial_amount_makes_it_partial(client: CybersourceClient, raw: RawClient) -> None:
+async def test_accepting_a_partial_amount_makes_it_partial(
+    client: CybersourceClient, raw: RawClient
+) -> None:
     invoice_id = await pending_invoice(client, raw, "40.00")  # invoice_body allows partial payments
     reply = await decide(raw, invoice_id, {"decision": "accept"})
     assert reply.status == 200 and reply.json()["status"] == "PARTIAL"
@@ -212,8 +246,9 @@ async def test_accepting_a_partial_amount_makes_it_partial(client: CybersourceCl
 
 
 @pytest.mark.parametrize("state", ["SENT", "CREATED"])
-async def test_reject_puts_the_invoice_back_without_a_webhook(client: CybersourceClient, raw: RawClient,
-                                                              state: str) -> None:
+async def test_reject_puts_the_invoice_back_without_a_webhook(
+    client: CybersourceClient, raw: RawClient, state: str
+) -> None:
     invoice_id = await pending_invoice(client, raw, "100.00", state=state)
     events_before = await event_types(raw, invoice_id)
     reply = await decide(raw, invoice_id, {"decision": "reject"})
@@ -233,7 +268,9 @@ async def test_reject_puts_the_invoice_back_without_a_webhook(client: Cybersourc
     assert paid.status == 200 and paid.json()["status"] == "PAID"
 
 
-async def test_cancel_is_allowed_again_after_a_rejection(client: CybersourceClient, raw: RawClient) -> None:
+async def test_cancel_is_allowed_again_after_a_rejection(
+    client: CybersourceClient, raw: RawClient
+) -> None:
     invoice_id = await pending_invoice(client, raw)
     assert (await decide(raw, invoice_id, {"decision": "reject"})).status == 200
     canceled = valid("performCancelAction", await client.cancel_invoice(invoice_id))
@@ -241,8 +278,9 @@ async def test_cancel_is_allowed_again_after_a_rejection(client: CybersourceClie
 
 
 @pytest.mark.parametrize("state", ["DRAFT", "SENT", "PAID"])
-async def test_deciding_an_invoice_that_is_not_pending_is_409(client: CybersourceClient, raw: RawClient,
-                                                              state: str) -> None:
+async def test_deciding_an_invoice_that_is_not_pending_is_409(
+    client: CybersourceClient, raw: RawClient, state: str
+) -> None:
     invoice_id = await sent_invoice(client, send=state != "DRAFT")
     if state == "PAID":
         assert (await pay(raw, invoice_id, "100.00")).status == 200
@@ -252,30 +290,42 @@ async def test_deciding_an_invoice_that_is_not_pending_is_409(client: Cybersourc
     assert (await stored(raw, invoice_id))["status"] == state
 
 
-async def test_deciding_an_unknown_invoice_or_merchant_is_404(client: CybersourceClient, raw: RawClient) -> None:
+async def test_deciding_an_unknown_invoice_or_merchant_is_404(
+    client: CybersourceClient, raw: RawClient
+) -> None:
     reply = await decide(raw, "nope", {"decision": "accept"})
     assert reply.status == 404 and reply.json()["error"] == "NOT_FOUND"
     invoice_id = await pending_invoice(client, raw)
-    other = await decide(raw, invoice_id, {"decision": "accept", "merchantId": MERCHANT_B.merchant_id})
+    other = await decide(
+        raw, invoice_id, {"decision": "accept", "merchantId": MERCHANT_B.merchant_id}
+    )
     assert other.status == 404 and other.json()["error"] == "NOT_FOUND"  # A's invoice, B's book
     unknown = await decide(raw, invoice_id, {"decision": "accept", "merchantId": "nobody"})
     assert unknown.status == 404 and unknown.json()["error"] == "UNKNOWN_MERCHANT"
     assert (await stored(raw, invoice_id))["status"] == "PENDING"
 
 
-@pytest.mark.parametrize(("raw_body", "status", "error"), [
-    (b"not json", 400, "BAD_JSON"),
-    (b"[]", 400, "BAD_JSON"),
-    (b"", 422, "INVALID_DECISION"),
-    (b"{}", 422, "INVALID_DECISION"),
-    (b'{"decision": "ACCEPT"}', 422, "INVALID_DECISION"),
-    (b'{"decision": "maybe"}', 422, "INVALID_DECISION"),
-    (b'{"decision": true}', 422, "INVALID_DECISION"),
-])
-async def test_a_bad_decision_body_is_refused(client: CybersourceClient, raw: RawClient, raw_body: bytes,
-                                              status: int, error: str) -> None:
+@pytest.mark.parametrize(
+    ("raw_body", "status", "error"),
+    [
+        (b"not json", 400, "BAD_JSON"),
+        (b"[]", 400, "BAD_JSON"),
+        (b"", 422, "INVALID_DECISION"),
+        (b"{}", 422, "INVALID_DECISION"),
+        (b'{"decision": "ACCEPT"}', 422, "INVALID_DECISION"),
+        (b'{"decision": "maybe"}', 422, "INVALID_DECISION"),
+        (b'{"decision": true}', 422, "INVALID_DECISION"),
+    ],
+)
+async def test_a_bad_decision_body_is_refused(
+    client: CybersourceClient, raw: RawClient, raw_body: bytes, status: int, error: str
+) -> None:
     invoice_id = await pending_invoice(client, raw)
-    reply = await raw.send("POST", f"/__sim/invoices/{invoice_id}/payments/pending", raw_body,
-                           {"Content-Type": "application/json"})
+    reply = await raw.send(
+        "POST",
+        f"/__sim/invoices/{invoice_id}/payments/pending",
+        raw_body,
+        {"Content-Type": "application/json"},
+    )
     assert reply.status == status and reply.json()["error"] == error
     assert (await stored(raw, invoice_id))["status"] == "PENDING"

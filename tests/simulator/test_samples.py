@@ -8,17 +8,30 @@ from typing import Any
 
 import pytest
 
-from tests.simulator.helpers import OPERATIONS, SAMPLES, RawClient, load_sample, schema_errors, unexpected_fields
+from tests.simulator.helpers import (
+    OPERATIONS,
+    SAMPLES,
+    RawClient,
+    load_sample,
+    schema_errors,
+    unexpected_fields,
+)
 
-REQUEST_SAMPLES = sorted(p.name for p in SAMPLES.glob("*.request.json")
-                         if load_sample(p.name)["operationId"] in OPERATIONS)
+REQUEST_SAMPLES = sorted(
+    p.name
+    for p in SAMPLES.glob("*.request.json")
+    if load_sample(p.name)["operationId"] in OPERATIONS
+)
 # Fields the simulator sends that the spec's response schemas do not name (checked with closed schemas).
 # Each one appears in the spec's own response examples although the response schemas leave it out:
 # `description` (every invoice example), `firstName`/`lastName` (unknown request fields echoed back),
 # `clientReferenceInformation` (update example), `merchantDefinedFieldValues` (get and send examples).
 KNOWN_EXTRAS = {
-    "invoiceInformation.description", "customerInformation.firstName", "customerInformation.lastName",
-    "clientReferenceInformation", "merchantDefinedFieldValues",
+    "invoiceInformation.description",
+    "customerInformation.firstName",
+    "customerInformation.lastName",
+    "clientReferenceInformation",
+    "merchantDefinedFieldValues",
 }
 
 
@@ -34,8 +47,13 @@ async def _prepare(raw: RawClient, sample: dict[str, Any]) -> str | None:
     match = re.match(r"^/invoicing/v2/invoices/([^/]+)", sample["path"])
     if not match:
         if sample["operationId"] == "getAllInvoices":
-            await raw.call("POST", "/invoicing/v2/invoices", raw=load_sample(
-                "sdk-sample.create-draft-invoice.request.json")["wireBody"].encode())
+            await raw.call(
+                "POST",
+                "/invoicing/v2/invoices",
+                raw=load_sample("sdk-sample.create-draft-invoice.request.json")[
+                    "wireBody"
+                ].encode(),
+            )
         return None
     draft = json.loads(load_sample("sdk-sample.create-draft-invoice.request.json")["wireBody"])
     if match.group(1) != "{id}":
@@ -50,8 +68,11 @@ async def _prepare(raw: RawClient, sample: dict[str, Any]) -> str | None:
 async def test_request_sample_is_accepted_and_answered_per_spec(raw: RawClient, name: str) -> None:
     sample = load_sample(name)
     invoice_id = await _prepare(raw, sample)
-    body = sample["wireBody"].encode() if "wireBody" in sample else (
-        json.dumps(sample["body"]).encode() if sample.get("body") is not None else None)
+    body = (
+        sample["wireBody"].encode()
+        if "wireBody" in sample
+        else (json.dumps(sample["body"]).encode() if sample.get("body") is not None else None)
+    )
     reply = await raw.call(sample["method"], _target(sample, invoice_id), raw=body)
     assert 200 <= reply.status < 300, (reply.status, reply.json())
     payload = reply.json()
@@ -62,6 +83,9 @@ async def test_request_sample_is_accepted_and_answered_per_spec(raw: RawClient, 
 def test_every_invoicing_operation_has_a_sample_or_a_dedicated_test() -> None:
     covered = {load_sample(n)["operationId"] for n in REQUEST_SAMPLES}
     # No official sample exists for these three; test_lifecycle / test_resources drive them.
-    assert set(OPERATIONS) - covered == {"performPublishAction", "putMerchantDefinedFieldsDefinitions",
-                                         "deleteMerchantDefinedFieldsDefinitions",
-                                         "getMerchantDefinedFieldsDefinitions"}
+    assert set(OPERATIONS) - covered == {
+        "performPublishAction",
+        "putMerchantDefinedFieldsDefinitions",
+        "deleteMerchantDefinedFieldsDefinitions",
+        "getMerchantDefinedFieldsDefinitions",
+    }

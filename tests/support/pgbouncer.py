@@ -24,7 +24,9 @@ PGBOUNCER = "/usr/sbin/pgbouncer"
 def pgbouncer(database: str) -> Iterator[str]:
     """Yield a postgresql:// URL that reaches `database` through PgBouncer (pool_mode=transaction)."""
     if not Path(PGBOUNCER).exists():
-        raise RuntimeError("PgBouncer is not installed: run `make test-deps` (apt-get install pgbouncer)")
+        raise RuntimeError(
+            "PgBouncer is not installed: run `make test-deps` (apt-get install pgbouncer)"
+        )
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="igw-pgbouncer-"))
     (workdir / "pgbouncer.ini").write_text(
@@ -36,7 +38,8 @@ def pgbouncer(database: str) -> Iterator[str]:
         f"auth_file = {workdir / 'users.txt'}\n"
         "pool_mode = transaction\n"
         "max_client_conn = 200\ndefault_pool_size = 10\n"
-        f"unix_socket_dir =\nlogfile = {workdir / 'pgbouncer.log'}\n")
+        f"unix_socket_dir =\nlogfile = {workdir / 'pgbouncer.log'}\n"
+    )
     (workdir / "users.txt").write_text('"postgres" ""\n')
     command = [PGBOUNCER, str(workdir / "pgbouncer.ini")]
     if os.geteuid() == 0:
@@ -47,9 +50,15 @@ def pgbouncer(database: str) -> Iterator[str]:
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
-        while subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port)], check=False).returncode:
+        while subprocess.run(
+            ["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port)], check=False
+        ).returncode:
             if process.poll() is not None or time.monotonic() > deadline:
-                log = (workdir / "pgbouncer.log").read_text() if (workdir / "pgbouncer.log").exists() else ""
+                log = (
+                    (workdir / "pgbouncer.log").read_text()
+                    if (workdir / "pgbouncer.log").exists()
+                    else ""
+                )
                 raise RuntimeError(f"PgBouncer did not start: {log[-2000:]}")
             time.sleep(0.1)
         yield f"postgresql://postgres@127.0.0.1:{port}/{database}"

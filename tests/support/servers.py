@@ -20,11 +20,20 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app: Any, *, ready_path: str = "/livez", timeout: float = 20.0, port: int | None = None) -> Iterator[str]:
+def serve(
+    app: Any, *, ready_path: str = "/livez", timeout: float = 20.0, port: int | None = None
+) -> Iterator[str]:
     """Run an ASGI app on 127.0.0.1 until the block ends; yields its base URL."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, log_level="warning",
-                            lifespan="on", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -23,8 +23,13 @@ COMMANDS = ["api", "relay", "migrate", "simulator", "openapi"]
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "app", *args], env={**os.environ, **(env or {})},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -95,8 +100,12 @@ async def test_migrate_creates_and_migrates_a_fresh_database() -> None:
         connection = await asyncpg.connect(plain_url(url))
         try:
             version = await connection.fetchval("SELECT version_num FROM alembic_version")
-            tables = {row["tablename"] for row in
-                      await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+            tables = {
+                row["tablename"]
+                for row in await connection.fetch(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                )
+            }
         finally:
             await connection.close()
         assert version == head
@@ -120,7 +129,9 @@ def test_openapi_prints_a_stable_document_without_a_database(tmp_path: Path) -> 
     document = json.loads(result.stdout)
     assert "/v1/invoices" in document["paths"]
     assert document["openapi"].startswith("3.")
-    assert result.stdout == json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    assert (
+        result.stdout == json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    )
 
     output = tmp_path / "openapi.json"
     written = run_cli("openapi", "--output", str(output), env=env)

@@ -78,7 +78,8 @@ async def client(upstream: FakeUpstream):
 
 def create_request() -> InvoiceCreateRequest:
     return InvoiceCreateRequest.model_validate(
-        sample_body("sdk-sample.create-draft-invoice.request.json"))
+        sample_body("sdk-sample.create-draft-invoice.request.json")
+    )
 
 
 def assert_signed(recorded: Any, *, with_body: bool) -> None:
@@ -110,7 +111,9 @@ async def test_create_invoice_with_model(client: CybersourceClient, upstream: Fa
     assert_signed(sent, with_body=True)
     assert sent.body == request.to_wire()  # the signed bytes are the sent bytes
     assert sent.json["orderInformation"]["lineItems"][0]["productSku"] == "P653727383"
-    assert "discountAmount" not in sent.json["orderInformation"]["lineItems"][0]  # SDK nulls dropped
+    assert (
+        "discountAmount" not in sent.json["orderInformation"]["lineItems"][0]
+    )  # SDK nulls dropped
     assert sent.json["orderInformation"]["amountDetails"]["totalAmount"] == "2623.64"
 
     assert isinstance(result, InvoiceResponse)
@@ -122,27 +125,41 @@ async def test_create_invoice_with_model(client: CybersourceClient, upstream: Fa
     assert result.invoice_information.delivery_mode == "email"
     assert result.invoice_information.payment_link.startswith("https://")  # type: ignore[union-attr]
     amounts = result.order_information.amount_details  # type: ignore[union-attr]
-    assert amounts.total_amount == Decimal("2623.64") and amounts.balance_amount == Decimal("2623.64")
+    assert amounts.total_amount == Decimal("2623.64") and amounts.balance_amount == Decimal(
+        "2623.64"
+    )
     assert result.links is not None and result.links["self"].href == "/v2/invoices/98753"
     assert result.invoice_number == "98753"
     assert not result.accepted_without_email
 
 
-async def test_create_invoice_with_mapping_sends_decimals_as_text(client: CybersourceClient,
-                                                                  upstream: FakeUpstream) -> None:
-    body = {"invoiceInformation": {"description": "Consulting", "dueDate": dt.date(2025, 12, 31),
-                                   "deliveryMode": "none"},
-            "orderInformation": {"amountDetails": {"totalAmount": Decimal("100.00"), "currency": "USD"}}}
+async def test_create_invoice_with_mapping_sends_decimals_as_text(
+    client: CybersourceClient, upstream: FakeUpstream
+) -> None:
+    body = {
+        "invoiceInformation": {
+            "description": "Consulting",
+            "dueDate": dt.date(2025, 12, 31),
+            "deliveryMode": "none",
+        },
+        "orderInformation": {
+            "amountDetails": {"totalAmount": Decimal("100.00"), "currency": "USD"}
+        },
+    }
     await client.create_invoice(body)
     sent = upstream.last
     assert_signed(sent, with_body=True)
-    assert sent.body == (b'{"invoiceInformation":{"description":"Consulting","dueDate":"2025-12-31",'
-                         b'"deliveryMode":"none"},"orderInformation":{"amountDetails":'
-                         b'{"totalAmount":"100.00","currency":"USD"}}}')
+    assert sent.body == (
+        b'{"invoiceInformation":{"description":"Consulting","dueDate":"2025-12-31",'
+        b'"deliveryMode":"none"},"orderInformation":{"amountDetails":'
+        b'{"totalAmount":"100.00","currency":"USD"}}}'
+    )
     assert sent.body == encode_body(body)
 
 
-async def test_create_invoice_202_accepted(client: CybersourceClient, upstream: FakeUpstream) -> None:
+async def test_create_invoice_202_accepted(
+    client: CybersourceClient, upstream: FakeUpstream
+) -> None:
     upstream.reply(202, sample_body("spec.create-invoice.202.response.json"))
     result = await client.create_invoice(create_request())
     assert result.accepted_without_email
@@ -150,14 +167,23 @@ async def test_create_invoice_202_accepted(client: CybersourceClient, upstream: 
     assert result.message is not None and "98753" in result.message
 
 
-@pytest.mark.parametrize(("kwargs", "target"), [
-    ({"offset": 0, "limit": 10}, "/invoicing/v2/invoices?offset=0&limit=10"),
-    ({"offset": 20, "limit": 5, "status": "DRAFT"}, "/invoicing/v2/invoices?offset=20&limit=5&status=DRAFT"),
-    ({"status": "PAID", "limit": 1000, "offset": 3},
-     "/invoicing/v2/invoices?offset=3&limit=1000&status=PAID"),
-])
-async def test_list_invoices_query_in_parameter_order(client: CybersourceClient, upstream: FakeUpstream,
-                                                      kwargs: dict[str, Any], target: str) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "target"),
+    [
+        ({"offset": 0, "limit": 10}, "/invoicing/v2/invoices?offset=0&limit=10"),
+        (
+            {"offset": 20, "limit": 5, "status": "DRAFT"},
+            "/invoicing/v2/invoices?offset=20&limit=5&status=DRAFT",
+        ),
+        (
+            {"status": "PAID", "limit": 1000, "offset": 3},
+            "/invoicing/v2/invoices?offset=3&limit=1000&status=PAID",
+        ),
+    ],
+)
+async def test_list_invoices_query_in_parameter_order(
+    client: CybersourceClient, upstream: FakeUpstream, kwargs: dict[str, Any], target: str
+) -> None:
     result = await client.list_invoices(**kwargs)
     assert (upstream.last.method, upstream.last.target) == ("GET", target)
     assert_signed(upstream.last, with_body=False)
@@ -169,10 +195,12 @@ async def test_list_invoices_query_in_parameter_order(client: CybersourceClient,
     assert result.raw["totalInvoices"] == 123 and result.correlation_id
 
 
-@pytest.mark.parametrize("kwargs", [{"offset": -1, "limit": 10}, {"offset": 0, "limit": 0},
-                                    {"offset": 0, "limit": 1001}])
-async def test_list_invoices_refuses_bad_paging(client: CybersourceClient, upstream: FakeUpstream,
-                                                kwargs: dict[str, int]) -> None:
+@pytest.mark.parametrize(
+    "kwargs", [{"offset": -1, "limit": 10}, {"offset": 0, "limit": 0}, {"offset": 0, "limit": 1001}]
+)
+async def test_list_invoices_refuses_bad_paging(
+    client: CybersourceClient, upstream: FakeUpstream, kwargs: dict[str, int]
+) -> None:
     with pytest.raises(ValueError):
         await client.list_invoices(**kwargs)
     assert upstream.requests == []
@@ -193,8 +221,9 @@ async def test_get_invoice(client: CybersourceClient, upstream: FakeUpstream) ->
     assert line.quantity == 20 and line.unit_price == Decimal("12.05")
 
 
-async def test_invoice_id_is_escaped_and_signed_as_sent(client: CybersourceClient,
-                                                        upstream: FakeUpstream) -> None:
+async def test_invoice_id_is_escaped_and_signed_as_sent(
+    client: CybersourceClient, upstream: FakeUpstream
+) -> None:
     await client.get_invoice("INV 1/2?x")
     assert upstream.last.target == "/invoicing/v2/invoices/INV%201%2F2%3Fx"
     assert_signed(upstream.last, with_body=False)
@@ -205,22 +234,31 @@ async def test_invoice_id_is_escaped_and_signed_as_sent(client: CybersourceClien
 
 
 async def test_update_invoice(client: CybersourceClient, upstream: FakeUpstream) -> None:
-    request = InvoiceUpdateRequest.model_validate(sample_body("sdk-sample.update-invoice.request.json"))
+    request = InvoiceUpdateRequest.model_validate(
+        sample_body("sdk-sample.update-invoice.request.json")
+    )
     result = await client.update_invoice("INV-1001", request)
-    assert (upstream.last.method, upstream.last.target) == ("PUT", "/invoicing/v2/invoices/INV-1001")
+    assert (upstream.last.method, upstream.last.target) == (
+        "PUT",
+        "/invoicing/v2/invoices/INV-1001",
+    )
     assert_signed(upstream.last, with_body=True)
     assert upstream.last.body == request.to_wire()
     assert "invoiceNumber" not in upstream.last.json["invoiceInformation"]
     assert result.id == "98753" and result.status == "SENT"
 
 
-@pytest.mark.parametrize(("method_name", "action", "status"), [
-    ("send_invoice", "delivery", "SENT"),
-    ("cancel_invoice", "cancelation", "CANCELED"),
-    ("publish_invoice", "publication", "CREATED"),
-])
-async def test_action_posts_send_empty_object(client: CybersourceClient, upstream: FakeUpstream,
-                                              method_name: str, action: str, status: str) -> None:
+@pytest.mark.parametrize(
+    ("method_name", "action", "status"),
+    [
+        ("send_invoice", "delivery", "SENT"),
+        ("cancel_invoice", "cancelation", "CANCELED"),
+        ("publish_invoice", "publication", "CREATED"),
+    ],
+)
+async def test_action_posts_send_empty_object(
+    client: CybersourceClient, upstream: FakeUpstream, method_name: str, action: str, status: str
+) -> None:
     result = await getattr(client, method_name)("INV-1001")
     sent = upstream.last
     assert (sent.method, sent.target) == ("POST", f"/invoicing/v2/invoices/INV-1001/{action}")
@@ -247,10 +285,14 @@ async def test_get_invoice_settings(client: CybersourceClient, upstream: FakeUps
 
 async def test_update_invoice_settings(client: CybersourceClient, upstream: FakeUpstream) -> None:
     request = InvoiceSettingsRequest.model_validate(
-        sample_body("sdk-sample.update-invoice-settings.request.json"))
+        sample_body("sdk-sample.update-invoice-settings.request.json")
+    )
     result = await client.update_invoice_settings(request, product_type="INVOICING")
     sent = upstream.last
-    assert (sent.method, sent.target) == ("PUT", "/invoicing/v2/invoiceSettings?productType=INVOICING")
+    assert (sent.method, sent.target) == (
+        "PUT",
+        "/invoicing/v2/invoiceSettings?productType=INVOICING",
+    )
     assert_signed(sent, with_body=True)
     assert sent.body == request.to_wire()
     assert sent.json["invoiceSettingsInformation"]["payerAuthenticationInInvoicing"] == "enable"
@@ -262,7 +304,9 @@ async def test_update_invoice_settings(client: CybersourceClient, upstream: Fake
     assert_signed(upstream.last, with_body=True)
 
 
-async def test_list_merchant_defined_fields(client: CybersourceClient, upstream: FakeUpstream) -> None:
+async def test_list_merchant_defined_fields(
+    client: CybersourceClient, upstream: FakeUpstream
+) -> None:
     result = await client.list_merchant_defined_fields("Invoice")
     assert upstream.last.method == "GET"
     assert upstream.last.target == "/invoicing/v2/Invoice/merchantDefinedFields"
@@ -270,36 +314,60 @@ async def test_list_merchant_defined_fields(client: CybersourceClient, upstream:
     assert isinstance(result, MerchantDefinedFieldList)
     assert isinstance(result.raw, list)
     definition = result.definitions[0]
-    assert definition.label == "Cup" and definition.customer_visible is True and definition.read_only is False
+    assert (
+        definition.label == "Cup"
+        and definition.customer_visible is True
+        and definition.read_only is False
+    )
 
 
-async def test_create_merchant_defined_field(client: CybersourceClient, upstream: FakeUpstream) -> None:
+async def test_create_merchant_defined_field(
+    client: CybersourceClient, upstream: FakeUpstream
+) -> None:
     request = MerchantDefinedFieldRequest.model_validate(
-        sample_body("spec.create-merchant-defined-field.request.json"))
+        sample_body("spec.create-merchant-defined-field.request.json")
+    )
     result = await client.create_merchant_defined_field("Invoice", request)
     sent = upstream.last
     assert (sent.method, sent.target) == ("POST", "/invoicing/v2/Invoice/merchantDefinedFields")
     assert_signed(sent, with_body=True)
-    assert sent.json == {"fieldType": "Text", "label": "Cup", "merchantDefinedDataIndex": 15,
-                         "customerVisible": True, "readOnly": False, "textMinLength": 1,
-                         "textMaxLength": 100, "textDefaultValue": "default text"}
+    assert sent.json == {
+        "fieldType": "Text",
+        "label": "Cup",
+        "merchantDefinedDataIndex": 15,
+        "customerVisible": True,
+        "readOnly": False,
+        "textMinLength": 1,
+        "textMaxLength": 100,
+        "textDefaultValue": "default text",
+    }
     assert result.http_status == 201 and result.definitions[0].merchant_defined_data_index == 15
 
 
-async def test_update_merchant_defined_field(client: CybersourceClient, upstream: FakeUpstream) -> None:
+async def test_update_merchant_defined_field(
+    client: CybersourceClient, upstream: FakeUpstream
+) -> None:
     body = {"fieldType": "Text", "label": "Mug", "merchantDefinedDataIndex": 15}
     result = await client.update_merchant_defined_field("Purchase", 1515, body)
     sent = upstream.last
-    assert (sent.method, sent.target) == ("PUT", "/invoicing/v2/Purchase/merchantDefinedFields/1515")
+    assert (sent.method, sent.target) == (
+        "PUT",
+        "/invoicing/v2/Purchase/merchantDefinedFields/1515",
+    )
     assert_signed(sent, with_body=True)
     assert sent.json == body
     assert isinstance(result, MerchantDefinedFieldList)
 
 
-async def test_delete_merchant_defined_field(client: CybersourceClient, upstream: FakeUpstream) -> None:
+async def test_delete_merchant_defined_field(
+    client: CybersourceClient, upstream: FakeUpstream
+) -> None:
     result = await client.delete_merchant_defined_field("Donation", 7)
     sent = upstream.last
-    assert (sent.method, sent.target) == ("DELETE", "/invoicing/v2/Donation/merchantDefinedFields/7")
+    assert (sent.method, sent.target) == (
+        "DELETE",
+        "/invoicing/v2/Donation/merchantDefinedFields/7",
+    )
     assert_signed(sent, with_body=False)
     assert isinstance(result, EmptyResponse)
     assert result.raw is None and result.http_status == 204 and result.correlation_id
@@ -315,8 +383,12 @@ async def test_one_request_per_call(client: CybersourceClient, upstream: FakeUps
 
 
 async def test_meta_key_signs_portfolio_but_sends_merchant(upstream: FakeUpstream) -> None:
-    meta = profile(upstream.base_url, key_id=META_KEY_ID, shared_secret=SecretStr(META_SECRET),
-                   portfolio_id=PORTFOLIO)
+    meta = profile(
+        upstream.base_url,
+        key_id=META_KEY_ID,
+        shared_secret=SecretStr(META_SECRET),
+        portfolio_id=PORTFOLIO,
+    )
     async with CybersourceClient(meta) as cs:
         await cs.get_invoice("INV-1001")
         await cs.create_invoice(create_request())
@@ -351,7 +423,10 @@ async def test_jwt_shared_secret_hs256(upstream: FakeUpstream) -> None:
         assert "signature" not in sent.headers and "digest" not in sent.headers
     import jwt as pyjwt
 
-    assert pyjwt.get_unverified_header(upstream.requests[0].headers["authorization"][7:])["alg"] == "HS256"
+    assert (
+        pyjwt.get_unverified_header(upstream.requests[0].headers["authorization"][7:])["alg"]
+        == "HS256"
+    )
     assert upstream.requests[1].target == "/invoicing/v2/invoices?offset=0&limit=10&status=SENT"
 
 
@@ -359,23 +434,45 @@ def make_p12(path: Path, password: bytes) -> x509.Certificate:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, MERCHANT)])
     now = dt.datetime.now(dt.UTC)
-    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - dt.timedelta(minutes=5))
-                   .not_valid_after(now + dt.timedelta(days=1))
-                   .sign(key, hashes.SHA256()))
-    path.write_bytes(pkcs12.serialize_key_and_certificates(
-        MERCHANT.encode(), key, certificate, None, serialization.BestAvailableEncryption(password)))
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    path.write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            MERCHANT.encode(),
+            key,
+            certificate,
+            None,
+            serialization.BestAvailableEncryption(password),
+        )
+    )
     return certificate
 
 
 async def test_jwt_p12_rs256(upstream: FakeUpstream, tmp_path: Path) -> None:
     certificate = make_p12(tmp_path / "merchant.p12", b"p12-password")
-    upstream.add_key(VerificationKey(key_id=str(certificate.serial_number),
-                                     merchant_ids=frozenset({MERCHANT}),
-                                     public_key=certificate.public_key()))  # type: ignore[arg-type]
-    p12_profile = profile(upstream.base_url, auth="jwt", jwt_key_type="p12", shared_secret=None,
-                          p12_path=tmp_path / "merchant.p12", p12_password=SecretStr("p12-password"))
+    upstream.add_key(
+        VerificationKey(
+            key_id=str(certificate.serial_number),
+            merchant_ids=frozenset({MERCHANT}),
+            public_key=certificate.public_key(),
+        )
+    )  # type: ignore[arg-type]
+    p12_profile = profile(
+        upstream.base_url,
+        auth="jwt",
+        jwt_key_type="p12",
+        shared_secret=None,
+        p12_path=tmp_path / "merchant.p12",
+        p12_password=SecretStr("p12-password"),
+    )
     async with CybersourceClient(p12_profile) as cs:
         result = await cs.create_invoice(create_request())
         await cs.get_invoice("A123")
@@ -388,8 +485,9 @@ async def test_jwt_p12_rs256(upstream: FakeUpstream, tmp_path: Path) -> None:
         assert header["alg"] == "RS256" and header["kid"] == str(certificate.serial_number)
 
 
-async def test_p12_is_loaded_once(upstream: FakeUpstream, tmp_path: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_p12_is_loaded_once(
+    upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_p12(tmp_path / "m.p12", b"pw")
     loads: list[int] = []
     original = client_module.P12Key.load
@@ -399,8 +497,13 @@ async def test_p12_is_loaded_once(upstream: FakeUpstream, tmp_path: Path,
         return original(data, password)
 
     monkeypatch.setattr(client_module.P12Key, "load", staticmethod(counting_load))
-    p12_profile = profile(upstream.base_url, auth="jwt", jwt_key_type="p12", p12_path=tmp_path / "m.p12",
-                          p12_password=SecretStr("pw"))
+    p12_profile = profile(
+        upstream.base_url,
+        auth="jwt",
+        jwt_key_type="p12",
+        p12_path=tmp_path / "m.p12",
+        p12_password=SecretStr("pw"),
+    )
     upstream.verify = False
     async with CybersourceClient(p12_profile) as cs:
         for _ in range(3):
@@ -411,11 +514,14 @@ async def test_p12_is_loaded_once(upstream: FakeUpstream, tmp_path: Path,
 # --- environments and base URLs ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("environment", "host"), [
-    ("test", "apitest.cybersource.com"),
-    ("production", "api.cybersource.com"),
-    ("india-production", "api.in.cybersource.com"),
-])
+@pytest.mark.parametrize(
+    ("environment", "host"),
+    [
+        ("test", "apitest.cybersource.com"),
+        ("production", "api.cybersource.com"),
+        ("india-production", "api.in.cybersource.com"),
+    ],
+)
 def test_environment_hosts(environment: str, host: str) -> None:
     cs = CybersourceClient(profile(None, environment=environment))  # type: ignore[arg-type]
     assert cs.host == host
@@ -445,13 +551,26 @@ async def test_base_url_path_prefix_is_signed(upstream: FakeUpstream) -> None:
 
 
 def make_settings(base_url: str) -> Settings:
-    extra = {"name": "second", "merchant_id": MERCHANT, "key_id": META_KEY_ID, "shared_secret": META_SECRET,
-             "portfolio_id": PORTFOLIO, "base_url": base_url}
-    return Settings(app_env="test", cybersource_base_url=base_url, cybersource_merchant_id=MERCHANT,
-                    cybersource_key_id=KEY_ID, cybersource_shared_secret=SecretStr(SECRET),
-                    cybersource_profiles=[extra], cybersource_connect_timeout=1.5,
-                    cybersource_read_timeout=2.5, cybersource_total_timeout=3.5,
-                    cybersource_max_connections=7)
+    extra = {
+        "name": "second",
+        "merchant_id": MERCHANT,
+        "key_id": META_KEY_ID,
+        "shared_secret": META_SECRET,
+        "portfolio_id": PORTFOLIO,
+        "base_url": base_url,
+    }
+    return Settings(
+        app_env="test",
+        cybersource_base_url=base_url,
+        cybersource_merchant_id=MERCHANT,
+        cybersource_key_id=KEY_ID,
+        cybersource_shared_secret=SecretStr(SECRET),
+        cybersource_profiles=[extra],
+        cybersource_connect_timeout=1.5,
+        cybersource_read_timeout=2.5,
+        cybersource_total_timeout=3.5,
+        cybersource_max_connections=7,
+    )
 
 
 async def test_registry_from_settings_shares_one_session(upstream: FakeUpstream) -> None:
@@ -479,7 +598,10 @@ def test_registry_unknown_profile_is_a_clear_key_error() -> None:
     with pytest.raises(KeyError) as caught:
         clients.get("nope")
     assert isinstance(caught.value, UnknownMerchantProfileError)
-    assert str(caught.value) == "unknown Cybersource merchant profile 'nope'; configured: default, second"
+    assert (
+        str(caught.value)
+        == "unknown Cybersource merchant profile 'nope'; configured: default, second"
+    )
     with pytest.raises(UnknownMerchantProfileError):
         CybersourceClient.from_settings(make_settings("http://127.0.0.1:9"), "nope")
 
@@ -490,7 +612,9 @@ async def test_session_passed_in_is_used_and_not_closed(upstream: FakeUpstream) 
         await cs.get_invoice("A1")
         await cs.aclose()
         assert not session.closed
-        clients = CybersourceClients.from_settings(make_settings(upstream.base_url), session=session)
+        clients = CybersourceClients.from_settings(
+            make_settings(upstream.base_url), session=session
+        )
         assert clients.sessions.get() is session
         await clients.aclose()
         assert not session.closed
@@ -515,8 +639,9 @@ class RecordingLogger:
         self.events.append(("warning", event, fields))
 
 
-async def test_each_call_is_logged_without_secrets(upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+async def test_each_call_is_logged_without_secrets(
+    upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     recorder = RecordingLogger()
     monkeypatch.setattr(client_module, "_log", recorder)
     caplog.set_level(logging.INFO, logger="app.cybersource.client")
@@ -530,11 +655,19 @@ async def test_each_call_is_logged_without_secrets(upstream: FakeUpstream, monke
 
     assert [level for level, _, _ in recorder.events] == ["info", "warning", "info"]
     first = recorder.events[0][2]
-    assert first["method"] == "POST" and first["path"] == "/invoicing/v2/invoices" and first["status"] == 201
+    assert (
+        first["method"] == "POST"
+        and first["path"] == "/invoicing/v2/invoices"
+        and first["status"] == 201
+    )
     assert first["correlation_id"] == upstream.requests[0].correlation_id
     assert isinstance(first["elapsed_ms"], float)
     failed = recorder.events[1][2]
-    assert failed["status"] == 404 and failed["error"] == "RejectedError" and failed["reason"] == "NOT_FOUND"
+    assert (
+        failed["status"] == 404
+        and failed["error"] == "RejectedError"
+        and failed["reason"] == "NOT_FOUND"
+    )
     text = json.dumps([fields for _, _, fields in recorder.events])
     for sent in upstream.requests:
         for name in ("signature", "authorization"):
@@ -543,9 +676,9 @@ async def test_each_call_is_logged_without_secrets(upstream: FakeUpstream, monke
     assert SECRET not in text and "Bearer" not in text and "Signature" not in text
 
 
-async def test_nothing_is_logged_below_the_configured_level(upstream: FakeUpstream,
-                                                            monkeypatch: pytest.MonkeyPatch,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+async def test_nothing_is_logged_below_the_configured_level(
+    upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     recorder = RecordingLogger()
     monkeypatch.setattr(client_module, "_log", recorder)
     caplog.set_level(logging.ERROR, logger="app.cybersource.client")

@@ -39,13 +39,17 @@ async def upstream():
 
 @pytest.fixture
 async def client(upstream: FakeUpstream):
-    cs = CybersourceClient(profile(upstream.base_url), timeouts=Timeouts(connect=1.0, read=0.3, total=5.0))
+    cs = CybersourceClient(
+        profile(upstream.base_url), timeouts=Timeouts(connect=1.0, read=0.3, total=5.0)
+    )
     yield cs
     await cs.aclose()
 
 
 def create_body() -> InvoiceCreateRequest:
-    return InvoiceCreateRequest.model_validate(sample_body("devguide.create-invoice.minimal.request.json"))
+    return InvoiceCreateRequest.model_validate(
+        sample_body("devguide.create-invoice.minimal.request.json")
+    )
 
 
 async def call(client: CybersourceClient, operation: str) -> Any:
@@ -99,8 +103,9 @@ async def test_429_retry_after_http_date(client: CybersourceClient, upstream: Fa
     assert caught.value.body is None
 
 
-async def test_502_general_system_failure_is_flagged(client: CybersourceClient,
-                                                     upstream: FakeUpstream) -> None:
+async def test_502_general_system_failure_is_flagged(
+    client: CybersourceClient, upstream: FakeUpstream
+) -> None:
     body = sample_body("spec.error.502.response.json")
     upstream.reply(502, body)
     with pytest.raises(TransientError) as caught:
@@ -112,29 +117,41 @@ async def test_502_general_system_failure_is_flagged(client: CybersourceClient,
     assert len(upstream.requests) == 1
 
 
-@pytest.mark.parametrize("body", [
-    {"status": "SERVER_ERROR", "reason": "SYSTEM_ERROR", "message": "Error - General system failure."},
-    {"status": "SERVER_ERROR", "reason": "SYSTEM_ERROR", "id": "6172811112996053203526"},
-    {"errorInformation": {"reason": "whatever", "message": "General System Failure"}},
-])
-async def test_502_general_failure_variants(client: CybersourceClient, upstream: FakeUpstream,
-                                            body: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        {
+            "status": "SERVER_ERROR",
+            "reason": "SYSTEM_ERROR",
+            "message": "Error - General system failure.",
+        },
+        {"status": "SERVER_ERROR", "reason": "SYSTEM_ERROR", "id": "6172811112996053203526"},
+        {"errorInformation": {"reason": "whatever", "message": "General System Failure"}},
+    ],
+)
+async def test_502_general_failure_variants(
+    client: CybersourceClient, upstream: FakeUpstream, body: dict[str, Any]
+) -> None:
     upstream.reply(502, body)
     with pytest.raises(GeneralSystemFailureError):
         await client.get_invoice_settings()
 
 
-@pytest.mark.parametrize(("status", "body", "raw"), [
-    (502, {"status": "SERVER_ERROR", "reason": "SERVER_TIMEOUT", "message": "Timed out"}, None),
-    (502, None, b"<html>Bad Gateway</html>"),
-    (500, {"errorInformation": {"reason": "SYSTEM_ERROR", "message": "Internal"}}, None),
-    (503, None, b"Service Unavailable"),
-    (504, {"status": "SERVER_ERROR", "reason": "SERVICE_TIMEOUT"}, None),
-    (599, None, None),
-    (408, None, None),
-])
-async def test_5xx_are_transient(client: CybersourceClient, upstream: FakeUpstream, status: int,
-                                 body: Any, raw: bytes | None) -> None:
+@pytest.mark.parametrize(
+    ("status", "body", "raw"),
+    [
+        (502, {"status": "SERVER_ERROR", "reason": "SERVER_TIMEOUT", "message": "Timed out"}, None),
+        (502, None, b"<html>Bad Gateway</html>"),
+        (500, {"errorInformation": {"reason": "SYSTEM_ERROR", "message": "Internal"}}, None),
+        (503, None, b"Service Unavailable"),
+        (504, {"status": "SERVER_ERROR", "reason": "SERVICE_TIMEOUT"}, None),
+        (599, None, None),
+        (408, None, None),
+    ],
+)
+async def test_5xx_are_transient(
+    client: CybersourceClient, upstream: FakeUpstream, status: int, body: Any, raw: bytes | None
+) -> None:
     upstream.reply(status, body, raw=raw)
     with pytest.raises(TransientError) as caught:
         await client.create_invoice(create_body())
@@ -155,9 +172,13 @@ async def test_503_retry_after_is_kept(client: CybersourceClient, upstream: Fake
 
 
 async def test_400_duplicate_record(client: CybersourceClient, upstream: FakeUpstream) -> None:
-    body = {"submitTimeUtc": "2025-01-01T00:00:00Z", "status": "BADREQUEST", "reason": "DUPLICATE_RECORD",
-            "message": "Invoice number already exists", "details": [{"field": "invoiceNumber",
-                                                                    "reason": "duplicate"}]}
+    body = {
+        "submitTimeUtc": "2025-01-01T00:00:00Z",
+        "status": "BADREQUEST",
+        "reason": "DUPLICATE_RECORD",
+        "message": "Invoice number already exists",
+        "details": [{"field": "invoiceNumber", "reason": "duplicate"}],
+    }
     upstream.reply(400, body)
     with pytest.raises(RejectedError) as caught:
         await client.create_invoice(create_body())
@@ -168,36 +189,57 @@ async def test_400_duplicate_record(client: CybersourceClient, upstream: FakeUps
     assert error.body == body
 
 
-@pytest.mark.parametrize("reason", ["DUPLICATE_RECORD", "duplicate_record", "Duplicate Record",
-                                    "DUPLICATE_RECORDS", "duplicate-record"])
-async def test_duplicate_record_spellings(client: CybersourceClient, upstream: FakeUpstream,
-                                          reason: str) -> None:
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "DUPLICATE_RECORD",
+        "duplicate_record",
+        "Duplicate Record",
+        "DUPLICATE_RECORDS",
+        "duplicate-record",
+    ],
+)
+async def test_duplicate_record_spellings(
+    client: CybersourceClient, upstream: FakeUpstream, reason: str
+) -> None:
     upstream.reply(400, {"status": "BADREQUEST", "reason": reason})
     with pytest.raises(RejectedError) as caught:
         await client.create_invoice(create_body())
     assert caught.value.is_duplicate_record
 
 
-@pytest.mark.parametrize("body", [
-    {"status": "BADREQUEST", "reason": "ACTION_NOT_ALLOWED", "message": "Requested action is not allowed."},
-    {"status": "BADREQUEST", "message": "Requested action is not allowed."},
-    {"status": "BADREQUEST", "reason": "action not allowed"},
-])
-async def test_400_action_not_allowed(client: CybersourceClient, upstream: FakeUpstream,
-                                      body: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        {
+            "status": "BADREQUEST",
+            "reason": "ACTION_NOT_ALLOWED",
+            "message": "Requested action is not allowed.",
+        },
+        {"status": "BADREQUEST", "message": "Requested action is not allowed."},
+        {"status": "BADREQUEST", "reason": "action not allowed"},
+    ],
+)
+async def test_400_action_not_allowed(
+    client: CybersourceClient, upstream: FakeUpstream, body: dict[str, Any]
+) -> None:
     upstream.reply(400, body)
     with pytest.raises(RejectedError) as caught:
         await client.send_invoice("INV-1")
     assert caught.value.is_action_not_allowed and caught.value.reason == "ACTION_NOT_ALLOWED"
 
 
-async def test_400_validation_error_keeps_details(client: CybersourceClient, upstream: FakeUpstream) -> None:
+async def test_400_validation_error_keeps_details(
+    client: CybersourceClient, upstream: FakeUpstream
+) -> None:
     body = sample_body("spec.error.400.response.json")
     upstream.reply(400, body)
     with pytest.raises(RejectedError) as caught:
         await client.create_invoice(create_body())
     assert caught.value.reason == "VALIDATION_ERROR"
-    assert caught.value.details == [{"field": "customerInformation.email", "reason": "Invalid email"}]
+    assert caught.value.details == [
+        {"field": "customerInformation.email", "reason": "Invalid email"}
+    ]
     assert "Field validation errors." in str(caught.value)
 
 
@@ -206,24 +248,32 @@ async def test_404_not_found(client: CybersourceClient, upstream: FakeUpstream) 
     upstream.reply(404, body)
     with pytest.raises(RejectedError) as caught:
         await client.get_invoice("NOPE")
-    assert caught.value.is_not_found and caught.value.reason == "NOT_FOUND" and caught.value.body == body
+    assert (
+        caught.value.is_not_found
+        and caught.value.reason == "NOT_FOUND"
+        and caught.value.body == body
+    )
 
 
 @pytest.mark.parametrize("status", [400, 404, 409, 412])
-async def test_merchant_defined_field_errors_read_response_data(client: CybersourceClient,
-                                                                upstream: FakeUpstream, status: int) -> None:
+async def test_merchant_defined_field_errors_read_response_data(
+    client: CybersourceClient, upstream: FakeUpstream, status: int
+) -> None:
     body = sample_body("spec.merchant-defined-fields.error.response.json")
     upstream.reply(status, body)
     with pytest.raises(RejectedError) as caught:
-        await client.create_merchant_defined_field("Invoice", {"fieldType": "Text", "label": "x",
-                                                               "merchantDefinedDataIndex": 1})
+        await client.create_merchant_defined_field(
+            "Invoice", {"fieldType": "Text", "label": "x", "merchantDefinedDataIndex": 1}
+        )
     error = caught.value
     assert error.status == status
     assert error.reason == "MERCHANT_DEFINED_FIELD_ALREADY_UPDATED"
     assert len(error.details) == 9 and error.details[0]["field"] == "customerVisible readOnly"
 
 
-async def test_422_and_other_4xx_are_rejected(client: CybersourceClient, upstream: FakeUpstream) -> None:
+async def test_422_and_other_4xx_are_rejected(
+    client: CybersourceClient, upstream: FakeUpstream
+) -> None:
     upstream.reply(422, {"reason": "INVALID_DATA"})
     upstream.reply(415, None, raw=b"unsupported")
     with pytest.raises(RejectedError) as first:
@@ -233,14 +283,18 @@ async def test_422_and_other_4xx_are_rejected(client: CybersourceClient, upstrea
     assert first.value.reason == "INVALID_DATA" and second.value.body == "unsupported"
 
 
-@pytest.mark.parametrize(("status", "body", "raw"), [
-    (401, None, b"Authentication Failed"),
-    (401, {"response": {"rmsg": "Authentication Failed"}}, None),
-    (401, None, b"{not json"),
-    (403, {"status": "FORBIDDEN"}, None),
-])
-async def test_401_403_are_authentication_errors(client: CybersourceClient, upstream: FakeUpstream,
-                                                 status: int, body: Any, raw: bytes | None) -> None:
+@pytest.mark.parametrize(
+    ("status", "body", "raw"),
+    [
+        (401, None, b"Authentication Failed"),
+        (401, {"response": {"rmsg": "Authentication Failed"}}, None),
+        (401, None, b"{not json"),
+        (403, {"status": "FORBIDDEN"}, None),
+    ],
+)
+async def test_401_403_are_authentication_errors(
+    client: CybersourceClient, upstream: FakeUpstream, status: int, body: Any, raw: bytes | None
+) -> None:
     upstream.reply(status, body, raw=raw)
     with pytest.raises(AuthenticationError) as caught:
         await client.create_invoice(create_body())
@@ -248,8 +302,12 @@ async def test_401_403_are_authentication_errors(client: CybersourceClient, upst
     assert caught.value.body == (body if body is not None else raw.decode())  # type: ignore[union-attr]
 
 
-async def test_redirects_are_not_followed(client: CybersourceClient, upstream: FakeUpstream) -> None:
-    upstream.reply(302, None, headers={"Location": "https://elsewhere.example/invoicing/v2/invoices"})
+async def test_redirects_are_not_followed(
+    client: CybersourceClient, upstream: FakeUpstream
+) -> None:
+    upstream.reply(
+        302, None, headers={"Location": "https://elsewhere.example/invoicing/v2/invoices"}
+    )
     with pytest.raises(RejectedError) as caught:
         await client.create_invoice(create_body())
     assert caught.value.status == 302 and "not followed" in str(caught.value)
@@ -260,8 +318,9 @@ async def test_redirects_are_not_followed(client: CybersourceClient, upstream: F
 
 
 @pytest.mark.parametrize("operation", UNSAFE)
-async def test_read_timeout_after_sending_is_ambiguous(client: CybersourceClient, upstream: FakeUpstream,
-                                                       operation: str) -> None:
+async def test_read_timeout_after_sending_is_ambiguous(
+    client: CybersourceClient, upstream: FakeUpstream, operation: str
+) -> None:
     upstream.reply(201, {"id": "late"}, delay=2.0)
     started = time.perf_counter()
     with pytest.raises(AmbiguousError) as caught:
@@ -272,8 +331,9 @@ async def test_read_timeout_after_sending_is_ambiguous(client: CybersourceClient
 
 
 @pytest.mark.parametrize("operation", SAFE)
-async def test_read_timeout_on_a_read_is_transient(client: CybersourceClient, upstream: FakeUpstream,
-                                                   operation: str) -> None:
+async def test_read_timeout_on_a_read_is_transient(
+    client: CybersourceClient, upstream: FakeUpstream, operation: str
+) -> None:
     upstream.reply(200, {}, delay=2.0)
     with pytest.raises(TransientError):
         await call(client, operation)
@@ -281,18 +341,30 @@ async def test_read_timeout_on_a_read_is_transient(client: CybersourceClient, up
 
 async def test_total_timeout_on_create_is_ambiguous(upstream: FakeUpstream) -> None:
     upstream.reply(201, {"id": "late"}, delay=2.0)
-    async with CybersourceClient(profile(upstream.base_url),
-                                 timeouts=Timeouts(connect=1.0, read=5.0, total=0.3)) as cs:
+    async with CybersourceClient(
+        profile(upstream.base_url), timeouts=Timeouts(connect=1.0, read=5.0, total=0.3)
+    ) as cs:
         with pytest.raises(AmbiguousError):
             await cs.create_invoice(create_body())
 
 
-@pytest.mark.parametrize(("operation", "expected"), [
-    ("create", AmbiguousError), ("cancel", AmbiguousError), ("update", AmbiguousError),
-    ("delete_field", AmbiguousError), ("get", TransientError), ("list", TransientError),
-])
-async def test_server_disconnect_after_receiving(client: CybersourceClient, upstream: FakeUpstream,
-                                                 operation: str, expected: type[CybersourceError]) -> None:
+@pytest.mark.parametrize(
+    ("operation", "expected"),
+    [
+        ("create", AmbiguousError),
+        ("cancel", AmbiguousError),
+        ("update", AmbiguousError),
+        ("delete_field", AmbiguousError),
+        ("get", TransientError),
+        ("list", TransientError),
+    ],
+)
+async def test_server_disconnect_after_receiving(
+    client: CybersourceClient,
+    upstream: FakeUpstream,
+    operation: str,
+    expected: type[CybersourceError],
+) -> None:
     await client.get_invoice_settings()  # leave a keep-alive connection in the pool
     upstream.reply(drop=True)
     with pytest.raises(expected) as caught:
@@ -318,9 +390,15 @@ async def test_connection_refused_is_transient(operation: str) -> None:
     assert isinstance(caught.value.__cause__, aiohttp.ClientConnectorError)
 
 
-@pytest.mark.parametrize(("operation", "expected"), [("create", AmbiguousError), ("get", TransientError)])
-async def test_unreadable_2xx_body(client: CybersourceClient, upstream: FakeUpstream, operation: str,
-                                   expected: type[CybersourceError]) -> None:
+@pytest.mark.parametrize(
+    ("operation", "expected"), [("create", AmbiguousError), ("get", TransientError)]
+)
+async def test_unreadable_2xx_body(
+    client: CybersourceClient,
+    upstream: FakeUpstream,
+    operation: str,
+    expected: type[CybersourceError],
+) -> None:
     upstream.reply(201, None, raw=b"<html>ok</html>")
     with pytest.raises(expected) as caught:
         await call(client, operation)
@@ -333,16 +411,24 @@ async def test_unreadable_2xx_body(client: CybersourceClient, upstream: FakeUpst
 def test_error_for_exception_table() -> None:
     connect_failures: list[BaseException] = [
         aiohttp.ConnectionTimeoutError("connect"),
-        aiohttp.ClientConnectorError(aiohttp.client_reqrep.ConnectionKey(  # type: ignore[attr-defined]
-            "h", 443, True, True, None, None, None), OSError(111, "refused")),
+        aiohttp.ClientConnectorError(
+            aiohttp.client_reqrep.ConnectionKey(  # type: ignore[attr-defined]
+                "h", 443, True, True, None, None, None
+            ),
+            OSError(111, "refused"),
+        ),
     ]
     for exc in connect_failures:
         for method in ("GET", "POST", "PUT", "DELETE"):
             assert type(error_for_exception(exc, method=method)) is TransientError
     after_sending: list[BaseException] = [
-        aiohttp.SocketTimeoutError("read"), aiohttp.ServerDisconnectedError(),
-        aiohttp.ClientPayloadError("broken"), aiohttp.ClientOSError(104, "reset"), TimeoutError(),
-        ConnectionResetError(), aiohttp.ClientConnectionResetError("reset"),
+        aiohttp.SocketTimeoutError("read"),
+        aiohttp.ServerDisconnectedError(),
+        aiohttp.ClientPayloadError("broken"),
+        aiohttp.ClientOSError(104, "reset"),
+        TimeoutError(),
+        ConnectionResetError(),
+        aiohttp.ClientConnectionResetError("reset"),
     ]
     for exc in after_sending:
         assert type(error_for_exception(exc, method="GET")) is TransientError
@@ -372,6 +458,12 @@ def test_canonical_reason() -> None:
 
 
 def test_error_for_response_on_bodies_outside_the_spec() -> None:
-    for body in (None, "text", [1, 2], {"status": 400, "details": "not a list"}, {"details": [1, "x"]}):
+    for body in (
+        None,
+        "text",
+        [1, 2],
+        {"status": 400, "details": "not a list"},
+        {"details": [1, "x"]},
+    ):
         error = error_for_response(method="POST", status=400, body=body)
         assert isinstance(error, RejectedError) and error.body == body and error.details == []

@@ -39,9 +39,15 @@ PORTFOLIO = "acme_portfolio"
 META_KEY_ID = "6a1d8b3f-4c2e-4d9f-8b7a-123456789abc"
 META_SECRET = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="
 
-HTTP_KEY = VerificationKey(key_id=KEY_ID, merchant_ids=frozenset({MERCHANT}), secret=decode_secret(SECRET))
-META_KEY = VerificationKey(key_id=META_KEY_ID, merchant_ids=frozenset({MERCHANT}),
-                           secret=decode_secret(META_SECRET), portfolio_id=PORTFOLIO)
+HTTP_KEY = VerificationKey(
+    key_id=KEY_ID, merchant_ids=frozenset({MERCHANT}), secret=decode_secret(SECRET)
+)
+META_KEY = VerificationKey(
+    key_id=META_KEY_ID,
+    merchant_ids=frozenset({MERCHANT}),
+    secret=decode_secret(META_SECRET),
+    portfolio_id=PORTFOLIO,
+)
 
 
 def sample(name: str) -> dict[str, Any]:
@@ -53,8 +59,13 @@ def sample_body(name: str) -> Any:
 
 
 def profile(base_url: str, **overrides: Any) -> MerchantProfile:
-    values: dict[str, Any] = {"name": "default", "merchant_id": MERCHANT, "key_id": KEY_ID,
-                              "shared_secret": SecretStr(SECRET), "base_url": base_url}
+    values: dict[str, Any] = {
+        "name": "default",
+        "merchant_id": MERCHANT,
+        "key_id": KEY_ID,
+        "shared_secret": SecretStr(SECRET),
+        "base_url": base_url,
+    }
     values.update(overrides)
     return MerchantProfile(**values)
 
@@ -95,8 +106,18 @@ DEFAULTS: list[tuple[str, str, int, str | None]] = [
     ("GET", r"/invoicing/v2/invoices/[^/]+", 200, "spec.get-invoice.200.response.json"),
     ("PUT", r"/invoicing/v2/invoices/[^/]+", 200, "spec.update-invoice.200.response.json"),
     ("POST", r"/invoicing/v2/invoices/[^/]+/delivery", 200, "spec.send-invoice.200.response.json"),
-    ("POST", r"/invoicing/v2/invoices/[^/]+/cancelation", 200, "spec.cancel-invoice.200.response.json"),
-    ("POST", r"/invoicing/v2/invoices/[^/]+/publication", 200, "spec.publish-invoice.200.response.json"),
+    (
+        "POST",
+        r"/invoicing/v2/invoices/[^/]+/cancelation",
+        200,
+        "spec.cancel-invoice.200.response.json",
+    ),
+    (
+        "POST",
+        r"/invoicing/v2/invoices/[^/]+/publication",
+        200,
+        "spec.publish-invoice.200.response.json",
+    ),
     ("GET", r"/invoicing/v2/invoiceSettings", 200, "spec.get-invoice-settings.200.response.json"),
     ("PUT", r"/invoicing/v2/invoiceSettings", 200, "spec.get-invoice-settings.200.response.json"),
     ("GET", r"/invoicing/v2/[^/]+/merchantDefinedFields", 200, MDF_LIST),
@@ -107,8 +128,13 @@ DEFAULTS: list[tuple[str, str, int, str | None]] = [
 
 
 class FakeUpstream:
-    def __init__(self, keys: list[VerificationKey] | None = None, *, expected_host: str = "127.0.0.1",
-                 verify: bool = True) -> None:
+    def __init__(
+        self,
+        keys: list[VerificationKey] | None = None,
+        *,
+        expected_host: str = "127.0.0.1",
+        verify: bool = True,
+    ) -> None:
         self.keys = {key.key_id: key for key in (keys or [HTTP_KEY, META_KEY])}
         self.expected_host = expected_host
         self.verify = verify
@@ -151,15 +177,31 @@ class FakeUpstream:
         if self.verify:
             verifier = verify_jwt if scheme == "jwt" else verify_http_signature
             try:
-                merchant_id = verifier(method=request.method, target=target, headers=headers, body=body,
-                                       lookup=self.keys.get, expected_host=self.expected_host)
+                merchant_id = verifier(
+                    method=request.method,
+                    target=target,
+                    headers=headers,
+                    body=body,
+                    lookup=self.keys.get,
+                    expected_host=self.expected_host,
+                )
             except SignatureInvalid as exc:
                 auth_error = exc.reason
         correlation_id = str(uuid.uuid4())
-        self.requests.append(Recorded(method=request.method, target=target, path=request.path,
-                                      query=list(request.query.items()), headers=headers, body=body,
-                                      merchant_id=merchant_id, auth_error=auth_error, scheme=scheme,
-                                      correlation_id=correlation_id))
+        self.requests.append(
+            Recorded(
+                method=request.method,
+                target=target,
+                path=request.path,
+                query=list(request.query.items()),
+                headers=headers,
+                body=body,
+                merchant_id=merchant_id,
+                auth_error=auth_error,
+                scheme=scheme,
+                correlation_id=correlation_id,
+            )
+        )
         correlation = {"v-c-correlation-id": correlation_id}
         if auth_error is not None:
             return web.Response(status=401, text="Authentication Failed", headers=correlation)
@@ -177,8 +219,12 @@ class FakeUpstream:
             return web.Response(status=reply.status, body=reply.raw, headers=headers_out)
         if reply.body is None:
             return web.Response(status=reply.status, headers=headers_out)
-        return web.Response(status=reply.status, text=json.dumps(reply.body),
-                            content_type="application/hal+json", headers=headers_out)
+        return web.Response(
+            status=reply.status,
+            text=json.dumps(reply.body),
+            content_type="application/hal+json",
+            headers=headers_out,
+        )
 
     @staticmethod
     def _default(method: str, path: str) -> Reply:

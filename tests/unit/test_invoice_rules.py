@@ -12,14 +12,30 @@ from app.invoices.schemas import InvoiceCreate
 
 BASE = {
     "customerInformation": {"name": "Tanya Lee", "email": "tanya@example.com"},
-    "invoiceInformation": {"description": "Consulting", "dueDate": "2026-12-31", "allowPartialPayments": True},
+    "invoiceInformation": {
+        "description": "Consulting",
+        "dueDate": "2026-12-31",
+        "allowPartialPayments": True,
+    },
     "orderInformation": {
-        "amountDetails": {"totalAmount": "227.00", "currency": "USD", "subAmount": "210.00",
-                          "discountAmount": "10.00", "taxDetails": {"amount": "17.00"}, "freight": {"amount": "10.00"}},
+        "amountDetails": {
+            "totalAmount": "227.00",
+            "currency": "USD",
+            "subAmount": "210.00",
+            "discountAmount": "10.00",
+            "taxDetails": {"amount": "17.00"},
+            "freight": {"amount": "10.00"},
+        },
         "lineItems": [
             {"productName": "Hours", "quantity": 2, "unitPrice": "50.00", "totalAmount": "100.00"},
-            {"productName": "Licence", "quantity": 1, "unitPrice": "120.00", "discountPercent": "10",
-             "taxRate": "1.852", "totalAmount": "110.00"},
+            {
+                "productName": "Licence",
+                "quantity": 1,
+                "unitPrice": "120.00",
+                "discountPercent": "10",
+                "taxRate": "1.852",
+                "totalAmount": "110.00",
+            },
         ],
     },
 }
@@ -48,27 +64,45 @@ def test_consistent_invoice_passes():
 
 
 def test_line_total_must_match_quantity_price_discount_and_tax():
-    errors = check_invoice(body(orderInformation__lineItems__0__totalAmount="99.00"), check_totals=True)
+    errors = check_invoice(
+        body(orderInformation__lineItems__0__totalAmount="99.00"), check_totals=True
+    )
     assert fields(errors) == ["orderInformation.lineItems[0].totalAmount"]
     assert "100.00" in errors[0]["message"]
 
 
 def test_sub_amount_and_total_must_add_up():
-    errors = check_invoice(body(orderInformation__amountDetails__subAmount="200.00"), check_totals=True)
+    errors = check_invoice(
+        body(orderInformation__amountDetails__subAmount="200.00"), check_totals=True
+    )
     assert "orderInformation.amountDetails.subAmount" in fields(errors)
-    errors = check_invoice(body(orderInformation__amountDetails__totalAmount="230.00"), check_totals=True)
+    errors = check_invoice(
+        body(orderInformation__amountDetails__totalAmount="230.00"), check_totals=True
+    )
     assert fields(errors) == ["orderInformation.amountDetails.totalAmount"]
 
 
 def test_pass_through_mode_skips_arithmetic_but_not_rules():
-    assert check_invoice(body(orderInformation__amountDetails__totalAmount="230.00"), check_totals=False) == []
-    errors = check_invoice(body(invoiceInformation__allowPartialPayments=False,
-                                orderInformation__amountDetails__minimumPartialAmount="5.00"), check_totals=False)
+    assert (
+        check_invoice(
+            body(orderInformation__amountDetails__totalAmount="230.00"), check_totals=False
+        )
+        == []
+    )
+    errors = check_invoice(
+        body(
+            invoiceInformation__allowPartialPayments=False,
+            orderInformation__amountDetails__minimumPartialAmount="5.00",
+        ),
+        check_totals=False,
+    )
     assert fields(errors) == ["orderInformation.amountDetails.minimumPartialAmount"]
 
 
 def test_minimum_partial_amount_not_above_total():
-    errors = check_invoice(body(orderInformation__amountDetails__minimumPartialAmount="500.00"), check_totals=True)
+    errors = check_invoice(
+        body(orderInformation__amountDetails__minimumPartialAmount="500.00"), check_totals=True
+    )
     assert fields(errors) == ["orderInformation.amountDetails.minimumPartialAmount"]
 
 
@@ -79,8 +113,10 @@ def test_currency_decimals():
 
 
 def test_send_by_email_needs_an_address():
-    errors = check_invoice(body(invoiceInformation__sendImmediately=True, customerInformation__email=None),
-                           check_totals=True)
+    errors = check_invoice(
+        body(invoiceInformation__sendImmediately=True, customerInformation__email=None),
+        check_totals=True,
+    )
     assert fields(errors) == ["customerInformation.email"]
 
 
@@ -115,6 +151,10 @@ def test_upstream_body_keeps_cybersource_names_and_adds_solution_id():
     assert data["invoiceInformation"]["dueDate"] == "2026-12-31"
     assert data["clientReferenceInformation"]["partner"]["solutionId"] == "SOL123"
     assert data["orderInformation"]["lineItems"][0]["unitPrice"] == "50.00"
-    caller_set = upstream_body(InvoiceCreate.model_validate(
-        {**BASE, "clientReferenceInformation": {"partner": {"solutionId": "MINE"}}}), solution_id="SOL123")
+    caller_set = upstream_body(
+        InvoiceCreate.model_validate(
+            {**BASE, "clientReferenceInformation": {"partner": {"solutionId": "MINE"}}}
+        ),
+        solution_id="SOL123",
+    )
     assert caller_set["clientReferenceInformation"]["partner"]["solutionId"] == "MINE"

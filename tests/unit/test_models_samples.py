@@ -34,8 +34,21 @@ from app.cybersource.models import (
 )
 from tests.unit.test_client_upstream import SAMPLES, FakeUpstream, profile
 
-AMOUNT_KEYS = frozenset({"totalAmount", "balanceAmount", "discountAmount", "discountPercent", "subAmount",
-                         "minimumPartialAmount", "amount", "rate", "taxRate", "unitPrice", "taxAmount"})
+AMOUNT_KEYS = frozenset(
+    {
+        "totalAmount",
+        "balanceAmount",
+        "discountAmount",
+        "discountPercent",
+        "subAmount",
+        "minimumPartialAmount",
+        "amount",
+        "rate",
+        "taxRate",
+        "unitPrice",
+        "taxAmount",
+    }
+)
 BOOLEAN_TEXT_KEYS = frozenset({"customerVisible", "readOnly"})
 
 REQUEST_MODELS: dict[str, type[CybersourceModel]] = {
@@ -46,10 +59,15 @@ REQUEST_MODELS: dict[str, type[CybersourceModel]] = {
     "putMerchantDefinedFieldsDefinitions": MerchantDefinedFieldRequest,
 }
 ACTION_OPERATIONS = frozenset({"performSendAction", "performCancelAction", "performPublishAction"})
-READ_OPERATIONS = frozenset({"getInvoice", "getAllInvoices", "getInvoiceSettings",
-                             "getMerchantDefinedFieldsDefinitions"})
-INVOICING_OPERATIONS = frozenset(REQUEST_MODELS) | ACTION_OPERATIONS | READ_OPERATIONS | {
-    "deleteMerchantDefinedFieldsDefinitions"}
+READ_OPERATIONS = frozenset(
+    {"getInvoice", "getAllInvoices", "getInvoiceSettings", "getMerchantDefinedFieldsDefinitions"}
+)
+INVOICING_OPERATIONS = (
+    frozenset(REQUEST_MODELS)
+    | ACTION_OPERATIONS
+    | READ_OPERATIONS
+    | {"deleteMerchantDefinedFieldsDefinitions"}
+)
 NOT_INVOICING = {"sdk-sample.create-invoicing-webhook.request.json"}  # /notification-subscriptions
 
 RESPONSE_MODELS: dict[str, type[UpstreamResult]] = {
@@ -151,7 +169,9 @@ def test_request_sample_round_trips_with_the_same_meaning(name: str) -> None:
     sample = load(name)
     if "fragment" in sample:  # devguide line items: a piece of a create/update body
         order = OrderInformation.model_validate(sample["fragment"]["orderInformation"])
-        assert normalise(order.to_cybersource()) == normalise(sample["fragment"]["orderInformation"])
+        assert normalise(order.to_cybersource()) == normalise(
+            sample["fragment"]["orderInformation"]
+        )
         wire_types_ok(json.loads(order.to_wire()))
         return
     operation = sample["operationId"]
@@ -191,7 +211,8 @@ async def send(client: CybersourceClient, operation: str, sample: dict[str, Any]
             await client.update_invoice_settings(InvoiceSettingsRequest.model_validate(body))
         case "createMerchantDefinedFieldDefinition":
             await client.create_merchant_defined_field(
-                "Invoice", MerchantDefinedFieldRequest.model_validate(body))
+                "Invoice", MerchantDefinedFieldRequest.model_validate(body)
+            )
         case "performSendAction":
             await client.send_invoice(invoice_id)
         case "performCancelAction":
@@ -245,9 +266,16 @@ def test_response_sample_parses(name: str) -> None:
     assert normalise(dumped) == normalise(body)
 
 
-@pytest.mark.parametrize("name", [n for n in RESPONSE_SAMPLES
-                                  if load(n)["operationId"] in RESPONSE_MODELS and load(n)["status"] < 300
-                                  and RESPONSE_MODELS[load(n)["operationId"]] is InvoiceResponse])
+@pytest.mark.parametrize(
+    "name",
+    [
+        n
+        for n in RESPONSE_SAMPLES
+        if load(n)["operationId"] in RESPONSE_MODELS
+        and load(n)["status"] < 300
+        and RESPONSE_MODELS[load(n)["operationId"]] is InvoiceResponse
+    ],
+)
 def test_invoice_response_samples_are_typed(name: str) -> None:
     sample = load(name)
     body = sample["body"]
@@ -263,10 +291,15 @@ def test_invoice_response_samples_are_typed(name: str) -> None:
     amounts = invoice.order_information.amount_details  # type: ignore[union-attr]
     assert amounts is not None
     assert isinstance(amounts.total_amount, Decimal)
-    assert amounts.total_amount == Decimal(str(body["orderInformation"]["amountDetails"]["totalAmount"]))
+    assert amounts.total_amount == Decimal(
+        str(body["orderInformation"]["amountDetails"]["totalAmount"])
+    )
     assert amounts.currency == "USD" and isinstance(amounts.balance_amount, Decimal)
-    for item, raw in zip(invoice.order_information.line_items or [],  # type: ignore[union-attr]
-                         body["orderInformation"].get("lineItems", []), strict=True):
+    for item, raw in zip(
+        invoice.order_information.line_items or [],  # type: ignore[union-attr]
+        body["orderInformation"].get("lineItems", []),
+        strict=True,
+    ):
         assert type(item.quantity) is int and item.quantity == int(raw["quantity"])
         assert item.product_sku == raw["productSku"]
         assert isinstance(item.total_amount, Decimal)
@@ -274,33 +307,72 @@ def test_invoice_response_samples_are_typed(name: str) -> None:
 
 
 def test_request_models_accept_the_quirks() -> None:
-    body = {"invoiceInformation": {"dueDate": "2025-12-31", "deliveryMode": "Email", "sendImmediately": "true"},
-            "orderInformation": {"amountDetails": {"totalAmount": 293.5, "currency": "USD"},
-                                 "lineItems": [{"productSKU": "S-1", "quantity": "20", "unitPrice": 12.05,
-                                                "taxRate": None, "futureField": "kept"}]},
-            "somethingNew": {"x": 1}}
+    body = {
+        "invoiceInformation": {
+            "dueDate": "2025-12-31",
+            "deliveryMode": "Email",
+            "sendImmediately": "true",
+        },
+        "orderInformation": {
+            "amountDetails": {"totalAmount": 293.5, "currency": "USD"},
+            "lineItems": [
+                {
+                    "productSKU": "S-1",
+                    "quantity": "20",
+                    "unitPrice": 12.05,
+                    "taxRate": None,
+                    "futureField": "kept",
+                }
+            ],
+        },
+        "somethingNew": {"x": 1},
+    }
     request = InvoiceCreateRequest.model_validate(body)
     assert json.loads(request.to_wire()) == {
-        "invoiceInformation": {"dueDate": "2025-12-31", "deliveryMode": "email", "sendImmediately": True},
-        "orderInformation": {"amountDetails": {"totalAmount": "293.5", "currency": "USD"},
-                             "lineItems": [{"productSku": "S-1", "quantity": 20, "unitPrice": "12.05",
-                                            "futureField": "kept"}]},
-        "somethingNew": {"x": 1}}
-    by_name = InvoiceCreateRequest(invoice_information={"due_date": "2025-12-31"},  # type: ignore[arg-type]
-                                   order_information={"amount_details": {  # type: ignore[arg-type]
-                                       "total_amount": Decimal("1E+2"), "currency": "USD"}})
-    assert by_name.to_cybersource() == {"invoiceInformation": {"dueDate": "2025-12-31"},
-                                        "orderInformation": {"amountDetails": {"totalAmount": "100",
-                                                                               "currency": "USD"}}}
+        "invoiceInformation": {
+            "dueDate": "2025-12-31",
+            "deliveryMode": "email",
+            "sendImmediately": True,
+        },
+        "orderInformation": {
+            "amountDetails": {"totalAmount": "293.5", "currency": "USD"},
+            "lineItems": [
+                {"productSku": "S-1", "quantity": 20, "unitPrice": "12.05", "futureField": "kept"}
+            ],
+        },
+        "somethingNew": {"x": 1},
+    }
+    by_name = InvoiceCreateRequest(
+        invoice_information={"due_date": "2025-12-31"},  # type: ignore[arg-type]
+        order_information={
+            "amount_details": {  # type: ignore[arg-type]
+                "total_amount": Decimal("1E+2"),
+                "currency": "USD",
+            }
+        },
+    )
+    assert by_name.to_cybersource() == {
+        "invoiceInformation": {"dueDate": "2025-12-31"},
+        "orderInformation": {"amountDetails": {"totalAmount": "100", "currency": "USD"}},
+    }
 
 
-@pytest.mark.parametrize("body", [
-    {"invoiceInformation": {}, "orderInformation": {"amountDetails": {"currency": "USD"}}},
-    {"invoiceInformation": {}, "orderInformation": {}},
-    {"orderInformation": {"amountDetails": {"totalAmount": "1", "currency": "USD"}}},
-    {"invoiceInformation": {}, "orderInformation": {"amountDetails": {"totalAmount": "NaN", "currency": "USD"}}},
-    {"invoiceInformation": {}, "orderInformation": {"amountDetails": {"totalAmount": "ten", "currency": "USD"}}},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"invoiceInformation": {}, "orderInformation": {"amountDetails": {"currency": "USD"}}},
+        {"invoiceInformation": {}, "orderInformation": {}},
+        {"orderInformation": {"amountDetails": {"totalAmount": "1", "currency": "USD"}}},
+        {
+            "invoiceInformation": {},
+            "orderInformation": {"amountDetails": {"totalAmount": "NaN", "currency": "USD"}},
+        },
+        {
+            "invoiceInformation": {},
+            "orderInformation": {"amountDetails": {"totalAmount": "ten", "currency": "USD"}},
+        },
+    ],
+)
 def test_create_request_refuses_what_cannot_be_an_invoice(body: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         InvoiceCreateRequest.model_validate(body)
@@ -308,17 +380,30 @@ def test_create_request_refuses_what_cannot_be_an_invoice(body: dict[str, Any]) 
 
 def test_update_request_refuses_an_invoice_number() -> None:
     with pytest.raises(ValueError):
-        InvoiceUpdateRequest.model_validate({
-            "invoiceInformation": {"invoiceNumber": "A1"},
-            "orderInformation": {"amountDetails": {"totalAmount": "1", "currency": "USD"}}})
+        InvoiceUpdateRequest.model_validate(
+            {
+                "invoiceInformation": {"invoiceNumber": "A1"},
+                "orderInformation": {"amountDetails": {"totalAmount": "1", "currency": "USD"}},
+            }
+        )
 
 
 def test_response_models_tolerate_bodies_outside_the_spec() -> None:
-    odd = {"id": "1", "status": "paid", "unknownTop": [1],
-           "invoiceInformation": {"deliveryMode": "EMAIL", "dueDate": "07/11/2019", "paymentLink": None},
-           "orderInformation": {"amountDetails": {"totalAmount": 10, "balanceAmount": "", "currency": "EUR"},
-                                "lineItems": [{"productSku": None, "quantity": "3.0", "unitPrice": "1.50"}]},
-           "invoiceHistory": [{"event": "payment", "transactionDetails": {"amount": 2.5}}]}
+    odd = {
+        "id": "1",
+        "status": "paid",
+        "unknownTop": [1],
+        "invoiceInformation": {
+            "deliveryMode": "EMAIL",
+            "dueDate": "07/11/2019",
+            "paymentLink": None,
+        },
+        "orderInformation": {
+            "amountDetails": {"totalAmount": 10, "balanceAmount": "", "currency": "EUR"},
+            "lineItems": [{"productSku": None, "quantity": "3.0", "unitPrice": "1.50"}],
+        },
+        "invoiceHistory": [{"event": "payment", "transactionDetails": {"amount": 2.5}}],
+    }
     invoice = InvoiceResponse.from_upstream(odd)
     assert invoice.status == "PAID"
     assert invoice.invoice_information.delivery_mode == "email"  # type: ignore[union-attr]

@@ -17,8 +17,13 @@ KEYS = json.dumps([{"client": "billing", "sha256": "ab" * 32, "scopes": ["invoic
 
 
 def production(**overrides):
-    values = dict(app_env="production", cybersource_merchant_id="acme", cybersource_shared_secret=REAL_SECRET,
-                  cybersource_webhook_secret=REAL_SECRET, api_keys=KEYS)
+    values = dict(
+        app_env="production",
+        cybersource_merchant_id="acme",
+        cybersource_shared_secret=REAL_SECRET,
+        cybersource_webhook_secret=REAL_SECRET,
+        api_keys=KEYS,
+    )
     values.update(overrides)
     return Settings(**values)
 
@@ -53,32 +58,51 @@ def test_secrets_never_in_repr_or_errors():
 
 def test_local_development_key_only_without_api_keys_and_never_in_production():
     local = Settings(app_env="local")
-    assert [k.sha256 for k in local.effective_api_keys] == [hashlib.sha256(LOCAL_DEV_API_KEY.encode()).hexdigest()]
+    assert [k.sha256 for k in local.effective_api_keys] == [
+        hashlib.sha256(LOCAL_DEV_API_KEY.encode()).hexdigest()
+    ]
     assert Settings(app_env="local", api_keys=KEYS).effective_api_keys[0].client == "billing"
     assert all(k.client != "local" for k in production().effective_api_keys)
 
 
 def test_merchant_profiles_from_json_and_urls():
-    extra = json.dumps([{"name": "eu", "merchant_id": "acme_eu", "key_id": "k2", "shared_secret": REAL_SECRET,
-                         "environment": "production"}])
+    extra = json.dumps(
+        [
+            {
+                "name": "eu",
+                "merchant_id": "acme_eu",
+                "key_id": "k2",
+                "shared_secret": REAL_SECRET,
+                "environment": "production",
+            }
+        ]
+    )
     settings = Settings(cybersource_profiles=extra, cybersource_base_url="http://127.0.0.1:8081")
     assert set(settings.merchant_profiles) == {"default", "eu"}
     assert settings.merchant_profiles["eu"].resolved_base_url == "https://api.cybersource.com"
     assert settings.default_profile.resolved_base_url == "http://127.0.0.1:8081"
     assert async_url("postgresql://u:p@h:5432/db") == "postgresql+asyncpg://u:p@h:5432/db"
     with pytest.raises(ValidationError, match="needs a shared secret"):
-        Settings(cybersource_profiles=json.dumps([{"name": "x", "merchant_id": "m", "key_id": "k"}]))
+        Settings(
+            cybersource_profiles=json.dumps([{"name": "x", "merchant_id": "m", "key_id": "k"}])
+        )
 
 
 def test_webhook_keys_include_previous_ones_and_production_refuses_placeholders():
     previous = json.dumps([{"key_id": "old", "secret": REAL_SECRET}])
-    keys = Settings(cybersource_webhook_key_id="new", cybersource_webhook_previous_keys=previous).webhook_keys
+    keys = Settings(
+        cybersource_webhook_key_id="new", cybersource_webhook_previous_keys=previous
+    ).webhook_keys
     assert set(keys) == {"new", "old"}
     with pytest.raises(ValidationError, match="previous webhook key 'old'"):
-        production(cybersource_webhook_previous_keys=json.dumps([{"key_id": "old", "secret": "changeme"}]))
+        production(
+            cybersource_webhook_previous_keys=json.dumps([{"key_id": "old", "secret": "changeme"}])
+        )
 
 
 def test_every_setting_is_documented_in_the_readme():
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    undocumented = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in readme]
+    undocumented = [
+        name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in readme
+    ]
     assert undocumented == []

@@ -22,9 +22,11 @@ SECRET = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
 HOST = "apitest.cybersource.com"
 DATE = "Tue, 25 Nov 2025 10:00:00 GMT"
 NOW = 1764064800.0  # the same instant as DATE
-BODY = (b'{"invoiceInformation": {"description": "Consulting, November", "dueDate": "2025-12-31", '
-        b'"sendImmediately": false, "deliveryMode": "none"}, "orderInformation": {"amountDetails": '
-        b'{"totalAmount": "100.00", "currency": "USD"}}}')
+BODY = (
+    b'{"invoiceInformation": {"description": "Consulting, November", "dueDate": "2025-12-31", '
+    b'"sendImmediately": false, "deliveryMode": "none"}, "orderInformation": {"amountDetails": '
+    b'{"totalAmount": "100.00", "currency": "USD"}}}'
+)
 CREDS = SigningCredentials(merchant_id=MERCHANT, key_id=KEY_ID, secret=decode_secret(SECRET))
 JWT_VECTOR = (
     "eyJraWQiOiI1ZjBjN2EyZS0zYjFkLTRjOGUtOWE2Zi0wMTIzNDU2Nzg5YWIiLCJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
@@ -45,54 +47,124 @@ def _lookup(key: VerificationKey):
     return lambda key_id: key if key_id == key.key_id else None
 
 
-KEY = VerificationKey(key_id=KEY_ID, merchant_ids=frozenset({MERCHANT}), secret=decode_secret(SECRET))
+KEY = VerificationKey(
+    key_id=KEY_ID, merchant_ids=frozenset({MERCHANT}), secret=decode_secret(SECRET)
+)
 
 
 @pytest.mark.parametrize(
     ("method", "target", "body", "digest", "signature"),
     [
-        ("POST", "/invoicing/v2/invoices", BODY, "d2jgTwF+8+I6n8EP7auvMdn+I6w/JmZVYkksGz2gdlI=",
-         "ppqSgEuy0EYLoMZvJV+iifNE3Ys/0SLEde0xjM2t3TE="),
-        ("GET", "/invoicing/v2/invoices?offset=0&limit=10", None, None,
-         "m94KdgcEkC6Ua1kzC1IFth/+bU8VZ3TuEOPmXJl9HbQ="),
-        ("POST", "/invoicing/v2/invoices/INV-1001/delivery", b"{}", "RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o=",
-         "q8tziFSw7h0AWAgevWqSTx9K4ILfSVfqQFrl+rZsE+A="),
-        ("PUT", "/invoicing/v2/invoices/INV-1001", BODY, "d2jgTwF+8+I6n8EP7auvMdn+I6w/JmZVYkksGz2gdlI=",
-         "QJsls0u4hSXVAXVZY0vHoBiWF/WS5s525bt2XQEYdw0="),
-        ("DELETE", "/invoicing/v2/Invoice/merchantDefinedFields/7", None, None,
-         "BPGFHhNhQeqUtYk87tLtEzly3asGjGADE//j0tS7H0o="),
+        (
+            "POST",
+            "/invoicing/v2/invoices",
+            BODY,
+            "d2jgTwF+8+I6n8EP7auvMdn+I6w/JmZVYkksGz2gdlI=",
+            "ppqSgEuy0EYLoMZvJV+iifNE3Ys/0SLEde0xjM2t3TE=",
+        ),
+        (
+            "GET",
+            "/invoicing/v2/invoices?offset=0&limit=10",
+            None,
+            None,
+            "m94KdgcEkC6Ua1kzC1IFth/+bU8VZ3TuEOPmXJl9HbQ=",
+        ),
+        (
+            "POST",
+            "/invoicing/v2/invoices/INV-1001/delivery",
+            b"{}",
+            "RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o=",
+            "q8tziFSw7h0AWAgevWqSTx9K4ILfSVfqQFrl+rZsE+A=",
+        ),
+        (
+            "PUT",
+            "/invoicing/v2/invoices/INV-1001",
+            BODY,
+            "d2jgTwF+8+I6n8EP7auvMdn+I6w/JmZVYkksGz2gdlI=",
+            "QJsls0u4hSXVAXVZY0vHoBiWF/WS5s525bt2XQEYdw0=",
+        ),
+        (
+            "DELETE",
+            "/invoicing/v2/Invoice/merchantDefinedFields/7",
+            None,
+            None,
+            "BPGFHhNhQeqUtYk87tLtEzly3asGjGADE//j0tS7H0o=",
+        ),
     ],
 )
 def test_http_signature_vectors(method, target, body, digest, signature):
-    headers = sign_http_signature(CREDS, method=method, host=HOST, target=target, body=body, date=DATE)
+    headers = sign_http_signature(
+        CREDS, method=method, host=HOST, target=target, body=body, date=DATE
+    )
     assert _signature_value(headers) == signature
     assert headers.get("Digest") == (f"SHA-256={digest}" if digest else None)
     assert headers["v-c-merchant-id"] == MERCHANT
     lowered = {k.lower(): v for k, v in headers.items()}
-    assert verify_http_signature(method=method, target=target, headers=lowered, body=body or b"",
-                                 lookup=_lookup(KEY), expected_host=HOST, now=NOW) == MERCHANT
+    assert (
+        verify_http_signature(
+            method=method,
+            target=target,
+            headers=lowered,
+            body=body or b"",
+            lookup=_lookup(KEY),
+            expected_host=HOST,
+            now=NOW,
+        )
+        == MERCHANT
+    )
 
 
 def test_meta_key_vector_signs_portfolio_but_sends_merchant():
-    meta = SigningCredentials(merchant_id=MERCHANT, key_id=KEY_ID, secret=decode_secret(SECRET),
-                              portfolio_id="acme_portfolio")
-    headers = sign_http_signature(meta, method="GET", host=HOST, target="/invoicing/v2/invoices/INV-1001",
-                                  body=None, date=DATE)
+    meta = SigningCredentials(
+        merchant_id=MERCHANT,
+        key_id=KEY_ID,
+        secret=decode_secret(SECRET),
+        portfolio_id="acme_portfolio",
+    )
+    headers = sign_http_signature(
+        meta,
+        method="GET",
+        host=HOST,
+        target="/invoicing/v2/invoices/INV-1001",
+        body=None,
+        date=DATE,
+    )
     assert _signature_value(headers) == "mkUVUtYmSSIcibz10szgF/yDfnSJmy4Z0H5D6kkIILg="
     assert headers["v-c-merchant-id"] == MERCHANT
-    meta_key = VerificationKey(key_id=KEY_ID, merchant_ids=frozenset({MERCHANT}), secret=decode_secret(SECRET),
-                               portfolio_id="acme_portfolio")
+    meta_key = VerificationKey(
+        key_id=KEY_ID,
+        merchant_ids=frozenset({MERCHANT}),
+        secret=decode_secret(SECRET),
+        portfolio_id="acme_portfolio",
+    )
     lowered = {k.lower(): v for k, v in headers.items()}
-    assert verify_http_signature(method="GET", target="/invoicing/v2/invoices/INV-1001", headers=lowered,
-                                 body=b"", lookup=_lookup(meta_key), now=NOW) == MERCHANT
+    assert (
+        verify_http_signature(
+            method="GET",
+            target="/invoicing/v2/invoices/INV-1001",
+            headers=lowered,
+            body=b"",
+            lookup=_lookup(meta_key),
+            now=NOW,
+        )
+        == MERCHANT
+    )
 
 
 def _signed_post(**overrides):
-    headers = sign_http_signature(CREDS, method="POST", host=HOST, target="/invoicing/v2/invoices", body=BODY,
-                                  date=DATE)
+    headers = sign_http_signature(
+        CREDS, method="POST", host=HOST, target="/invoicing/v2/invoices", body=BODY, date=DATE
+    )
     lowered = {k.lower(): v for k, v in headers.items()}
-    kwargs = dict(method="POST", target="/invoicing/v2/invoices", headers=lowered, body=BODY,
-                  lookup=_lookup(KEY), expected_host=HOST, now=NOW)
+    kwargs = dict(
+        method="POST",
+        target="/invoicing/v2/invoices",
+        headers=lowered,
+        body=BODY,
+        lookup=_lookup(KEY),
+        expected_host=HOST,
+        now=NOW,
+    )
     kwargs.update(overrides)
     return kwargs
 
@@ -128,30 +200,67 @@ def test_verifier_rejects_wrong_merchant():
 
 
 def test_verifier_rejects_old_request_target_label():
-    old = ('keyid="5f0c7a2e-3b1d-4c8e-9a6f-0123456789ab", algorithm="HmacSHA256", '
-           'headers="host date (request-target) v-c-merchant-id", '
-           'signature="+JQCwX0DpKDWOn4N9464IxRz5SYP8xHshVKfh1Ez1m0="')
+    old = (
+        'keyid="5f0c7a2e-3b1d-4c8e-9a6f-0123456789ab", algorithm="HmacSHA256", '
+        'headers="host date (request-target) v-c-merchant-id", '
+        'signature="+JQCwX0DpKDWOn4N9464IxRz5SYP8xHshVKfh1Ez1m0="'
+    )
     headers = {"host": HOST, "date": DATE, "v-c-merchant-id": MERCHANT, "signature": old}
     with pytest.raises(SignatureInvalid, match=r"\(request-target\)"):
-        verify_http_signature(method="GET", target="/invoicing/v2/invoices?offset=0&limit=10", headers=headers,
-                              body=b"", lookup=_lookup(KEY), now=NOW)
+        verify_http_signature(
+            method="GET",
+            target="/invoicing/v2/invoices?offset=0&limit=10",
+            headers=headers,
+            body=b"",
+            lookup=_lookup(KEY),
+            now=NOW,
+        )
 
 
 def test_jwt_vector_verifies_and_rejects_a_changed_body():
     headers = {"authorization": f"Bearer {JWT_VECTOR}"}
-    assert verify_jwt(method="POST", target="/invoicing/v2/invoices", headers=headers, body=BODY,
-                      lookup=_lookup(KEY), expected_host=HOST, now=NOW) == MERCHANT
+    assert (
+        verify_jwt(
+            method="POST",
+            target="/invoicing/v2/invoices",
+            headers=headers,
+            body=BODY,
+            lookup=_lookup(KEY),
+            expected_host=HOST,
+            now=NOW,
+        )
+        == MERCHANT
+    )
     with pytest.raises(SignatureInvalid, match="digest"):
-        verify_jwt(method="POST", target="/invoicing/v2/invoices", headers=headers, body=BODY + b" ",
-                   lookup=_lookup(KEY), now=NOW)
+        verify_jwt(
+            method="POST",
+            target="/invoicing/v2/invoices",
+            headers=headers,
+            body=BODY + b" ",
+            lookup=_lookup(KEY),
+            now=NOW,
+        )
     with pytest.raises(SignatureInvalid, match="clock skew"):
-        verify_jwt(method="POST", target="/invoicing/v2/invoices", headers=headers, body=BODY,
-                   lookup=_lookup(KEY), now=NOW + 3600)
+        verify_jwt(
+            method="POST",
+            target="/invoicing/v2/invoices",
+            headers=headers,
+            body=BODY,
+            lookup=_lookup(KEY),
+            now=NOW + 3600,
+        )
 
 
 def test_own_jwt_carries_the_vector_claims():
-    headers = sign_jwt(CREDS, method="POST", host=HOST, target="/invoicing/v2/invoices", body=BODY,
-                       iat=int(NOW), jti="00000000-0000-4000-8000-000000000001")
+    headers = sign_jwt(
+        CREDS,
+        method="POST",
+        host=HOST,
+        target="/invoicing/v2/invoices",
+        body=BODY,
+        iat=int(NOW),
+        jti="00000000-0000-4000-8000-000000000001",
+    )
     import jwt
 
     token = headers["Authorization"].removeprefix("Bearer ")
@@ -159,5 +268,14 @@ def test_own_jwt_carries_the_vector_claims():
     assert jwt.decode(token, options={"verify_signature": False}) == vector_claims
     assert jwt.get_unverified_header(token)["kid"] == KEY_ID
     lowered = {"authorization": headers["Authorization"]}
-    assert verify_jwt(method="POST", target="/invoicing/v2/invoices", headers=lowered, body=BODY,
-                      lookup=_lookup(KEY), now=NOW) == MERCHANT
+    assert (
+        verify_jwt(
+            method="POST",
+            target="/invoicing/v2/invoices",
+            headers=lowered,
+            body=BODY,
+            lookup=_lookup(KEY),
+            now=NOW,
+        )
+        == MERCHANT
+    )
