@@ -30,8 +30,9 @@ from app.invoices.repository import DeliveredState, InvoiceRepository
 from app.invoices.upstream_state import UpstreamState
 from app.kit.upstream_errors import error_record
 from app.observability.logging import get_logger
-from app.outbox.relay import Delivery, Done, Failed, Succeeded, TryAgain
-from app.outbox.repository import ClaimedOperation, OutboxRepository
+from app.outbox.relay import Delivery, Done, Failed, Limits, Relay, Succeeded, TryAgain
+from app.outbox.repository import OUTBOX_CHANNEL, ClaimedOperation, OutboxRepository
+from app.outbox.retry import RetryPolicy
 from app.settings import Settings
 
 log = get_logger(__name__)
@@ -43,6 +44,30 @@ class InvoiceEffects:
 
     state: DeliveredState
     event: NewEvent
+
+
+InvoiceRelay = Relay[ClaimedOperation, "InvoiceEffects"]
+
+
+def invoice_command_relay(
+    engine: AsyncEngine,
+    settings: Settings,
+    handler: CybersourceDelivery,
+    *,
+    owner: str | None = None,
+    listen_dsn: str | None = None,
+) -> InvoiceRelay:
+    """The relay of invoice commands: the outbox table as its queue, Cybersource delivery as its handler."""
+    return Relay(
+        engine,
+        OutboxRepository,
+        handler,
+        retry=RetryPolicy.from_settings(settings),
+        limits=Limits.from_settings(settings),
+        channel=OUTBOX_CHANNEL,
+        owner=owner,
+        listen_dsn=listen_dsn,
+    )
 
 
 class CybersourceDelivery:
@@ -83,7 +108,9 @@ class CybersourceDelivery:
             state, NewEvent(EventType.FAILED, operation.invoice_id, operation.id, data)
         )
 
-    async def record(self, conn: AsyncConnection, done: Sequence[Done[InvoiceEffects]]) -> None:
+    async def record(
+        self, conn: AsyncConnection, done: Sequence[Done[ClaimedOperation, InvoiceEffects]]
+    ) -> None:
         await InvoiceRepository(conn).apply_delivered([d.effects.state for d in done])
         await EventRepository(conn).insert([d.effects.event for d in done])
 

@@ -11,8 +11,9 @@
 - Wake-ups: LISTEN on the queue's channel, with polling as the fallback; on stop, no more claims, calls in
   flight finish (bounded), and whatever is still held is released.
 
-The relay knows nothing of Cybersource: `app/invoices/delivery.py` is the handler that delivers invoice
-commands.
+The relay knows nothing of what it delivers: a `Queue` is the table of work (claim, reschedule, finish,
+release, fenced on the lease), a `Handler` does one delivery. `app/outbox/repository.py` is the queue of
+invoice commands and `app/invoices/delivery.py` the handler that takes them to Cybersource.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -33,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.kit.loops import run_until_stopped
 from app.observability.logging import get_logger
 from app.observability.metrics import RELAY_DELIVERIES
-from app.outbox.repository import OUTBOX_CHANNEL, ClaimedOperation, Finish, OutboxRepository
+from app.outbox.repository import Finish
 from app.outbox.retry import RetryPolicy
 from app.settings import Settings
 
@@ -42,6 +43,22 @@ SHUTDOWN_GRACE_SECONDS = 20.0
 FLUSH_INTERVAL_SECONDS = 0.01
 
 Effects = TypeVar("Effects")
+
+
+class Claimed(Protocol):
+    """What the relay itself needs of a claimed piece of work."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+Job = TypeVar("Job", bound=Claimed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,42 +91,90 @@ Delivery = Succeeded[Effects] | Failed[Effects] | TryAgain
 
 
 @dataclass(frozen=True, slots=True)
-class Done(Generic[Effects]):
-    """A finished command and its handler's effects, waiting to be written with the next batch."""
+class Done(Generic[Job, Effects]):
+    """A finished piece of work and its handler's effects, waiting to be written with the next batch."""
 
-    operation: ClaimedOperation
+    operation: Job
     finish: Finish
     effects: Effects
 
 
-class Handler(Protocol[Effects]):
-    """What a kind of outbox work does: deliver one command, then record its effects at finish."""
+class Queue(Protocol[Job]):
+    """A table of work, built from a connection; every change is fenced on the lease owner."""
 
-    async def deliver(self, operation: ClaimedOperation, lease_owner: str) -> Delivery[Effects]: ...
+    async def claim_due(self, *, owner: str, limit: int, lease_seconds: float) -> list[Job]: ...
 
-    def failure_effects(self, operation: ClaimedOperation, error: dict[str, Any]) -> Effects: ...
+    async def reschedule(
+        self,
+        job_id: uuid.UUID,
+        *,
+        owner: str,
+        delay_seconds: float,
+        error: dict[str, Any],
+        needs_reconcile: bool,
+    ) -> bool: ...
 
-    async def record(self, conn: AsyncConnection, done: Sequence[Done[Effects]]) -> None: ...
+    async def finish(self, owner: str, batch: Sequence[Finish]) -> set[uuid.UUID]: ...
+
+    async def notify_finished(self, job_ids: Sequence[uuid.UUID]) -> None: ...
+
+    async def release(self, owner: str) -> int: ...
 
 
-class Relay(Generic[Effects]):
+class Handler(Protocol[Job, Effects]):
+    """What a kind of outbox work does: deliver one piece, then record its effects at finish."""
+
+    async def deliver(self, operation: Job, lease_owner: str) -> Delivery[Effects]: ...
+
+    def failure_effects(self, operation: Job, error: dict[str, Any]) -> Effects: ...
+
+    async def record(self, conn: AsyncConnection, done: Sequence[Done[Job, Effects]]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """One relay's budget: deliveries in flight, claims per poll, lease and poll interval."""
+
+    concurrency: int
+    batch_size: int
+    lease_seconds: float
+    poll_interval_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            concurrency=settings.relay_concurrency,
+            batch_size=settings.relay_batch_size,
+            lease_seconds=settings.relay_lease_seconds,
+            poll_interval_seconds=settings.relay_poll_interval_seconds,
+        )
+
+
+class Relay(Generic[Job, Effects]):
     def __init__(
         self,
         engine: AsyncEngine,
-        settings: Settings,
-        handler: Handler[Effects],
-        owner: str | None = None,
+        queue: Callable[[AsyncConnection], Queue[Job]],
+        handler: Handler[Job, Effects],
         *,
+        retry: RetryPolicy,
+        limits: Limits,
+        channel: str,
+        owner: str | None = None,
         listen_dsn: str | None = None,
+        name: str = "relay",
     ) -> None:
         self.engine = engine
-        self.settings = settings
+        self.queue = queue
         self.handler = handler
-        self.retry = RetryPolicy.from_settings(settings)
+        self.retry = retry
+        self.limits = limits
+        self.channel = channel
+        self.name = name
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.listen_dsn = listen_dsn
         self._wake = asyncio.Event()
-        self._done: list[Done[Effects]] = []
+        self._done: list[Done[Job, Effects]] = []
         self._in_flight: set[asyncio.Task[None]] = set()
         self._listener: Any = None
 
@@ -118,13 +183,15 @@ class Relay(Generic[Effects]):
     async def run(self, stop: asyncio.Event) -> None:
         await self._listen()
         flusher = asyncio.create_task(self._flush_loop())
-        log.info("relay.started", owner=self.owner, concurrency=self.settings.relay_concurrency)
+        log.info(
+            "relay.started", relay=self.name, owner=self.owner, concurrency=self.limits.concurrency
+        )
         try:
             await run_until_stopped(
-                "relay.claim",
+                f"{self.name}.claim",
                 self._claim_and_dispatch,
                 stop,
-                idle_seconds=self.settings.relay_poll_interval_seconds,
+                idle_seconds=self.limits.poll_interval_seconds,
                 wake=self._wake,
             )
         finally:
@@ -140,18 +207,18 @@ class Relay(Generic[Effects]):
             await flusher
         await self._flush()
         async with self.engine.begin() as conn:
-            released = await OutboxRepository(conn).release(self.owner)
+            released = await self.queue(conn).release(self.owner)
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close()
-        log.info("relay.stopped", owner=self.owner, released=released)
+        log.info("relay.stopped", relay=self.name, owner=self.owner, released=released)
 
     async def _listen(self) -> None:
         if self.listen_dsn is None:
             return
         try:
             self._listener = await asyncpg.connect(self.listen_dsn)
-            await self._listener.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
+            await self._listener.add_listener(self.channel, lambda *_: self._wake.set())
         except (OSError, asyncpg.PostgresError) as exc:
             log.warning("relay.listen_unavailable", error=str(exc))
             self._listener = None
@@ -160,15 +227,15 @@ class Relay(Generic[Effects]):
 
     async def _claim_and_dispatch(self) -> bool:
         """Claim what fits in the free slots; True when there may be more to claim right away."""
-        free = self.settings.relay_concurrency - len(self._in_flight)
+        free = self.limits.concurrency - len(self._in_flight)
         if free <= 0:
             await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
             return True
         async with self.engine.begin() as conn:
-            claimed = await OutboxRepository(conn).claim_due(
+            claimed = await self.queue(conn).claim_due(
                 owner=self.owner,
-                limit=min(free, self.settings.relay_batch_size),
-                lease_seconds=self.settings.relay_lease_seconds,
+                limit=min(free, self.limits.batch_size),
+                lease_seconds=self.limits.lease_seconds,
             )
         for operation in claimed:
             task = asyncio.create_task(self._deliver(operation))
@@ -178,7 +245,7 @@ class Relay(Generic[Effects]):
 
     # --- delivering ---------------------------------------------------------------------------------
 
-    async def _deliver(self, operation: ClaimedOperation) -> None:
+    async def _deliver(self, operation: Job) -> None:
         try:
             delivery = await self.handler.deliver(operation, self.owner)
         except Exception:  # a bug must not kill the relay or lose the command: back off and keep it
@@ -201,7 +268,7 @@ class Relay(Generic[Effects]):
             case TryAgain():
                 await self._retry_or_give_up(operation, delivery)
 
-    def _complete(self, done: Done[Effects]) -> None:
+    def _complete(self, done: Done[Job, Effects]) -> None:
         RELAY_DELIVERIES.labels(done.operation.kind, done.finish.state).inc()
         if done.finish.state == "failed":
             error = done.finish.error or {}
@@ -215,7 +282,7 @@ class Relay(Generic[Effects]):
             )
         self._done.append(done)
 
-    async def _retry_or_give_up(self, operation: ClaimedOperation, again: TryAgain) -> None:
+    async def _retry_or_give_up(self, operation: Job, again: TryAgain) -> None:
         age = (datetime.now(UTC) - operation.created_at).total_seconds()
         if self.retry.gives_up(operation.attempts, age, limit=again.attempt_limit):
             kind = again.failure_class if again.failure_class == "authentication" else "exhausted"
@@ -237,7 +304,7 @@ class Relay(Generic[Effects]):
             delay_s=round(delay, 3),
         )
         async with self.engine.begin() as conn:
-            await OutboxRepository(conn).reschedule(
+            await self.queue(conn).reschedule(
                 operation.id,
                 owner=self.owner,
                 delay_seconds=delay,
@@ -263,8 +330,8 @@ class Relay(Generic[Effects]):
             self._done[:0] = batch
             raise
 
-    async def _write(self, conn: AsyncConnection, batch: list[Done[Effects]]) -> None:
-        outbox = OutboxRepository(conn)
+    async def _write(self, conn: AsyncConnection, batch: list[Done[Job, Effects]]) -> None:
+        outbox = self.queue(conn)
         finished = await outbox.finish(self.owner, [done.finish for done in batch])
         # Only what this relay still leased: one taken over by another relay is that relay's to record.
         mine = [done for done in batch if done.operation.id in finished]

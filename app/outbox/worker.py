@@ -23,10 +23,9 @@ from app.db import Database, listen_dsn
 from app.http import health
 from app.http.deps import register
 from app.idempotency.purge import purge_once
-from app.invoices.delivery import CybersourceDelivery
+from app.invoices.delivery import CybersourceDelivery, invoice_command_relay
 from app.kit.loops import run_until_stopped
 from app.observability.logging import get_logger
-from app.outbox.relay import Relay
 from app.settings import Settings
 from app.upstream_sync.reconciler import StatusReconciler
 
@@ -37,7 +36,7 @@ async def run_background_jobs(
     database: Database, settings: Settings, clients: CybersourceClients, stop: asyncio.Event
 ) -> None:
     """Run the relay, the reconciler and the purge until `stop`; the relay drains what it holds."""
-    relay = Relay(
+    relay = invoice_command_relay(
         database.engine,
         settings,
         CybersourceDelivery(database.engine, settings, clients),

@@ -24,8 +24,9 @@ from app.db import create_engine, listen_dsn
 from app.invoices.delivery import CybersourceDelivery
 from app.main import create_app
 from app.outbox import relay as relay_module
-from app.outbox.relay import Relay
-from app.outbox.repository import OutboxRepository
+from app.outbox.relay import Limits, Relay
+from app.outbox.repository import OUTBOX_CHANNEL, OutboxRepository
+from app.outbox.retry import RetryPolicy
 from app.settings import Settings
 from tests.integration.conftest import client_for, facade_settings, invoice_body, key
 from tests.integration.waiting import add_fault, fault_hits, until
@@ -428,7 +429,16 @@ class WatchingRelay(Relay):
 
     def __init__(self, engine: Any, settings: Settings, clients: Any, owner: str) -> None:
         handler = self.delivery_class(engine, settings, clients)
-        super().__init__(engine, settings, handler, owner=owner, listen_dsn=listen_dsn(settings))
+        super().__init__(
+            engine,
+            OutboxRepository,
+            handler,
+            retry=RetryPolicy.from_settings(settings),
+            limits=Limits.from_settings(settings),
+            channel=OUTBOX_CHANNEL,
+            owner=owner,
+            listen_dsn=listen_dsn(settings),
+        )
         self.succeeded: list[str] = []
         self.failed: list[str] = []
         self.claimed_for_reconcile: dict[str, bool] = {}
