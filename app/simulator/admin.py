@@ -151,6 +151,28 @@ def admin_routes(sim: Simulator) -> list[Route]:
             merchant, lambda book: book.decide(invoice_id, accept, now), "NOT_PENDING"
         )
 
+    async def remind(request: Request) -> Response:
+        parsed = await _payer_request(request, '{"overdue": false}')
+        if isinstance(parsed, Response):
+            return parsed
+        body, merchant = parsed
+        overdue = body.get("overdue", False)
+        if not isinstance(overdue, bool):
+            return _refuse(422, "INVALID_OVERDUE", "overdue must be true or false")
+        invoice_id, now = request.path_params["id"], utc_now()
+        return _payment_reply(
+            merchant, lambda book: book.remind(invoice_id, overdue, now), "NOT_REMINDABLE"
+        )
+
+    async def received(request: Request) -> Response:
+        query = request.query_params
+        items = [
+            r
+            for r in sim.received
+            if all(query.get(k) in (None, r.get(k)) for k in ("method", "path", "merchantId"))
+        ]
+        return JSONBody(items)
+
     async def list_faults(request: Request) -> Response:
         return JSONBody([rule.describe() for rule in sim.faults.rules])
 
@@ -189,6 +211,8 @@ def admin_routes(sim: Simulator) -> list[Route]:
         Route("/__sim/invoices/{id}", get_invoice, methods=["GET"]),
         Route("/__sim/invoices/{id}/payments", pay, methods=["POST"]),
         Route("/__sim/invoices/{id}/payments/pending", decide, methods=["POST"]),
+        Route("/__sim/invoices/{id}/reminders", remind, methods=["POST"]),
+        Route("/__sim/requests", received, methods=["GET"]),
         Route("/__sim/faults", list_faults, methods=["GET"]),
         Route("/__sim/faults", add_faults, methods=["POST"]),
         Route("/__sim/faults", clear_faults, methods=["DELETE"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -40,6 +41,8 @@ class Simulator:
         self.faults.add(list(config.faults))
         self.webhooks = WebhookDispatcher(config.webhook)
         self._display_names = {m.merchant_id: m.display_name for m in config.merchants}
+        # The last signed invoicing requests as received (method, path, merchant, body text), for tests.
+        self.received: deque[dict[str, Any]] = deque(maxlen=2000)
 
     def display_name(self, merchant_id: str) -> str | None:
         return self._display_names.get(merchant_id)
@@ -59,6 +62,7 @@ class Simulator:
         self.state.reset()
         self.faults.clear()
         self.webhooks.reset()
+        self.received.clear()
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:

@@ -7,7 +7,9 @@ A rule (JSON) matches method and path and fires either for the next `times` matc
 - `latency`: wait `latency_ms`, then answer normally (`latency_ms` also delays any other action);
 - `hang`: never answer; hold the request until the client gives up or `hang_s` passes, then close;
 - `drop`: close the connection without applying the request;
-- `apply_then_drop`: apply the request, then close the connection instead of answering.
+- `apply_then_drop`: apply the request, then close the connection instead of answering;
+- `email_fails`: a create that is to be e-mailed is stored and published, but its e-mail "fails":
+  Cybersource's documented 202 ACCEPTED (`spec.create-invoice.202.response.json`).
 
 `drop`/`apply_then_drop` take `stage`: "headers" (default: the status line and headers with a
 Content-Length go out, then the connection closes before the body; the client sees a truncated payload)
@@ -35,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.simulator.logs import log
 from app.simulator.views import JSON_TYPE, dumps, error_body
 
-ACTIONS = frozenset({"status", "latency", "hang", "drop", "apply_then_drop"})
+ACTIONS = frozenset({"status", "latency", "hang", "drop", "apply_then_drop", "email_fails"})
 STAGES = frozenset({"headers", "nothing"})
 # Returned to uvicorn to make it close the connection without writing anything (see module doc).
 ABORT = "connection closed on purpose by a simulator fault"
@@ -261,6 +263,11 @@ class FaultLayer:
         if rule.latency_ms > 0:
             await asyncio.sleep(rule.latency_ms / 1000)
         if rule.action == "latency":
+            await self.app(scope, receive, send)
+            return None
+        if rule.action == "email_fails":
+            # Issue 9: the request is applied; the create handler answers 202 ACCEPTED without e-mail.
+            scope["sim.email_fails"] = True
             await self.app(scope, receive, send)
             return None
         if rule.action == "status":

@@ -168,6 +168,14 @@ class InvoicingApi:
             await send({"type": "http.response.body", "body": AUTH_FAILED_BODY})
             return None
         scope["sim.merchant"] = merchant_id
+        self.sim.received.append(
+            {
+                "method": method,
+                "path": scope["path"],
+                "merchantId": merchant_id,
+                "body": body.decode("utf-8", errors="replace"),
+            }
+        )
         call = Call(scope, found[1], merchant_id, self.sim.state.book(merchant_id), body, utc_now())
         try:
             status, payload = handler(call)
@@ -255,7 +263,8 @@ class Handlers:
 
     def create_invoice(self, call: Call) -> Reply:
         data = validate_invoice(call.json(), for_update=False)
-        return self._respond(call, call.book.create(data, call.now))
+        email_fails = bool(call.scope.get("sim.email_fails"))
+        return self._respond(call, call.book.create(data, call.now, email_fails=email_fails))
 
     def list_invoices(self, call: Call) -> Reply:
         query = call.query

@@ -36,6 +36,8 @@ EVENT_PARTIAL_RESEND = "invoicing.customer.invoice.partial-resend"
 EVENT_PARTIAL_PAYMENT = "invoicing.customer.invoice.partial-payment"
 EVENT_PAID = "invoicing.customer.invoice.paid"
 EVENT_CANCEL = "invoicing.customer.invoice.cancel"
+EVENT_REMINDER = "invoicing.customer.invoice.reminder"
+EVENT_OVERDUE_REMINDER = "invoicing.customer.invoice.overdue-reminder"
 
 
 class InvoiceProblem(Exception):
@@ -211,7 +213,7 @@ class MerchantBook:
         self.next_number += 1
         return number
 
-    def create(self, data: InvoiceInput, now: datetime) -> Outcome:
+    def create(self, data: InvoiceInput, now: datetime, *, email_fails: bool = False) -> Outcome:
         if data.invoice_number is not None and data.invoice_number in self.invoices:
             raise DuplicateRecord()
         number = data.invoice_number or self._allocate_number()
@@ -233,7 +235,7 @@ class MerchantBook:
         invoice.status = CREATED
         invoice.record("CREATE", now)
         if data.delivery_mode == "Email":
-            if invoice.email is None:
+            if invoice.email is None or email_fails:
                 # Stored and published, but the e-mail could not go out: Cybersource's 202 ACCEPTED.
                 outcome.http_status = 202
                 outcome.email_failed = True
@@ -346,6 +348,19 @@ class MerchantBook:
             invoice.record("PENDING", now, dict(transaction))
             return Outcome(invoice=invoice)
         return self._apply_payment(invoice, amount, transaction, now)
+
+    def remind(self, invoice_id: str, overdue: bool, now: datetime) -> Outcome:
+        """A reminder e-mail (Cybersource sends them five days before the due date, and one day after
+        it when overdue, if reminders are on): a REMINDER history entry and the reminder webhook."""
+        invoice = self._payable(invoice_id)
+        if invoice.status not in {SENT, PARTIAL}:
+            raise PaymentRefused(409, f"an invoice in status {invoice.status} gets no reminder")
+        if invoice.email is None:
+            raise PaymentRefused(409, "the invoice has no e-mail address to remind")
+        invoice.send_email("REMINDER", now)
+        return Outcome(
+            invoice=invoice, events=[EVENT_OVERDUE_REMINDER if overdue else EVENT_REMINDER]
+        )
 
     def decide(self, invoice_id: str, accept: bool, now: datetime) -> Outcome:
         """The decision on a PENDING payment: accepted it is applied as any payment (history, status,

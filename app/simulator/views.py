@@ -8,6 +8,7 @@ responses validate against the schema.)
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -22,9 +23,11 @@ AUTH_FAILED_BODY = b'{"response":{"rmsg":"Authentication Failed"}}'
 
 
 def _json_default(value: object) -> object:
-    # Unknown fields keep JSON numbers that were parsed as Decimal; give them back as numbers.
+    # Unknown fields keep JSON numbers that were parsed as Decimal; give them back as numbers (as text
+    # when no float holds them: `Infinity` is not JSON, and a client would choke on it).
     if isinstance(value, Decimal):
-        return float(value)
+        number = float(value)
+        return number if math.isfinite(number) else format(value, "f")
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
