@@ -82,10 +82,13 @@ def _parser() -> argparse.ArgumentParser:
 def _run_api(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
+    from app.http.server import uvicorn_options
     from app.main import create_app
 
-    # log_config=None keeps our JSON logging for uvicorn's own loggers.
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+    # log_config=None keeps our JSON logging for uvicorn's own loggers; the limits: app/http/server.py.
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_config=None, **uvicorn_options(settings)
+    )
 
 
 def _run_relay(settings: Settings) -> None:
@@ -175,7 +178,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        print(f"invoicing-gateway: invalid configuration:\n{exc}", file=sys.stderr)
+        # The messages only: pydantic's own text repeats the input, secrets included.
+        problems = "\n".join(
+            f"  {'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)
+        )
+        print(f"invoicing-gateway: invalid configuration:\n{problems}", file=sys.stderr)
         return 2
 
     if args.command == "openapi":

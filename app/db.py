@@ -85,6 +85,8 @@ def create_engine(
         connect_args=connect_args,
         json_deserializer=json_loads,
         json_serializer=json_dumps,
+        # An error's text never carries the statement's values (customer e-mails, names, bodies).
+        hide_parameters=True,
         **kwargs,
     )
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import Depends, FastAPI
 
 from app.auth.dependencies import callers_by_key_hash
+from app.auth.tokens import TokenVerifier
 from app.cybersource.client import CybersourceClients
 from app.db import Database, listen_dsn
 from app.events import endpoints as events
@@ -16,12 +17,14 @@ from app.events.service import EventService
 from app.http import health, problems
 from app.http.deps import register, single_valued_query
 from app.http.docs import mount_swagger_ui
+from app.http.edge import EdgeMiddleware
 from app.idempotency.executor import IdempotentExecutor
 from app.invoices import endpoints as invoices
 from app.invoices.answers import command_outcome
 from app.invoices.service import InvoiceService
 from app.merchant_config import endpoints as invoice_settings
 from app.merchant_config.service import InvoiceSettingsService
+from app.observability import tracing
 from app.observability.logging import get_logger
 from app.observability.metrics import MetricsMiddleware
 from app.outbox import endpoints as operations
@@ -45,11 +48,15 @@ they answer with the final result, or 202 and an operation to follow. Errors are
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    if settings.tracing_enabled:
+        tracing.install(tracing.provider_from_settings(settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database.from_settings(settings)
-        clients = CybersourceClients.from_settings(settings)
+        clients = CybersourceClients.from_settings(
+            settings, call_observer=tracing.upstream_call if tracing.enabled() else None
+        )
         waiter = OperationWaiter(database.reads, listen_dsn(settings))
         await waiter.start()
         engine, reads = database.engine, database.reads
@@ -80,8 +87,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if background is not None:
                 await background
             await waiter.stop()
+            await app.state.token_verifier.aclose()
             await clients.aclose()
             await database.dispose()
+            if settings.tracing_enabled:
+                tracing.uninstall()  # exports what is still buffered
 
     app = FastAPI(
         title="invoicing-gateway",
@@ -90,14 +100,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs_on else None,
         dependencies=[Depends(single_valued_query)],
     )
     app.state.settings = settings
     app.state.services = {}
     app.state.callers = callers_by_key_hash(settings)
+    app.state.token_verifier = TokenVerifier.from_settings(settings)
     problems.install(app)
     for module in (invoices, operations, events, invoice_settings, webhooks, health):
         app.include_router(module.router)
+    app.add_middleware(
+        EdgeMiddleware,
+        max_body_bytes=settings.http_max_body_bytes,
+        webhook_max_body_bytes=settings.webhook_max_body_bytes,
+    )
+    if tracing.enabled():
+        app.add_middleware(tracing.TracingMiddleware)
     app.add_middleware(MetricsMiddleware)
-    mount_swagger_ui(app)
+    if settings.docs_on:
+        mount_swagger_ui(app)
     return app

@@ -7,6 +7,7 @@ a repr. In production the settings refuse to load with a missing or placeholder 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 from functools import cached_property
@@ -64,13 +65,61 @@ class WebhookKey(BaseModel):
 
 
 class ApiKey(BaseModel):
-    """A caller of the facade: its name, the SHA-256 of its key, and what it may do."""
+    """A caller of the facade: its name, the SHA-256 of its key, what it may do and for which merchants."""
 
     model_config = {"frozen": True, "extra": "forbid"}
 
     client: str = Field(min_length=1, max_length=64)
     sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
     scopes: tuple[str, ...] = ("invoices:read", "invoices:write")
+    # The merchant profiles (X-Merchant-Profile) this caller may act for.
+    profiles: tuple[str, ...] = ("default",)
+
+
+class OidcCaller(BaseModel):
+    """A workload that proves itself with a JWT: its token's `sub`, and the client it is known as."""
+
+    model_config = {"frozen": True, "extra": "forbid"}
+
+    subject: str = Field(min_length=1)
+    client: str = Field(min_length=1, max_length=64)
+    scopes: tuple[str, ...] = ("invoices:read",)
+    profiles: tuple[str, ...] = ("default",)
+
+
+class OidcProvider(BaseModel):
+    """An issuer of JWTs (a Kubernetes cluster's service-account issuer, any OIDC provider)."""
+
+    model_config = {"frozen": True, "extra": "forbid"}
+
+    issuer: str = Field(min_length=1)
+    audience: str = Field(min_length=1)
+    jwks_url: str = Field(pattern=r"^https?://")
+    callers: tuple[OidcCaller, ...] = ()
+
+
+MIN_SECRET_BYTES = 16
+MIN_DISTINCT_SECRET_BYTES = 12
+
+
+def _is_base64(value: str) -> bool:
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+def _weak_secret(value: str) -> str | None:
+    """Why a base64 secret is too weak for production (never the value itself), or None."""
+    decoded = base64.b64decode(value, validate=True)
+    if len(decoded) < MIN_SECRET_BYTES:
+        return f"fewer than {MIN_SECRET_BYTES} bytes"
+    if len(set(decoded)) < MIN_DISTINCT_SECRET_BYTES:
+        return "too little entropy (a repeated or dictionary-like value)"
+    if decoded.decode("latin-1").lower().strip() in PLACEHOLDER_SECRETS:
+        return "a placeholder"
+    return None
 
 
 def _parse_json_list(value: Any) -> Any:
@@ -119,6 +168,36 @@ class Settings(BaseSettings):
     )
 
     api_keys: Annotated[list[ApiKey], NoDecode] = Field(default_factory=list)
+    # Callers with workload identity (projected service-account tokens, OIDC JWTs); README "Security".
+    oidc_providers: Annotated[list[OidcProvider], NoDecode] = Field(default_factory=list)
+    oidc_jwks_cache_seconds: float = Field(default=300.0, gt=0)
+    # An unknown `kid` fetches the JWKS again at most this often per issuer (a key rotation, not a flood).
+    oidc_jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
+    oidc_leeway_seconds: float = Field(default=30.0, ge=0, le=300)
+
+    # Limits at the edge (README "Security"): what one connection or request may cost.
+    http_max_header_bytes: int = Field(default=16384, ge=1024, le=1048576)
+    http_max_headers: int = Field(default=100, ge=10, le=1000)
+    http_max_body_bytes: int = Field(default=1048576, ge=1024)
+    webhook_max_body_bytes: int = Field(default=65536, ge=1024)
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    http_keep_alive_seconds: int = Field(default=5, ge=1)
+    http_max_connections: int = Field(default=1000, ge=1)
+    # Swagger UI and /openapi.json; unset means on, except in production.
+    docs_enabled: bool | None = None
+    # `limits` notation ("30/minute"): refreshes per caller, and webhook re-reads per invoice.
+    refresh_rate_limit: str = "30/minute"
+    webhook_rate_limit: str = "60/minute"
+    # Webhook receipts (what de-duplicates redeliveries) are purged after this; longer than the
+    # signature's 60-minute window, so a replay inside the window is always recognised.
+    webhook_receipt_retention_hours: float = Field(default=168.0, ge=2.0)
+
+    # Tracing (OpenTelemetry): off unless an OTLP endpoint is configured.
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter_otlp_headers: SecretStr | None = None
+    otel_service_name: str = "invoicing-gateway"
+    otel_traces_sampler_ratio: float = Field(default=1.0, ge=0, le=1)
 
     # Invoice numbers: PREFIX + zero-padded counter. "sequence" never blocks concurrent creates;
     # "gapless" uses a counter row that serialises every create transaction (see README).
@@ -133,7 +212,8 @@ class Settings(BaseSettings):
     # `api --with-relay` sets this: the relay runs inside the API process (local use).
     relay_in_process: bool = False
     # `invoicing-gateway relay` serves its Prometheus counters here (0 turns it off).
-    relay_metrics_host: str = "0.0.0.0"  # noqa: S104 (a pod's metrics port is scraped from outside)
+    # Loopback unless set: a pod sets 0.0.0.0 so Prometheus and the probes reach it.
+    relay_metrics_host: str = "127.0.0.1"
     relay_metrics_port: int = Field(default=9101, ge=0, le=65535)
     relay_concurrency: int = Field(default=32, ge=1, le=1024)
     relay_batch_size: int = Field(default=64, ge=1, le=1000)
@@ -159,11 +239,51 @@ class Settings(BaseSettings):
     housekeeping_interval_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator(
-        "api_keys", "cybersource_profiles", "cybersource_webhook_previous_keys", mode="before"
+        "api_keys",
+        "cybersource_profiles",
+        "cybersource_webhook_previous_keys",
+        "oidc_providers",
+        mode="before",
     )
     @classmethod
     def _json_lists(cls, value: Any) -> Any:
         return _parse_json_list(value)
+
+    @field_validator("refresh_rate_limit", "webhook_rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        parse_many(value)  # raises ValueError on anything but "N/second|minute|hour|day"
+        return value
+
+    @model_validator(mode="after")
+    def _secrets_are_base64(self) -> Settings:
+        # Checked at start in every environment: otherwise every webhook (or call) would answer 500.
+        problems = [
+            f"{name} is not valid base64"
+            for name, secret in self._named_secrets().items()
+            if not _is_base64(secret.get_secret_value().strip())
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _profiles_exist(self) -> Settings:
+        known = {"default", *(profile.name for profile in self.cybersource_profiles)}
+        callers: list[ApiKey | OidcCaller] = [*self.api_keys]
+        for provider in self.oidc_providers:
+            callers.extend(provider.callers)
+        granted = [(caller.client, profile) for caller in callers for profile in caller.profiles]
+        unknown = sorted(
+            {f"{client}: {profile}" for client, profile in granted if profile not in known}
+        )
+        if unknown:
+            raise ValueError(
+                "callers name merchant profiles that are not configured: " + ", ".join(unknown)
+            )
+        return self
 
     @model_validator(mode="after")
     def _invoice_numbers_fit(self) -> Settings:
@@ -179,35 +299,47 @@ class Settings(BaseSettings):
         if self.app_env != "production":
             return self
         problems: list[str] = []
+        local_values = {LOCAL_SHARED_SECRET, LOCAL_WEBHOOK_SECRET}
+        for name, secret in self._named_secrets().items():
+            value = secret.get_secret_value().strip()
+            if value.lower() in PLACEHOLDER_SECRETS or value in local_values:
+                problems.append(f"{name} is missing or a placeholder")
+            elif weakness := _weak_secret(value):
+                problems.append(f"{name} is too weak: {weakness}")
+        if self.cybersource_merchant_id == LOCAL_MERCHANT_ID:
+            problems.append("CYBERSOURCE_MERCHANT_ID is the local simulator's merchant")
+        if not self.api_keys and not self.oidc_providers:
+            problems.append("API_KEYS and OIDC_PROVIDERS are empty: no caller could authenticate")
+        local_digest = hashlib.sha256(LOCAL_DEV_API_KEY.encode()).hexdigest()
+        if any(key.sha256.lower() == local_digest for key in self.api_keys):
+            problems.append("API_KEYS holds the digest of the local development key")
+        if problems:
+            raise ValueError("refusing to start in production: " + "; ".join(problems))
+        return self
+
+    def _named_secrets(self) -> dict[str, SecretStr]:
+        """Every base64 secret by the name a message may show (never the value)."""
         secrets = {
             "CYBERSOURCE_SHARED_SECRET": self.cybersource_shared_secret,
             "CYBERSOURCE_WEBHOOK_SECRET": self.cybersource_webhook_secret,
         }
-        local_values = {LOCAL_SHARED_SECRET, LOCAL_WEBHOOK_SECRET}
-        for name, secret in secrets.items():
-            value = secret.get_secret_value().strip()
-            if value.lower() in PLACEHOLDER_SECRETS or value in local_values:
-                problems.append(f"{name} is missing or a placeholder")
         for webhook_key in self.cybersource_webhook_previous_keys:
-            value = webhook_key.secret.get_secret_value().strip()
-            if value.lower() in PLACEHOLDER_SECRETS or value in local_values:
-                problems.append(
-                    f"the previous webhook key {webhook_key.key_id!r} has a placeholder secret"
-                )
+            secrets[f"the previous webhook key {webhook_key.key_id!r}"] = webhook_key.secret
         for profile in self.cybersource_profiles:
             if profile.shared_secret is not None:
-                value = profile.shared_secret.get_secret_value().strip()
-                if value.lower() in PLACEHOLDER_SECRETS or value in local_values:
-                    problems.append(
-                        f"the shared secret of profile {profile.name!r} is a placeholder"
-                    )
-        if self.cybersource_merchant_id == LOCAL_MERCHANT_ID:
-            problems.append("CYBERSOURCE_MERCHANT_ID is the local simulator's merchant")
-        if not self.api_keys:
-            problems.append("API_KEYS is empty: no caller could authenticate")
-        if problems:
-            raise ValueError("refusing to start in production: " + "; ".join(problems))
-        return self
+                secrets[f"the shared secret of profile {profile.name!r}"] = profile.shared_secret
+        return secrets
+
+    @property
+    def docs_on(self) -> bool:
+        """Swagger UI and /openapi.json: DOCS_ENABLED, by default on except in production."""
+        if self.docs_enabled is None:
+            return self.app_env != "production"
+        return self.docs_enabled
+
+    @property
+    def tracing_enabled(self) -> bool:
+        return bool(self.otel_exporter_otlp_endpoint)
 
     @cached_property
     def webhook_keys(self) -> dict[str, bytes]:
@@ -228,6 +360,7 @@ class Settings(BaseSettings):
                 client="local",
                 sha256=hashlib.sha256(LOCAL_DEV_API_KEY.encode()).hexdigest(),
                 scopes=("invoices:read", "invoices:write", "invoices:admin"),
+                profiles=tuple(self.merchant_profiles),
             )
         ]
 

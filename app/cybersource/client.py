@@ -20,7 +20,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -87,6 +88,11 @@ BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 MAX_LIST_LIMIT: Final = 1000
 
 RequestBody = BaseModel | Mapping[str, Any]
+
+CallObserver = Callable[[str, str], AbstractContextManager[Mapping[str, str]]]
+"""Wraps every call: given the method and the signed target, it yields headers to send along (a trace
+context); the caller of the client supplies it (tracing), so this package imports nothing of the
+facade."""
 """A request body: one of the request models, or a mapping already in Cybersource's camelCase shape."""
 
 R = TypeVar("R", bound=UpstreamResult)
@@ -356,7 +362,9 @@ class CybersourceClient:
         timeouts: Timeouts | None = None,
         max_connections: int = 100,
         p12_key: P12Key | None = None,
+        call_observer: CallObserver | None = None,
     ) -> None:
+        self._observe = call_observer
         base = URL(profile.resolved_base_url)
         if base.scheme not in {"http", "https"} or not base.host:
             raise ValueError(
@@ -596,7 +604,20 @@ class CybersourceClient:
             target += "?" + urlencode(query)
         if body is None and method in BODY_METHODS:
             body = ACTION_BODY
+        observed = nullcontext({}) if self._observe is None else self._observe(method, target)
+        with observed as extra_headers:
+            return await self._send(method, target, result_type, body, extra_headers)
+
+    async def _send(
+        self,
+        method: str,
+        target: str,
+        result_type: type[R],
+        body: bytes | None,
+        extra_headers: Mapping[str, str],
+    ) -> R:
         headers = self._auth_headers(method, target, body)
+        headers.update(extra_headers)  # not signed: the signature covers a fixed list of headers
         if body is not None:
             headers["Content-Type"] = CONTENT_TYPE
         url = URL(self._origin + target, encoded=True)  # sent exactly as signed: no re-quoting
@@ -721,14 +742,20 @@ class CybersourceClients:
 
     @classmethod
     def from_settings(
-        cls, settings: ClientSettings, *, session: aiohttp.ClientSession | None = None
+        cls,
+        settings: ClientSettings,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        call_observer: CallObserver | None = None,
     ) -> CybersourceClients:
         sessions = SessionProvider(
             max_connections=settings.cybersource_max_connections, session=session
         )
         timeouts = Timeouts.from_settings(settings)
         clients = {
-            name: CybersourceClient(profile, session=sessions, timeouts=timeouts)
+            name: CybersourceClient(
+                profile, session=sessions, timeouts=timeouts, call_observer=call_observer
+            )
             for name, profile in settings.merchant_profiles.items()
         }
         return cls(clients, sessions)

@@ -54,7 +54,12 @@ class EventRepository(BaseRepository):
         )
 
     async def list_after(
-        self, *, after: tuple[int, int] | None, owner: str | None, limit: int
+        self,
+        *,
+        after: tuple[int, int] | None,
+        owner: str | None,
+        limit: int,
+        profiles: frozenset[str] | None = None,
     ) -> list[EventRow]:
         """Events in commit order, never skipping a row that commits late.
 
@@ -71,6 +76,9 @@ class EventRepository(BaseRepository):
         if owner is not None:
             clauses.append("e.owner = :owner")
             params["owner"] = owner
+        if profiles is not None:
+            clauses.append("e.merchant_profile = ANY(:profiles)")
+            params["profiles"] = sorted(profiles)
         return await self._rows(
             EventRow,
             f"""

@@ -34,7 +34,7 @@ class EventService:
             position = (txid, event_id)
         async with self.reads.connect() as conn:
             rows = await EventRepository(conn).list_after(
-                after=position, owner=caller.owner_filter(), limit=limit
+                after=position, owner=caller.owner_filter(), profiles=caller.profiles, limit=limit
             )
         cursor = encode_cursor(rows[-1].txid, rows[-1].id) if rows else after
         return EventPage(items=[event_out(row) for row in rows], nextCursor=cursor)

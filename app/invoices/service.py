@@ -201,7 +201,7 @@ class InvoiceService:
         row = await InvoiceRepository(conn).get(
             known_profile(self.settings, profile), number, for_update=for_update
         )
-        if row is None or not caller.may_see(row.owner):
+        if row is None or not caller.may_see(row.owner, row.merchant_profile):
             raise invoice_not_found(number, profile)
         return row
 
@@ -253,7 +253,7 @@ class InvoiceService:
             row = await InvoiceRepository(conn).get_view(
                 known_profile(self.settings, profile), number
             )
-        if row is None or not caller.may_see(row.owner):
+        if row is None or not caller.may_see(row.owner, row.merchant_profile):
             raise invoice_not_found(number, profile)
         return invoice_out(row, row.pending_ids)
 

@@ -43,7 +43,7 @@ async def list_operations(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> OperationPage:
-    return await service.page(state=state, cursor=cursor, limit=limit)
+    return await service.page(caller, state=state, cursor=cursor, limit=limit)
 
 
 @router.post(

@@ -122,10 +122,18 @@ class OutboxRepository(BaseRepository):
         return found is not None
 
     async def list_by_seq(
-        self, *, state: str | None, after_seq: int | None, limit: int
+        self,
+        *,
+        state: str | None,
+        after_seq: int | None,
+        limit: int,
+        profiles: frozenset[str] | None = None,
     ) -> list[OperationRow]:
         clauses: list[str] = []
         params: dict[str, Any] = {"limit": limit}
+        if profiles is not None:
+            clauses.append("o.merchant_profile = ANY(:profiles)")
+            params["profiles"] = sorted(profiles)
         if state is not None:
             clauses.append("o.state = :state")
             params["state"] = state

@@ -20,10 +20,15 @@ def operation_not_found(operation_id: uuid.UUID) -> errors.OperationNotFound:
     return errors.OperationNotFound(f"There is no operation {operation_id}.")
 
 
-async def requeue_failed(conn: AsyncConnection, operation_id: uuid.UUID) -> OperationRow:
-    """Put a command that failed for good back in the outbox (the API and the CLI)."""
+async def requeue_failed(
+    conn: AsyncConnection, operation_id: uuid.UUID, caller: Caller | None = None
+) -> OperationRow:
+    """Put a command that failed for good back in the outbox (the API's caller, or the CLI's operator)."""
     outbox = OutboxRepository(conn)
-    if await outbox.get(operation_id) is None:
+    found = await outbox.get(operation_id)
+    if found is None or (
+        caller is not None and not caller.may_see(found.owner, found.merchant_profile)
+    ):
         raise operation_not_found(operation_id)
     if not await outbox.requeue_failed(operation_id):
         raise errors.OperationNotRetryable("Only an operation in state failed can be retried.")
@@ -33,11 +38,16 @@ async def requeue_failed(conn: AsyncConnection, operation_id: uuid.UUID) -> Oper
 
 
 async def list_operations(
-    conn: AsyncConnection, *, state: str | None, after: str | None, limit: int
+    conn: AsyncConnection,
+    *,
+    state: str | None,
+    after: str | None,
+    limit: int,
+    profiles: frozenset[str] | None = None,
 ) -> OperationPage:
     after_seq = None if after is None else decode_ids(after, 1)[0]
     rows = await OutboxRepository(conn).list_by_seq(
-        state=state, after_seq=after_seq, limit=limit + 1
+        state=state, after_seq=after_seq, limit=limit + 1, profiles=profiles
     )
     page, more = rows[:limit], len(rows) > limit
     return OperationPage(
@@ -57,19 +67,23 @@ class OperationService:
     async def get(self, caller: Caller, operation_id: uuid.UUID) -> OperationOut:
         async with self.reads.connect() as conn:
             row = await OutboxRepository(conn).get(operation_id)
-        if row is None or not caller.may_see(row.owner):
+        if row is None or not caller.may_see(row.owner, row.merchant_profile):
             raise operation_not_found(operation_id)
         return operation_out(row)
 
-    async def page(self, *, state: str | None, cursor: str | None, limit: int) -> OperationPage:
+    async def page(
+        self, caller: Caller, *, state: str | None, cursor: str | None, limit: int
+    ) -> OperationPage:
         async with self.reads.connect() as conn:
-            return await list_operations(conn, state=state, after=cursor, limit=limit)
+            return await list_operations(
+                conn, state=state, after=cursor, limit=limit, profiles=caller.profiles
+            )
 
     async def retry(
         self, caller: Caller, operation_id: uuid.UUID, request: Mutation
     ) -> tuple[Outcome, bool]:
         async def requeue(conn: AsyncConnection) -> Outcome:
-            row = await requeue_failed(conn, operation_id)
+            row = await requeue_failed(conn, operation_id, caller)
             body = operation_out(row).model_dump(mode="json")
             return Outcome(202, body, {"Location": f"/v1/operations/{operation_id}"})
 

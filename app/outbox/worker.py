@@ -1,8 +1,8 @@
 """The background work of the facade, and the `invoicing-gateway relay` process that runs it.
 
 One entry starts every background job, each in the resilient loop of `app/kit/loops.py`: the outbox
-relay delivering invoice commands to Cybersource, the status reconciler (lost webhooks), and the purge of
-old idempotency records. `api --with-relay` runs the same jobs inside the API process.
+relay delivering invoice commands to Cybersource, the status reconciler (lost webhooks), and the purges of
+old idempotency records and webhook receipts. `api --with-relay` runs the same jobs inside the API process.
 
 The standalone process has no API of its own; it serves `/livez`, `/readyz` and `/metrics` on
 `RELAY_METRICS_HOST:RELAY_METRICS_PORT` for Kubernetes probes and Prometheus.
@@ -25,8 +25,10 @@ from app.http.deps import register
 from app.idempotency.purge import purge_once
 from app.invoices.delivery import CybersourceDelivery, invoice_command_relay
 from app.kit.loops import run_until_stopped
+from app.observability import tracing
 from app.observability.logging import get_logger
 from app.settings import Settings
+from app.upstream_sync.purge import purge_receipts_once
 from app.upstream_sync.reconciler import StatusReconciler
 
 log = get_logger(__name__)
@@ -51,7 +53,15 @@ async def run_background_jobs(
                 stop,
                 idle_seconds=settings.housekeeping_interval_seconds,
             )
-        )
+        ),
+        asyncio.create_task(
+            run_until_stopped(
+                "webhooks.purge",
+                lambda: purge_receipts_once(database.engine, settings),
+                stop,
+                idle_seconds=settings.housekeeping_interval_seconds,
+            )
+        ),
     ]
     if reconciler.enabled:
         side_jobs.append(
@@ -108,7 +118,11 @@ async def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     database = Database.from_settings(settings)
-    clients = CybersourceClients.from_settings(settings)
+    if settings.tracing_enabled:
+        tracing.install(tracing.provider_from_settings(settings))
+    clients = CybersourceClients.from_settings(
+        settings, call_observer=tracing.upstream_call if tracing.enabled() else None
+    )
     server = await serve_health(database, settings)
     serving = None if server is None else asyncio.create_task(server.serve())
     try:
@@ -120,3 +134,5 @@ async def run_worker(settings: Settings) -> None:
                 await serving
         await clients.aclose()
         await database.dispose()
+        if settings.tracing_enabled:
+            tracing.uninstall()  # exports what is still buffered

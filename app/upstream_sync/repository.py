@@ -42,6 +42,15 @@ class UpstreamSyncRepository(BaseRepository):
         )
         return row is not None
 
+    async def purge_webhook_receipts(self, *, older_than_hours: float, batch: int) -> int:
+        rows = await self._all(
+            "DELETE FROM webhook_receipts WHERE dedup_key IN (SELECT dedup_key FROM webhook_receipts "
+            "WHERE received_at < now() - make_interval(secs => :age) LIMIT :batch) RETURNING dedup_key",
+            age=older_than_hours * 3600,
+            batch=batch,
+        )
+        return len(rows)
+
     async def claim_invoices_to_reconcile(
         self, *, stale_seconds: float, limit: int
     ) -> list[DueInvoice]:

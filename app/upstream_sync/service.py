@@ -99,7 +99,7 @@ class UpstreamSyncService:
         profile = known_profile(self.settings, profile)
         async with self.reads.connect() as conn:
             seen = await InvoiceRepository(conn).get(profile, number)
-        if seen is None or not caller.may_see(seen.owner):
+        if seen is None or not caller.may_see(seen.owner, seen.merchant_profile):
             raise invoice_not_found(number, profile)
         if seen.status is not None:  # else our create has not reached Cybersource yet
             state = await self.read_upstream(profile, number)
