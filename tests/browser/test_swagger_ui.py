@@ -123,6 +123,11 @@ def server(database_url: str) -> Iterator[str]:
 def test_docs_page_loads_swagger_ui_from_this_server(server: str) -> None:
     with urllib.request.urlopen(f"{server}/docs", timeout=10) as response:
         html = response.read().decode()
+        policy = response.headers["Content-Security-Policy"]
+    # A strict policy: the page's one inline start-up script is allowed by its hash, nothing inline else.
+    assert "script-src 'self' 'sha256-" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    assert "frame-ancestors 'none'" in policy
     assert '"/static/swagger-ui/swagger-ui-bundle.js"' in html
     assert '"/static/swagger-ui/swagger-ui.css"' in html
     assert "cdn.jsdelivr.net" not in html
@@ -133,6 +138,8 @@ def test_docs_page_loads_swagger_ui_from_this_server(server: str) -> None:
 
 
 def test_swagger_ui_renders_the_operations(server: str, tmp_path: Path) -> None:
+    """Under the page's Content-Security-Policy (the browser enforces it): a blocked script or style
+    would leave the page without operations."""
     dom = run_chromium(["--dump-dom", f"{server}/docs"], tmp_path)
     assert 'id="swagger-ui"' in dom, dom[:2000]
     assert "Failed to load API definition" not in dom

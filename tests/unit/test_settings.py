@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from pathlib import Path
@@ -106,3 +107,77 @@ def test_every_setting_is_documented_in_the_readme():
         name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in readme
     ]
     assert undocumented == []
+
+
+WEAK = {
+    "one byte": base64.b64encode(b"x").decode(),
+    "base64 of changeme": base64.b64encode(b"changeme").decode(),
+    "a repeated byte": base64.b64encode(b"a" * 32).decode(),
+}
+
+
+@pytest.mark.parametrize("weak", list(WEAK.values()), ids=list(WEAK))
+@pytest.mark.parametrize("name", ["cybersource_shared_secret", "cybersource_webhook_secret"])
+def test_production_refuses_weak_secrets(name, weak):
+    with pytest.raises(ValidationError, match=f"{name.upper()} is too weak") as info:
+        production(**{name: weak})
+    assert weak not in str(info.value).split("Value error")[1].split("[type")[0]
+
+
+@pytest.mark.parametrize("env", ["local", "production"])
+def test_a_secret_that_is_not_base64_is_refused_at_start(env):
+    values = {"cybersource_webhook_secret": "not base64!"}
+    with pytest.raises(ValidationError, match="CYBERSOURCE_WEBHOOK_SECRET is not valid base64"):
+        production(**values) if env == "production" else Settings(app_env="local", **values)
+
+
+def test_production_refuses_the_local_development_key():
+    digest = hashlib.sha256(LOCAL_DEV_API_KEY.encode()).hexdigest()
+    keys = json.dumps([{"client": "x", "sha256": digest, "scopes": ["invoices:admin"]}])
+    with pytest.raises(ValidationError, match="digest of the local development key"):
+        production(api_keys=keys)
+
+
+def test_docs_are_off_in_production_unless_enabled_and_relay_metrics_on_loopback():
+    assert Settings(app_env="local").docs_on
+    assert not production().docs_on
+    assert production(docs_enabled="true").docs_on
+    assert not Settings(app_env="local", docs_enabled="false").docs_on
+    assert Settings().relay_metrics_host == "127.0.0.1"
+
+
+OIDC = (
+    '[{"issuer": "https://kubernetes.default.svc.cluster.local", "audience": "invoicing-gateway",'
+    ' "jwks_url": "https://kubernetes.default.svc.cluster.local/openid/v1/jwks", "callers":'
+    ' [{"subject": "system:serviceaccount:billing:api", "client": "billing",'
+    ' "scopes": ["invoices:read"], "profiles": ["default"]}]}]'
+)
+
+
+def test_oidc_providers_in_the_contract_shape_and_callers_profiles():
+    settings = production(oidc_providers=OIDC, api_keys="[]")  # workload identity alone will do
+    caller = settings.oidc_providers[0].callers[0]
+    assert (caller.subject, caller.client, caller.profiles) == (
+        "system:serviceaccount:billing:api",
+        "billing",
+        ("default",),
+    )
+    assert Settings(api_keys=KEYS).api_keys[0].profiles == ("default",)
+    with pytest.raises(ValidationError, match="not configured: billing: eu"):
+        Settings(
+            api_keys=json.dumps([{"client": "billing", "sha256": "ab" * 32, "profiles": ["eu"]}])
+        )
+    with pytest.raises(ValidationError):
+        Settings(oidc_providers=OIDC.replace('"audience"', '"audiences"'))
+
+
+def test_an_invalid_configuration_is_reported_without_its_values(monkeypatch, capsys):
+    from app.__main__ import main
+
+    secret = base64.b64encode(b"short").decode()
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("CYBERSOURCE_SHARED_SECRET", secret)
+    assert main(["openapi"]) == 2
+    err = capsys.readouterr().err
+    assert "CYBERSOURCE_SHARED_SECRET is too weak" in err
+    assert secret not in err
