@@ -118,16 +118,25 @@ def invoice_event_data(
 
 
 class WebhookDispatcher:
-    """Sends notifications in background tasks and keeps a log of every delivery and attempt."""
+    """Sends notifications in background tasks and keeps a log of every delivery and attempt.
+
+    One invoice's notifications go out in the order of its events: each waits until the previous one's
+    first attempt was answered (or failed). Retries run independently, as Cybersource's do.
+    """
 
     def __init__(self, config: WebhookConfig | None) -> None:
         self.config = config
         self.deliveries: list[dict[str, Any]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        # Per invoice: set once the newest notification's first attempt is over.
+        self._first_attempt_over: dict[str, asyncio.Event] = {}
+        # Per delivery: where it goes and the key that signs it (the configured target, or a
+        # subscription made through the management API with its organisation's current key).
+        self._targets: dict[str, WebhookConfig] = {}
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        if self.config is not None and self._session is None:
+        if self._session is None:
             self._session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
 
     async def close(self) -> None:
@@ -146,26 +155,39 @@ class WebhookDispatcher:
         for task in list(self._tasks):
             task.cancel()
         self.deliveries.clear()
+        self._first_attempt_over.clear()
+        self._targets.clear()
 
     def emit(
-        self, event_type: str, organization_id: str, data: dict[str, str]
+        self,
+        event_type: str,
+        organization_id: str,
+        data: dict[str, str],
+        target: WebhookConfig | None = None,
     ) -> dict[str, Any] | None:
-        """Queue one notification; returns its log record, or None when webhooks are not configured."""
-        if self.config is None:
+        """Queue one notification (to `target`, else the configured webhook); returns its log record,
+        or None when there is nowhere to send it."""
+        config = target or self.config
+        if config is None:
             return None
         record: dict[str, Any] = {
             "deliveryId": str(uuid.uuid4()),
             "eventType": event_type,
             "organizationId": organization_id,
             "invoiceNumber": data.get("invoiceNumber"),
-            "url": self.config.url,
+            "url": config.url,
+            "webhookId": config.webhook_id,
             "outcome": "pending",
             "eventDate": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
             "data": data,
             "attempts": [],
         }
         self.deliveries.append(record)
-        task = asyncio.get_running_loop().create_task(self._deliver(record))
+        self._targets[record["deliveryId"]] = config
+        key = f"{config.url} {record['invoiceNumber']}"
+        previous = self._first_attempt_over.get(key)
+        own = self._first_attempt_over[key] = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(self._deliver_in_turn(record, previous, own))
         self._tasks.add(task)  # keep a reference: the loop only holds weak ones
         task.add_done_callback(self._tasks.discard)
         return record
@@ -173,8 +195,7 @@ class WebhookDispatcher:
     def _attempt_request(
         self, record: dict[str, Any], retry_number: int
     ) -> tuple[bytes, dict[str, str], str]:
-        config = self.config
-        assert config is not None
+        config = self._targets[record["deliveryId"]]
         trace_id = str(uuid.uuid4())
         request_type = "NEW" if retry_number == 0 else "RETRY"
         envelope = build_envelope(
@@ -208,9 +229,18 @@ class WebhookDispatcher:
         }
         return body.encode("utf-8"), headers, trace_id
 
-    async def _deliver(self, record: dict[str, Any]) -> None:
-        config = self.config
-        assert config is not None
+    async def _deliver_in_turn(
+        self, record: dict[str, Any], previous: asyncio.Event | None, own: asyncio.Event
+    ) -> None:
+        try:
+            if previous is not None:
+                await previous.wait()
+            await self._deliver(record, first_attempt_over=own)
+        finally:
+            own.set()  # also when cancelled or failed: the next one must not wait forever
+
+    async def _deliver(self, record: dict[str, Any], first_attempt_over: asyncio.Event) -> None:
+        config = self._targets[record["deliveryId"]]
         if self._session is None:  # an app run without lifespan (in-process tests) starts it here
             await self.start()
         assert self._session is not None
@@ -238,6 +268,7 @@ class WebhookDispatcher:
                 attempt["error"] = f"{type(exc).__name__}: {exc}"
             attempt["durationMs"] = round((time.perf_counter() - started) * 1000, 1)
             record["attempts"].append(attempt)
+            first_attempt_over.set()
             delivered = 200 <= attempt.get("status", 0) < 300
             log.info(
                 "webhook attempt",

@@ -62,6 +62,7 @@ async def raw(base_url: str, http: aiohttp.ClientSession, receiver: Receiver) ->
     assert reply.status == 200
     receiver.received.clear()
     receiver.script.clear()
+    receiver.delays.clear()
     return client
 
 

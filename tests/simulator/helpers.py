@@ -195,13 +195,22 @@ class Receiver:
     """A local webhook endpoint: records every POST and answers from a script of statuses (then 200)."""
 
     script: list[int] = field(default_factory=list)
+    # Seconds to wait before answering, one per request (then none): a slow receiver.
+    delays: list[float] = field(default_factory=list)
     received: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
 
     async def handle(self, request: web.Request) -> web.Response:
+        arrived_at = time.monotonic()
         body = await request.read()
         status = self.script.pop(0) if self.script else 200
-        self.received.append({"headers": dict(request.headers), "body": body, "answered": status})
+        delay = self.delays.pop(0) if self.delays else 0.0
+        entry = {"headers": dict(request.headers), "body": body, "answered": status}
+        entry["arrived_at"] = arrived_at
+        self.received.append(entry)
+        if delay:
+            await asyncio.sleep(delay)
+        entry["answered_at"] = time.monotonic()
         return web.Response(status=status, text="ok")
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:

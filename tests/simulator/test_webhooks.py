@@ -147,6 +147,24 @@ async def test_events_per_action(raw: RawClient, receiver: Receiver) -> None:
     assert len(listed) == 1 and listed[0]["invoiceNumber"] == draft
 
 
+async def test_an_invoices_notifications_go_out_one_after_the_other(
+    raw: RawClient, receiver: Receiver
+) -> None:
+    """A slow receiver: the invoice's next notification waits until the previous one was answered,
+    so events arrive in the order they happened (concurrent first attempts arrived out of order)."""
+    receiver.delays[:] = [0.5]
+    draft = (await raw.call("POST", "/invoicing/v2/invoices", invoice_body())).json()["id"]
+    await raw.call("POST", f"/invoicing/v2/invoices/{draft}/delivery")
+    await raw.call("POST", f"/invoicing/v2/invoices/{draft}/cancelation")
+    first, second = await receiver.wait_for(2)
+    await until(lambda: "answered_at" in second)
+    assert second["arrived_at"] >= first["answered_at"]
+    assert [r["headers"]["v-c-event-type"] for r in (first, second)] == [
+        "invoicing.customer.invoice.send",
+        "invoicing.customer.invoice.cancel",
+    ]
+
+
 async def test_a_failing_receiver_gets_signed_retries(raw: RawClient, receiver: Receiver) -> None:
     receiver.script[:] = [500, 503]
     invoice = (await raw.call("POST", "/invoicing/v2/invoices", invoice_body(send=True))).json()
