@@ -296,6 +296,9 @@ def wait_for_probes(process: Process, container: Container) -> None:
         assert answer.status_code == 200, (
             f"{container.owner} {probe.kind} {probe.path}: {answer.status_code}"
         )
+        # The probe routes themselves answer (not a catch-all metrics page): /livez and /readyz say ok.
+        if probe.path in ("/livez", "/readyz"):
+            assert answer.json()["status"] == "ok", f"{container.owner} {probe.path}: {answer.text}"
 
 
 def create_send_and_pay(
