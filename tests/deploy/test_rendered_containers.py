@@ -37,6 +37,7 @@ import httpx
 import pytest
 import yaml
 
+from app.settings import Settings
 from tests.deploy.chart import (
     CHART,
     Container,
@@ -393,12 +394,12 @@ def test_the_rendered_containers_run(name: str, tmp_path: Path) -> None:
         )
         wait_until_answers(f"{simulator_url}/__sim/health", simulator, 30)
         wait_for_probes(api_process, api)
-        # Until the relay serves /livez and /readyz of its own, prometheus_client's server answers
-        # every path of this port with the metrics page, so these pass without proving readiness.
         wait_for_probes(relay_process, relay)
 
         # 3. An invoice through the api, delivered by the relay, paid by webhook, stored in this database.
-        prefix = api.env.get("INVOICE_NUMBER_PREFIX", "INV-")  # production's extraConfig sets ACME-
+        # production's extraConfig sets ACME-; otherwise the service's own default applies
+        default_prefix = Settings.model_fields["invoice_number_prefix"].default
+        prefix = api.env.get("INVOICE_NUMBER_PREFIX", default_prefix)
         with httpx.Client(
             base_url=f"http://127.0.0.1:{api.ports['http']}",
             timeout=30,
