@@ -6,8 +6,10 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import orjson
 from sqlalchemy import MetaData
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -136,3 +138,28 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database cannot be reached or refuses connections (down, restarting, out of connections)."""
+    if isinstance(
+        exc, OSError | sa_exc.TimeoutError | sa_exc.InterfaceError | sa_exc.OperationalError
+    ):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        cause = exc.orig.__cause__ if exc.orig is not None else None
+        return isinstance(
+            cause,
+            asyncpg.PostgresConnectionError
+            | asyncpg.TooManyConnectionsError
+            | asyncpg.CannotConnectNowError
+            | OSError,
+        )
+    return isinstance(
+        exc,
+        asyncpg.PostgresConnectionError
+        | asyncpg.TooManyConnectionsError
+        | asyncpg.CannotConnectNowError,
+    )

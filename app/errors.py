@@ -147,3 +147,8 @@ class UpstreamUnavailable(ApiError):
     status_code = 502
     code = "upstream_unavailable"
     title = "Cybersource could not be reached"
+
+
+class UpstreamClockSkew(UpstreamUnavailable):
+    code = "upstream_clock_skew"
+    title = "Cybersource refused the request's Date: the clocks disagree"

@@ -18,6 +18,7 @@ from app.http import health, problems
 from app.http.deps import register, single_valued_query
 from app.http.docs import mount_swagger_ui
 from app.http.edge import EdgeMiddleware
+from app.http.health import Readiness
 from app.idempotency.executor import IdempotentExecutor
 from app.invoices import endpoints as invoices
 from app.invoices.answers import command_outcome
@@ -59,11 +60,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         waiter = OperationWaiter(database.reads, listen_dsn(settings))
         await waiter.start()
+        readiness = Readiness()
+        readiness.watch("operations", waiter.listener)
         engine, reads = database.engine, database.reads
         executor = IdempotentExecutor(engine, reads, settings, waiter, command_outcome)
         register(
             app,
             database,
+            readiness,
             InvoiceService(engine=engine, reads=reads, settings=settings, executor=executor),
             UpstreamSyncService(engine=engine, reads=reads, settings=settings, clients=clients),
             OperationService(engine=engine, reads=reads, executor=executor),
@@ -73,7 +77,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stop = asyncio.Event()
         background = None
         if settings.relay_in_process:
-            background = asyncio.create_task(run_background_jobs(database, settings, clients, stop))
+            background = asyncio.create_task(
+                run_background_jobs(database, settings, clients, stop, readiness)
+            )
         log.info(
             "api.started",
             relay_in_process=settings.relay_in_process,

@@ -36,11 +36,13 @@ from app.invoices import commands
 # Default allocation: a sequence never serialises concurrent creates (a counter row would).
 INVOICE_NUMBER_SEQUENCE = Sequence("invoice_number_seq", start=1, metadata=Base.metadata)
 
-SYNC_STATES = ("pending", "in_sync", "failed")
+SYNC_STATES = ("pending", "in_sync", "failed", "unknown")
 # Statuses a payer can still move without a command of ours (README's lifecycle: payments, a pending review).
 RECONCILED_STATUSES = tuple(status.value for status in commands.RECONCILED_STATUSES)
 OPERATION_KINDS = tuple(kind.value for kind in commands.OperationKind)
-OPERATION_STATES = ("pending", "in_flight", "succeeded", "failed")
+# unknown: given up while no reading could tell whether it was applied (operators re-drive it: it reads
+# first); superseded: refused because a cancel reached the invoice first (nothing to re-drive).
+OPERATION_STATES = ("pending", "in_flight", "succeeded", "failed", "unknown", "superseded")
 
 
 def _now() -> Any:
@@ -128,6 +130,10 @@ class Operation(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Set after an ambiguous failure: the next attempt first checks whether the call was applied.
     needs_reconcile: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    # Attempts per failure class ({"account": 2}): a class with a limit of its own counts only its failures.
+    failure_counts: Mapped[dict[str, int]] = mapped_column(
+        JSONB, server_default=text("'{}'::jsonb")
+    )
     # What the invoice looked like upstream before the first attempt (for reconciling sends).
     baseline: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     last_error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

@@ -217,7 +217,9 @@ class Settings(BaseSettings):
     relay_metrics_port: int = Field(default=9101, ge=0, le=65535)
     relay_concurrency: int = Field(default=32, ge=1, le=1024)
     relay_batch_size: int = Field(default=64, ge=1, le=1000)
-    relay_lease_seconds: float = Field(default=90.0, gt=0)
+    # Renewed by a heartbeat every third of it while a relay holds the command: short, so a dead
+    # relay's commands move to another relay within seconds.
+    relay_lease_seconds: float = Field(default=15.0, ge=1.0)
     relay_poll_interval_seconds: float = Field(default=1.0, gt=0)
     relay_listen: bool = True
     relay_max_attempts: int = Field(default=12, ge=1)

@@ -262,6 +262,22 @@ def _is_general_system_failure(parsed: CybersourceErrorBody | None) -> bool:
     return reason in {"SERVER_ERROR", "SYSTEM_ERROR"} or "general system failure" in message
 
 
+# Below this a refusal is not put down to the clocks (Cybersource allows about five minutes).
+CLOCK_SKEW_NOTICE_SECONDS = 60.0
+
+
+def clock_skew(date_header: str | None, now: float | None = None) -> float | None:
+    """Seconds the answer's `Date` is ahead of this machine (negative: behind), when that is notable."""
+    if not date_header:
+        return None
+    try:
+        theirs = email.utils.parsedate_to_datetime(date_header).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+    skew = theirs - (time.time() if now is None else now)
+    return skew if abs(skew) >= CLOCK_SKEW_NOTICE_SECONDS else None
+
+
 def error_for_response(
     *,
     method: str,
@@ -297,7 +313,15 @@ def error_for_response(
     common: dict[str, Any] = {"status": status, "correlation_id": correlation_id, "body": body}
     retry_after = parse_retry_after(headers.get("Retry-After"), now=now)
     if status in (401, 403):
-        return AuthenticationError(summary, **common)
+        skew = clock_skew(headers.get("Date"), now)
+        if skew is not None:
+            ahead = "ahead of" if skew > 0 else "behind"
+            summary += (
+                f" (clock skew: Cybersource's Date header is {abs(skew):.0f} s {ahead} this "
+                "machine's clock; a request whose Date is more than about 5 minutes off is refused: "
+                "synchronise the clock, e.g. with NTP)"
+            )
+        return AuthenticationError(summary, clock_skew_seconds=skew, **common)
     if status in (408, 425, 429):
         return TransientError(summary, retry_after=retry_after, **common)
     if status >= 500:

@@ -73,4 +73,15 @@ class RejectedError(CybersourceError):
 
 
 class AuthenticationError(CybersourceError):
-    """401 or 403: the facade's credentials or signature were refused."""
+    """401 or 403: the facade's credentials or signature were refused.
+
+    `clock_skew_seconds`: set when the answer's `Date` is far from this machine's clock, the likely
+    cause (a signature's Date, or a JWT's `iat`, more than about five minutes off is refused).
+    Positive when Cybersource's clock is ahead of ours.
+    """
+
+    def __init__(
+        self, message: str, *, clock_skew_seconds: float | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.clock_skew_seconds = clock_skew_seconds

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from app import errors
+from app.db import database_unavailable
 from app.http.schemas import Problem
 from app.observability.logging import get_logger
 
@@ -167,29 +168,4 @@ def unstorable_text(exc: BaseException) -> bool:
     )
     return isinstance(
         cause, asyncpg.CharacterNotInRepertoireError | asyncpg.UntranslatableCharacterError
-    )
-
-
-def database_unavailable(exc: BaseException) -> bool:
-    """The database cannot be reached or refuses connections (down, restarting, out of connections)."""
-    if isinstance(
-        exc, OSError | sa_exc.TimeoutError | sa_exc.InterfaceError | sa_exc.OperationalError
-    ):
-        return True
-    if isinstance(exc, sa_exc.DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        cause = exc.orig.__cause__ if exc.orig is not None else None
-        return isinstance(
-            cause,
-            asyncpg.PostgresConnectionError
-            | asyncpg.TooManyConnectionsError
-            | asyncpg.CannotConnectNowError
-            | OSError,
-        )
-    return isinstance(
-        exc,
-        asyncpg.PostgresConnectionError
-        | asyncpg.TooManyConnectionsError
-        | asyncpg.CannotConnectNowError,
     )

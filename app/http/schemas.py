@@ -14,7 +14,17 @@ class ErrorDetail(BaseModel):
 
 
 class UpstreamError(BaseModel):
-    kind: Literal["rejected", "authentication", "exhausted", "transient", "ambiguous"]
+    kind: Literal[
+        "rejected",
+        "authentication",
+        "account",
+        "exhausted",
+        "transient",
+        "ambiguous",
+        "reconcile",
+        "superseded",
+        "unknown",
+    ]
     status: int | None = None
     reason: str | None = None
     message: str

@@ -7,7 +7,12 @@ at its command (the retry gets that command's answer). Rules:
 - same client + key + same request (fingerprint) -> the first answer, replayed with `Idempotent-Replayed`;
 - same key, different request -> 422; first request still running -> 409 with Retry-After, or a bounded
   wait when the caller sent `Prefer: wait=N`;
-- requests refused before anything was written (validation, state) keep no record: a retry re-checks.
+- requests refused before anything was written (validation, state) keep no record: a retry re-checks;
+- the record follows its command: an answer stored for a command an operator re-drives is dropped in the
+  re-drive's transaction (`IdempotencyRepository.follow_again`), so the key then answers what the
+  command does next, never the outcome it had before;
+- once the command is committed, a failure to read its outcome (the database went away) is a 503 that
+  says so: the request was accepted and the same key gets its answer; never "nothing was applied".
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app import errors
 from app.auth.principal import Caller
+from app.db import database_unavailable
 from app.idempotency.repository import IdempotencyRecord, IdempotencyRepository
 from app.settings import Settings
 
@@ -157,10 +163,35 @@ class IdempotentExecutor:
             ), True
         if isinstance(result, Outcome):
             return result, False
-        outcome = await self._final_outcome(
+        outcome = await self._accepted_outcome(
             caller, key, result.operation_id, wait_seconds, store_accepted=True
         )
         return outcome, False
+
+    async def _accepted_outcome(
+        self,
+        caller: Caller,
+        key: str,
+        operation_id: uuid.UUID,
+        wait_seconds: float,
+        *,
+        store_accepted: bool,
+    ) -> Outcome:
+        """`_final_outcome` for a command already committed: an outage now is no "nothing was applied"."""
+        try:
+            return await self._final_outcome(
+                caller, key, operation_id, wait_seconds, store_accepted=store_accepted
+            )
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            raise errors.ServiceUnavailable(
+                f"The request was accepted (operation {operation_id}) and will be carried out, but "
+                "its outcome could not be read: the database is unavailable. Retry with the same "
+                "Idempotency-Key to get the answer; do not send it with a new key.",
+                headers={"Retry-After": "2", "Location": f"/v1/operations/{operation_id}"},
+                operationId=str(operation_id),
+            ) from exc
 
     async def _existing(
         self,
@@ -187,7 +218,7 @@ class IdempotentExecutor:
                 record.response_status, record.response_body, dict(record.response_headers or {})
             )
         if record.operation_id is not None:
-            outcome = await self._final_outcome(
+            outcome = await self._accepted_outcome(
                 caller, key, record.operation_id, wait_seconds, store_accepted=False
             )
             if outcome.status != 202:

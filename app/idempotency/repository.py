@@ -76,6 +76,18 @@ class IdempotencyRepository(BaseRepository):
             body=to_json(body),
         )
 
+    async def follow_again(self, operation_id: uuid.UUID) -> int:
+        """A command is re-driven: keys that stored its final answer follow it again (not its 202s,
+        which point at the operation and stay true)."""
+        rows = await self._all(
+            "UPDATE idempotency_records SET state = 'processing', response_status = NULL, "
+            "response_headers = NULL, response_body = NULL, completed_at = NULL "
+            "WHERE operation_id = :op AND state = 'completed' AND response_status <> 202 "
+            "RETURNING key",
+            op=operation_id,
+        )
+        return len(rows)
+
     async def purge(self, *, older_than_hours: float, batch: int) -> int:
         rows = await self._all(
             "DELETE FROM idempotency_records WHERE ctid IN (SELECT ctid FROM idempotency_records "

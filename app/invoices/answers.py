@@ -21,6 +21,8 @@ async def command_outcome(
     """The final result of a command, or 202 while it is on its way.
 
     `accepted`: 202 whatever the state (the caller asked not to wait: `Prefer: respond-async`).
+    A command whose outcome is `unknown` answers 202 too: it may have been applied, so no failure is
+    claimed; the operation (and an operator's re-drive) tells the rest.
     """
     operation = await OutboxRepository(conn).get(operation_id)
     if operation is None:
@@ -33,7 +35,7 @@ async def command_outcome(
         headers = {"Location": f"/v1/invoices/{number}"} if kind is OperationKind.CREATE else {}
         body = invoice_out(invoice, invoice.pending_ids).model_dump(mode="json")
         return Outcome(COMMANDS[kind].success_status, body, headers)
-    if operation.state == "failed" and not accepted:
+    if operation.state in ("failed", "superseded") and not accepted:
         problem = failure_problem(operation)
         return Outcome(problem.status_code, problem.problem(), {})
     body = operation_out(operation).model_dump(mode="json")

@@ -2,8 +2,14 @@
 
 Ambiguous failures (the call may have been applied) are reconciled before anything is re-sent: a create
 is looked up by its number, a send/publish/cancel compares the upstream status and e-mail history with
-what it was before the first attempt. The dispatch is exhaustive over `OperationKind`: mypy refuses a
-kind without its upstream call or its reconcile rule.
+what it was before the first attempt. Until such a reading has answered, the command's outcome is
+unknown: a failing reading is retried (class `reconcile`, no limit of its own) and never counted against
+the command's other classes. Every upstream call is fenced on the lease first. The dispatch is exhaustive
+over `OperationKind`: mypy refuses a kind without its upstream call or its reconcile rule.
+
+Failure classes (each counts its own attempts): `transient` (5xx, 429, not sent), `account` (502
+"General system failure", `RELAY_ACCOUNT_ERROR_ATTEMPTS`), `authentication` (401/403, the same limit),
+`ambiguous` (the answer was lost after sending), `reconcile` (the reading that decides did not answer).
 """
 
 from __future__ import annotations
@@ -30,12 +36,16 @@ from app.invoices.repository import DeliveredState, InvoiceRepository
 from app.invoices.upstream_state import UpstreamState
 from app.kit.upstream_errors import error_record
 from app.observability.logging import get_logger
-from app.outbox.relay import Delivery, Done, Failed, Limits, Relay, Succeeded, TryAgain
+from app.outbox.lease import Lease
+from app.outbox.relay import Delivery, Done, Failed, Limits, Relay, Succeeded, Superseded, TryAgain
 from app.outbox.repository import OUTBOX_CHANNEL, ClaimedOperation, OutboxRepository
 from app.outbox.retry import RetryPolicy
 from app.settings import Settings
 
 log = get_logger(__name__)
+SUPERSEDED_MESSAGE = (
+    "the invoice was canceled before this command reached Cybersource; nothing was done"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +53,15 @@ class InvoiceEffects:
     """What a finished command writes besides its own row: the invoice's columns and its event."""
 
     state: DeliveredState
-    event: NewEvent
+    event: NewEvent | None
+
+
+class OutcomeUnread(Exception):
+    """The reading that decides whether a command was applied did not answer: it stays unknown."""
+
+    def __init__(self, cause: CybersourceError) -> None:
+        super().__init__(cause.message)
+        self.cause = cause
 
 
 InvoiceRelay = Relay[ClaimedOperation, "InvoiceEffects"]
@@ -80,39 +98,60 @@ class CybersourceDelivery:
 
     # --- the handler protocol -----------------------------------------------------------------------
 
-    async def deliver(
-        self, operation: ClaimedOperation, lease_owner: str
-    ) -> Delivery[InvoiceEffects]:
+    async def deliver(self, operation: ClaimedOperation, lease: Lease) -> Delivery[InvoiceEffects]:
         account_limit = self.settings.relay_account_error_attempts
+        client = self.clients.get(operation.merchant_profile)
         try:
-            client = self.clients.get(operation.merchant_profile)
-            body = await self._deliver_once(client, operation, lease_owner)
+            body = await self._deliver_once(client, operation, lease)
+        except OutcomeUnread as exc:
+            retry_after = exc.cause.retry_after if isinstance(exc.cause, TransientError) else None
+            return self._again(exc.cause, "reconcile", retry_after=retry_after, reconcile=True)
         except RejectedError as exc:
+            if await self._canceled_first(client, operation, lease, exc):
+                error = {**error_record(exc, "superseded"), "message": SUPERSEDED_MESSAGE}
+                return Superseded(error, self._superseded_effects(operation))
             error = error_record(exc, "rejected")
             return Failed(error, self.failure_effects(operation, error))
         except AuthenticationError as exc:
-            return self._again(exc, "authentication", attempt_limit=account_limit)
+            return self._again(exc, "authentication", attempt_limit=account_limit, reconcile=False)
         except AmbiguousError as exc:
             return self._again(exc, "ambiguous", reconcile=True)
         except TransientError as exc:
-            limit = account_limit if getattr(exc, "possibly_account_problem", False) else None
-            return self._again(exc, "transient", attempt_limit=limit, retry_after=exc.retry_after)
+            # 502 "General system failure" is often an account problem: a few of its own, not forever.
+            if getattr(exc, "possibly_account_problem", False):
+                cls, limit = "account", account_limit
+            else:
+                cls, limit = "transient", None
+            return self._again(
+                exc, cls, attempt_limit=limit, retry_after=exc.retry_after, reconcile=False
+            )
         except CybersourceError as exc:
-            return self._again(exc, "transient")
+            return self._again(exc, "transient", reconcile=False)
         return self._succeeded(operation, body)
 
     def failure_effects(self, operation: ClaimedOperation, error: dict[str, Any]) -> InvoiceEffects:
         state = DeliveredState(operation.invoice_id, False, None, None, None, None, error)
+        if error.get("kind") == "unknown":
+            # Perhaps applied: not `invoice.failed`; operators see it (state unknown) and decide.
+            return InvoiceEffects(state, None)
         data = {"operation": operation.kind, "error": error}
         return InvoiceEffects(
             state, NewEvent(EventType.FAILED, operation.invoice_id, operation.id, data)
         )
 
+    @staticmethod
+    def _superseded_effects(operation: ClaimedOperation) -> InvoiceEffects:
+        # The store already follows the cancel (ours, or a webhook's): nothing to change but the sync.
+        state = DeliveredState(operation.invoice_id, True, None, None, None, None, None)
+        return InvoiceEffects(state, None)
+
     async def record(
         self, conn: AsyncConnection, done: Sequence[Done[ClaimedOperation, InvoiceEffects]]
     ) -> None:
         await InvoiceRepository(conn).apply_delivered([d.effects.state for d in done])
-        await EventRepository(conn).insert([d.effects.event for d in done])
+        events = [d.effects.event for d in done if d.effects.event is not None]
+        if events:
+            await EventRepository(conn).insert(events)
 
     # --- delivering one command ---------------------------------------------------------------------
 
@@ -123,7 +162,7 @@ class CybersourceDelivery:
         *,
         attempt_limit: int | None = None,
         retry_after: float | None = None,
-        reconcile: bool = False,
+        reconcile: bool | None = None,
     ) -> TryAgain:
         return TryAgain(
             error_record(exc, failure_class),
@@ -154,22 +193,23 @@ class CybersourceDelivery:
         return Succeeded(result, InvoiceEffects(delivered, event))
 
     async def _deliver_once(
-        self, client: CybersourceClient, operation: ClaimedOperation, lease_owner: str
+        self, client: CybersourceClient, operation: ClaimedOperation, lease: Lease
     ) -> dict[str, Any]:
         kind = OperationKind(operation.kind)
         if operation.needs_reconcile:
-            applied = await self._reconcile(client, operation)
+            applied = await self._reconcile(client, operation, lease)
             if applied is not None:
                 log.info("relay.reconciled_as_applied", operation_id=str(operation.id), kind=kind)
                 return applied
         if COMMANDS[kind].needs_baseline and operation.baseline is None:
-            await self._record_baseline(client, operation, lease_owner)
+            await self._record_baseline(client, operation, lease)
+        await lease.fence()
         try:
             return await self._call(client, operation, kind)
         except RejectedError as exc:
             if kind is OperationKind.CREATE and exc.is_duplicate_record:
                 # A create we sent before (answer lost) or someone else's invoice: look before failing.
-                existing = await self._fetch(client, operation.invoice_number)
+                existing = await self._deciding_read(client, operation, lease)
                 payload = operation.payload or {}
                 if existing is not None and UpstreamState.from_body(existing).matches_request(
                     payload
@@ -205,26 +245,54 @@ class CybersourceDelivery:
                 return None
             raise
 
+    async def _deciding_read(
+        self, client: CybersourceClient, operation: ClaimedOperation, lease: Lease
+    ) -> dict[str, Any] | None:
+        """A read that decides whether the command was applied: until it answers, nothing is known."""
+        await lease.fence()
+        try:
+            return await self._fetch(client, operation.invoice_number)
+        except CybersourceError as exc:
+            raise OutcomeUnread(exc) from exc
+
     async def _record_baseline(
-        self, client: CybersourceClient, operation: ClaimedOperation, owner: str
+        self, client: CybersourceClient, operation: ClaimedOperation, lease: Lease
     ) -> None:
         """Before the first send, note status and e-mail count so a lost answer can be told apart."""
+        await lease.fence()
         state = UpstreamState.from_body(await self._fetch(client, operation.invoice_number))
         baseline = {"status": state.status, "sends": state.send_count}
         async with self.engine.begin() as conn:
-            await OutboxRepository(conn).set_baseline(operation.id, owner, baseline)
+            await OutboxRepository(conn).set_baseline(operation.id, lease.owner, baseline)
 
     async def _reconcile(
-        self, client: CybersourceClient, operation: ClaimedOperation
+        self, client: CybersourceClient, operation: ClaimedOperation, lease: Lease
     ) -> dict[str, Any] | None:
         """After an ambiguous failure: the upstream invoice if the command was applied, else None."""
         rule = COMMANDS[OperationKind(operation.kind)].reconcile
         if rule is ReconcileRule.REAPPLY:
             return None  # a full replacement is safe to apply again
-        current = await self._fetch(client, operation.invoice_number)
+        current = await self._deciding_read(client, operation, lease)
         if current is None:
             return None
         return current if applied(rule, UpstreamState.from_body(current), operation) else None
+
+    async def _canceled_first(
+        self,
+        client: CybersourceClient,
+        operation: ClaimedOperation,
+        lease: Lease,
+        refusal: RejectedError,
+    ) -> bool:
+        """Was the command refused because the invoice had been canceled (a race lost to a cancel)?"""
+        if not refusal.is_action_not_allowed or operation.kind == OperationKind.CANCEL:
+            return False
+        await lease.fence()
+        try:
+            current = await self._fetch(client, operation.invoice_number)
+        except CybersourceError:
+            return False  # the refusal stands as it was answered
+        return current is not None and UpstreamState.from_body(current).status == "CANCELED"
 
 
 def applied(rule: ReconcileRule, state: UpstreamState, operation: ClaimedOperation) -> bool:

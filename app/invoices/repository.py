@@ -232,6 +232,7 @@ class InvoiceRepository(BaseRepository):
                 upstream = COALESCE(x.upstream, i.upstream),
                 last_error = CASE WHEN x.ok THEN NULL ELSE x.error END,
                 sync_state = CASE
+                    WHEN NOT x.ok AND x.error ->> 'kind' = 'unknown' THEN 'unknown'
                     WHEN NOT x.ok THEN 'failed'
                     WHEN EXISTS (SELECT 1 FROM operations p WHERE p.invoice_id = i.id
                                  AND p.state IN ('pending', 'in_flight')) THEN 'pending'

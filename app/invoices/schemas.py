@@ -156,7 +156,7 @@ class InvoiceCreate(InvoiceUpdate):
 
 
 class InvoiceSync(BaseModel):
-    state: Literal["pending", "in_sync", "failed"]
+    state: Literal["pending", "in_sync", "failed", "unknown"]
     pendingOperations: list[str] = []
     lastError: UpstreamError | None = None
 

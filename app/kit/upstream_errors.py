@@ -20,6 +20,8 @@ def error_record(exc: CybersourceError, kind: str) -> dict[str, Any]:
         "message": exc.message,
         "correlationId": exc.correlation_id,
     }
+    if isinstance(exc, AuthenticationError) and exc.clock_skew_seconds is not None:
+        record["reason"] = "CLOCK_SKEW"
     if isinstance(exc, RejectedError):
         record.update(
             reason=exc.reason,
@@ -48,6 +50,8 @@ def call_problem(exc: CybersourceError, what: str) -> errors.ApiError:
             f"Cybersource refused to {what}: {exc.message}", errors=_field_errors(exc.details)
         )
     if isinstance(exc, AuthenticationError):
+        if exc.clock_skew_seconds is not None:
+            return errors.UpstreamClockSkew(f"Cybersource refused to {what}: {exc.message}")
         return errors.UpstreamUnavailable("Cybersource refused the facade's credentials.")
     return errors.UpstreamUnavailable(f"Cybersource could not be reached: {exc.message}")
 
@@ -78,6 +82,15 @@ def command_problem(
             f"Cybersource rejected the {kind}: {message}",
             errors=_field_errors(error.get("details")),
             **common,
+        )
+    if error.get("kind") == "superseded":
+        return errors.ActionNotAllowed(
+            f"The invoice was canceled before the {kind} reached Cybersource; nothing was done.",
+            **common,
+        )
+    if reason == "CLOCK_SKEW":
+        return errors.UpstreamClockSkew(
+            f"The {kind} could not be delivered to Cybersource: {message}", **common
         )
     return errors.UpstreamUnavailable(
         f"The {kind} could not be delivered to Cybersource: {message}", **common

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
@@ -13,7 +13,7 @@ from app.http.deps import provide
 from app.http.mutations import KeyedMutationDep
 from app.http.problems import problem_responses
 from app.http.responses import respond
-from app.outbox.schemas import OperationOut, OperationPage
+from app.outbox.schemas import OperationOut, OperationPage, OperationState
 from app.outbox.service import OperationService
 
 router = APIRouter(prefix="/v1/operations", tags=["operations"])
@@ -24,7 +24,7 @@ Service = Annotated[OperationService, Depends(provide(OperationService))]
     "/{operationId}",
     response_model=OperationOut,
     responses=problem_responses(401, 403, 404, 422),
-    summary="State of one outbox command: pending, in_flight, succeeded, failed",
+    summary="State of one outbox command: pending, in_flight, succeeded, failed, unknown, superseded",
 )
 async def get_operation(operationId: uuid.UUID, caller: Reader, service: Service) -> OperationOut:
     return await service.get(caller, operationId)
@@ -34,12 +34,12 @@ async def get_operation(operationId: uuid.UUID, caller: Reader, service: Service
     "",
     response_model=OperationPage,
     responses=problem_responses(400, 401, 403, 422),
-    summary="Operators: list commands, e.g. state=failed (dead-lettered)",
+    summary="Operators: list commands, e.g. state=failed (dead-lettered) or state=unknown",
 )
 async def list_operations(
     caller: Admin,
     service: Service,
-    state: Literal["pending", "in_flight", "succeeded", "failed"] | None = None,
+    state: OperationState | None = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> OperationPage:
@@ -51,7 +51,7 @@ async def list_operations(
     response_model=OperationOut,
     status_code=202,
     responses=problem_responses(400, 401, 403, 404, 409, 422, 503),
-    summary="Operators: re-drive a command that failed for good",
+    summary="Operators: re-drive a command that failed for good or whose outcome is unknown",
 )
 async def retry_operation(
     operationId: uuid.UUID, caller: Admin, request: KeyedMutationDep, service: Service

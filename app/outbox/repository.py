@@ -17,6 +17,8 @@ from app.kit.sql import BaseRepository, to_json
 OUTBOX_CHANNEL = "igw_outbox"
 OPERATION_DONE_CHANNEL = "igw_operation_done"
 UNFINISHED_STATES = ("pending", "in_flight")
+# No relay works on these any more; `unknown` waits for operators (it may have been applied).
+FINAL_STATES = ("succeeded", "failed", "superseded", "unknown")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,18 +52,30 @@ class ClaimedOperation:
     attempts: int
     created_at: datetime
     needs_reconcile: bool
+    failure_counts: dict[str, int]
     baseline: dict[str, Any] | None
     invoice_number: str
 
 
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """The final state of one command (succeeded or failed), written with others in one batch."""
+    """The final state of one command, written with others in one batch."""
 
     operation_id: uuid.UUID
-    state: str  # succeeded | failed
+    state: str  # succeeded | failed | superseded | unknown
     result: dict[str, Any] | None
     error: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reschedule:
+    """Another attempt later: its delay, the error, whether to check first, and the failure class counted."""
+
+    job_id: uuid.UUID
+    delay_seconds: float
+    error: dict[str, Any]
+    reconcile: bool | None  # None: leave needs_reconcile as it is
+    failure_class: str
 
 
 _OPERATION_WITH_INVOICE = (
@@ -173,7 +187,7 @@ class OutboxRepository(BaseRepository):
             FROM due, invoices i
             WHERE o.id = due.id AND i.id = o.invoice_id
             RETURNING o.id, o.invoice_id, o.merchant_profile, o.kind, o.payload, o.attempts, o.created_at,
-                      o.needs_reconcile, o.baseline, i.invoice_number
+                      o.needs_reconcile, o.failure_counts, o.baseline, i.invoice_number
             """,
             owner=owner,
             limit=limit,
@@ -190,27 +204,56 @@ class OutboxRepository(BaseRepository):
             b=to_json(baseline),
         )
 
-    async def reschedule(
-        self,
-        operation_id: uuid.UUID,
-        *,
-        owner: str,
-        delay_seconds: float,
-        error: dict[str, Any],
-        needs_reconcile: bool,
-    ) -> bool:
-        row = await self._one(
-            "UPDATE operations SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, "
-            "available_at = now() + make_interval(secs => :delay), last_error = CAST(:err AS jsonb), "
-            "needs_reconcile = needs_reconcile OR :reconcile, updated_at = now() "
-            "WHERE id = :id AND lease_owner = :owner AND state = 'in_flight' RETURNING id",
-            id=operation_id,
+    async def renew(
+        self, owner: str, operation_ids: Sequence[uuid.UUID], lease_seconds: float
+    ) -> set[uuid.UUID]:
+        """Extend the leases `owner` still holds (the heartbeat and the fence); returns those it holds."""
+        if not operation_ids:
+            return set()
+        rows = await self._all(
+            "UPDATE operations SET lease_expires_at = now() + make_interval(secs => :lease) "
+            "WHERE id = ANY(CAST(:ids AS uuid[])) AND lease_owner = :owner AND state = 'in_flight' "
+            "RETURNING id",
+            ids=[str(operation_id) for operation_id in operation_ids],
             owner=owner,
-            delay=delay_seconds,
-            err=to_json(error),
-            reconcile=needs_reconcile,
+            lease=lease_seconds,
         )
-        return row is not None
+        return {row["id"] for row in rows}
+
+    async def reschedule(self, owner: str, batch: Sequence[Reschedule]) -> set[uuid.UUID]:
+        """Put commands back for a later attempt, set-based; counts each one's failure class.
+
+        Fenced like `finish`: a command another relay took over is left alone.
+        """
+        if not batch:
+            return set()
+        items = [
+            {
+                "id": str(r.job_id),
+                "delay": r.delay_seconds,
+                "error": r.error,
+                "reconcile": r.reconcile,
+                "class": r.failure_class,
+            }
+            for r in batch
+        ]
+        rows = await self._all(
+            """
+            UPDATE operations o SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL,
+                   available_at = now() + make_interval(secs => x.delay), last_error = x.error,
+                   needs_reconcile = COALESCE(x.reconcile, o.needs_reconcile),
+                   failure_counts = o.failure_counts || jsonb_build_object(
+                       x.class, COALESCE((o.failure_counts ->> x.class)::int, 0) + 1),
+                   updated_at = now()
+            FROM jsonb_to_recordset(CAST(:items AS jsonb))
+                 AS x(id uuid, delay float8, error jsonb, reconcile boolean, class text)
+            WHERE o.id = x.id AND o.lease_owner = :owner AND o.state = 'in_flight'
+            RETURNING o.id
+            """,
+            items=to_json(items),
+            owner=owner,
+        )
+        return {row["id"] for row in rows}
 
     async def finish(self, owner: str, batch: Sequence[Finish]) -> set[uuid.UUID]:
         """Finish a batch of commands set-based, in one statement; returns the ids actually finished.
@@ -259,11 +302,12 @@ class OutboxRepository(BaseRepository):
         return len(rows)
 
     async def requeue_failed(self, operation_id: uuid.UUID) -> bool:
-        """Put a command that failed for good back in the queue (operators), and wake the relays."""
+        """Put a command that failed for good (or whose outcome is unknown) back in the queue, and wake
+        the relays. An unknown one keeps `needs_reconcile`: it is read before anything is sent again."""
         row = await self._one(
-            "UPDATE operations SET state = 'pending', attempts = 0, available_at = now(), completed_at = NULL, "
-            "result = NULL, created_at = now(), updated_at = now() "
-            "WHERE id = :id AND state = 'failed' RETURNING id",
+            "UPDATE operations SET state = 'pending', attempts = 0, failure_counts = '{}'::jsonb, "
+            "available_at = now(), completed_at = NULL, result = NULL, created_at = now(), updated_at = now() "
+            "WHERE id = :id AND state IN ('failed', 'unknown') RETURNING id",
             id=operation_id,
         )
         if row is None:

@@ -30,7 +30,24 @@ class RetryPolicy:
         jittered: float = capped * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not security)
         return max(jittered, float(retry_after or 0.0))
 
-    def gives_up(self, attempts: int, age_seconds: float, *, limit: int | None = None) -> bool:
-        """Past the attempt limit (a failure class may set a lower one) or the age limit."""
-        max_attempts = min(limit or self.max_attempts, self.max_attempts)
-        return attempts >= max_attempts or age_seconds >= self.max_age_seconds
+    def gives_up(
+        self,
+        *,
+        attempts: int,
+        class_attempts: int,
+        age_seconds: float,
+        class_limit: int | None = None,
+        outcome_known: bool = True,
+    ) -> bool:
+        """Past the age limit; or, when the outcome is known, past the attempt limit or its class's own.
+
+        Work that may have been applied (`outcome_known` False) is never given up on a count: the next
+        attempt checks again, with backoff, until the age limit says it cannot be known.
+        """
+        if age_seconds >= self.max_age_seconds:
+            return True
+        if not outcome_known:
+            return False
+        if class_limit is not None and class_attempts >= class_limit:
+            return True
+        return attempts >= self.max_attempts

@@ -10,11 +10,16 @@ from pydantic import BaseModel
 from app.http.schemas import UpstreamError
 from app.invoices.commands import OperationKind
 
+# `unknown`: the relay gave up while no reading could tell whether Cybersource applied it (operators
+# check and re-drive; a re-drive reads first). `superseded`: refused because a cancel reached the
+# invoice first. Both are final.
+OperationState = Literal["pending", "in_flight", "succeeded", "failed", "unknown", "superseded"]
+
 
 class OperationOut(BaseModel):
     id: str
     kind: OperationKind
-    state: Literal["pending", "in_flight", "succeeded", "failed"]
+    state: OperationState
     invoiceNumber: str
     merchantProfile: str
     attempts: int

@@ -10,6 +10,7 @@ from app import errors
 from app.auth.principal import Caller
 from app.http.mutations import Mutation
 from app.idempotency.executor import IdempotentExecutor, Outcome
+from app.idempotency.repository import IdempotencyRepository
 from app.kit.cursors import decode_ids, encode_cursor
 from app.outbox.presenters import operation_out
 from app.outbox.repository import OperationRow, OutboxRepository
@@ -31,7 +32,11 @@ async def requeue_failed(
     ):
         raise operation_not_found(operation_id)
     if not await outbox.requeue_failed(operation_id):
-        raise errors.OperationNotRetryable("Only an operation in state failed can be retried.")
+        raise errors.OperationNotRetryable(
+            "Only an operation in state failed or unknown can be retried."
+        )
+    # The keys that answered its failure follow it again: a replay answers what the re-drive does.
+    await IdempotencyRepository(conn).follow_again(operation_id)
     row = await outbox.get(operation_id)
     assert row is not None
     return row

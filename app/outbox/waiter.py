@@ -1,7 +1,9 @@
 """Wait for outbox commands to finish: LISTEN on the completion channel, polling as a fallback.
 
-One dedicated connection per API process listens; each waiting request gets a future. Polling covers
-a lost notification or a database where LISTEN is unavailable (PgBouncer in transaction mode).
+One dedicated connection per API process listens (`app/kit/listen.py`: reconnected with backoff after the
+database went away); each waiting request gets a future. Polling covers a lost notification, the time
+the listener is reconnecting, and a database where LISTEN is unavailable (PgBouncer in transaction mode).
+A poll that fails (the database is away) counts as "not finished yet": the request's own deadline decides.
 """
 
 from __future__ import annotations
@@ -9,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from typing import Any
 
-import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.db import database_unavailable
+from app.kit.listen import Listener
 from app.observability.logging import get_logger
-from app.outbox.repository import OPERATION_DONE_CHANNEL, OutboxRepository
+from app.outbox.repository import FINAL_STATES, OPERATION_DONE_CHANNEL, OutboxRepository
 
 log = get_logger(__name__)
 # With LISTEN a poll only guards against a lost notification; without it, polling is the mechanism.
@@ -28,45 +30,49 @@ class OperationWaiter:
         self.engine = engine
         self.listen_dsn = listen_dsn
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
-        self._connection: Any = None
+        self.listener = Listener(
+            listen_dsn,
+            OPERATION_DONE_CHANNEL,
+            self._on_notify,
+            # Notifications sent while it was away are lost: every waiting request looks again.
+            on_reconnect=self._wake_all,
+            name="operation_waiter",
+        )
 
     async def start(self) -> None:
-        if self.listen_dsn is None:
-            return
-        try:
-            self._connection = await asyncpg.connect(self.listen_dsn)
-            await self._connection.add_listener(OPERATION_DONE_CHANNEL, self._on_notify)
-        except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("operation_waiter.listen_unavailable", error=str(exc))
-            self._connection = None
+        await self.listener.start()
 
     async def stop(self) -> None:
-        if self._connection is not None:
-            with contextlib.suppress(Exception):
-                await self._connection.close()
-            self._connection = None
+        await self.listener.stop()
 
-    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notify(self, payload: str) -> None:
         for future in self._waiters.pop(payload, set()):
             if not future.done():
                 future.set_result(None)
 
+    def _wake_all(self) -> None:
+        for key in list(self._waiters):
+            self._on_notify(key)
+
     async def _finished(self, operation_id: uuid.UUID) -> bool:
-        async with self.engine.connect() as conn:
-            state = await OutboxRepository(conn).state(operation_id)
-        return state in (None, "succeeded", "failed")
+        try:
+            async with self.engine.connect() as conn:
+                state = await OutboxRepository(conn).state(operation_id)
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            return False  # the database is away: the command cannot finish meanwhile either
+        return state is None or state in FINAL_STATES
 
     async def wait(self, operation_id: uuid.UUID, seconds: float) -> bool:
         """True when the command finished within `seconds`."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         key = str(operation_id)
-        interval = (
-            POLL_WITH_LISTEN_SECONDS
-            if self._connection is not None
-            else POLL_WITHOUT_LISTEN_SECONDS
-        )
         while True:
+            interval = (
+                POLL_WITH_LISTEN_SECONDS if self.listener.listening else POLL_WITHOUT_LISTEN_SECONDS
+            )
             future: asyncio.Future[None] = loop.create_future()
             self._waiters.setdefault(key, set()).add(future)
             try:

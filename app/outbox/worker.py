@@ -22,6 +22,7 @@ from app.cybersource.client import CybersourceClients
 from app.db import Database, listen_dsn
 from app.http import health
 from app.http.deps import register
+from app.http.health import Readiness
 from app.idempotency.purge import purge_once
 from app.invoices.delivery import CybersourceDelivery, invoice_command_relay
 from app.kit.loops import run_until_stopped
@@ -35,7 +36,11 @@ log = get_logger(__name__)
 
 
 async def run_background_jobs(
-    database: Database, settings: Settings, clients: CybersourceClients, stop: asyncio.Event
+    database: Database,
+    settings: Settings,
+    clients: CybersourceClients,
+    stop: asyncio.Event,
+    readiness: Readiness | None = None,
 ) -> None:
     """Run the relay, the reconciler and the purge until `stop`; the relay drains what it holds."""
     relay = invoice_command_relay(
@@ -44,6 +49,8 @@ async def run_background_jobs(
         CybersourceDelivery(database.engine, settings, clients),
         listen_dsn=listen_dsn(settings),
     )
+    if readiness is not None:
+        readiness.watch("outbox", relay.listener)
     reconciler = StatusReconciler(database.engine, settings, clients)
     side_jobs = [
         asyncio.create_task(
@@ -80,11 +87,11 @@ async def run_background_jobs(
         await asyncio.gather(*side_jobs, return_exceptions=True)
 
 
-def health_app(database: Database) -> FastAPI:
+def health_app(database: Database, readiness: Readiness) -> FastAPI:
     """The relay process's probes and metrics: the same routes as the API's."""
     app = FastAPI(title="invoicing-gateway relay", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = {}
-    register(app, database)
+    register(app, database, readiness)
     app.include_router(health.router)
     return app
 
@@ -97,11 +104,13 @@ class _ServerWithoutSignals(uvicorn.Server):
         yield
 
 
-async def serve_health(database: Database, settings: Settings) -> uvicorn.Server | None:
+async def serve_health(
+    database: Database, settings: Settings, readiness: Readiness
+) -> uvicorn.Server | None:
     if not settings.relay_metrics_port:
         return None
     config = uvicorn.Config(
-        health_app(database),
+        health_app(database, readiness),
         host=settings.relay_metrics_host,
         port=settings.relay_metrics_port,
         log_config=None,
@@ -123,10 +132,11 @@ async def run_worker(settings: Settings) -> None:
     clients = CybersourceClients.from_settings(
         settings, call_observer=tracing.upstream_call if tracing.enabled() else None
     )
-    server = await serve_health(database, settings)
+    readiness = Readiness()
+    server = await serve_health(database, settings, readiness)
     serving = None if server is None else asyncio.create_task(server.serve())
     try:
-        await run_background_jobs(database, settings, clients, stop)
+        await run_background_jobs(database, settings, clients, stop, readiness)
     finally:
         if server is not None and serving is not None:
             server.should_exit = True

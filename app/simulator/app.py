@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from email.utils import formatdate
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.simulator import merchant_data as md
 from app.simulator.admin import admin_routes
@@ -33,6 +35,7 @@ class Simulator:
             config.verification_keys(),
             expected_host=config.host_name,
             tolerance_s=config.clock_tolerance_s,
+            clock_offset_s=config.clock_offset_s,
         )
         self.state = SimulatorState(
             [m.merchant_id for m in config.merchants], config.first_invoice_number
@@ -98,6 +101,21 @@ class SimulatorApp(FaultLayer):
             inner, sim.faults, hang_s=sim.config.hang_s, log_requests=sim.config.log_requests
         )
         self.simulator = sim
+        self.clock_offset_s = sim.config.clock_offset_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
+        if not self.clock_offset_s or scope["type"] != "http":
+            return await super().__call__(scope, receive, send)
+        # Run uvicorn with date_header=False (the CLI does): the simulator's skewed clock dates answers.
+        offset = self.clock_offset_s
+
+        async def dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                date = formatdate(time.time() + offset, usegmt=True).encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"date", date)]}
+            await send(message)
+
+        return await super().__call__(scope, receive, dated)
 
 
 def create_simulator_app(config: SimulatorConfig) -> SimulatorApp:

@@ -20,11 +20,17 @@ from app.cybersource.signing import (
 
 class Authenticator:
     def __init__(
-        self, keys: dict[str, VerificationKey], *, expected_host: str | None, tolerance_s: float
+        self,
+        keys: dict[str, VerificationKey],
+        *,
+        expected_host: str | None,
+        tolerance_s: float,
+        clock_offset_s: float = 0.0,
     ) -> None:
         self._keys = keys
         self._expected_host = expected_host
         self._tolerance_s = tolerance_s
+        self._clock_offset_s = clock_offset_s
 
     def lookup(self, key_id: str) -> VerificationKey | None:
         return self._keys.get(key_id)
@@ -49,7 +55,7 @@ class Authenticator:
                     raise SignatureInvalid(f"header {key!r} sent more than once")
                 continue
             headers[key] = value.decode("latin-1")
-        now = time.time()
+        now = time.time() + self._clock_offset_s
         if headers.get("authorization", "").lower().startswith("bearer "):
             return verify_jwt(
                 method=method,

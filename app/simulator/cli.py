@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="allowed Date/iat skew in s (default 300)",
     )
     p.add_argument(
+        "--clock-offset",
+        type=float,
+        default=None,
+        help="seconds the simulator's clock is ahead of this machine's (negative: behind; default 0)",
+    )
+    p.add_argument(
         "--no-request-log", action="store_true", help="do not log every request (benchmarks)"
     )
     p.add_argument("--log-level", default="INFO")
@@ -140,6 +146,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     for flag, key in (
         (args.host_name, "host_name"),
         (args.clock_tolerance, "clock_tolerance_s"),
+        (args.clock_offset, "clock_offset_s"),
         (args.fault_seed, "fault_seed"),
         (args.hang_seconds, "hang_s"),
     ):
@@ -194,6 +201,7 @@ def run_simulator(
         http="httptools" if fast else "h11",
         timeout_graceful_shutdown=5,
         server_header=False,  # Cybersource does not say `server: uvicorn`
+        date_header=not config.clock_offset_s,  # with an offset the app sends its own Date
     )
     return 0
 

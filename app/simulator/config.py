@@ -103,6 +103,9 @@ class SimulatorConfig:
     # The host the simulator pretends to be; None accepts whatever Host was signed.
     host_name: str | None = DEFAULT_HOST_NAME
     clock_tolerance_s: float = 300.0
+    # Seconds the simulator's clock is ahead of the machine's (negative: behind): its signature check
+    # and the `Date` of its answers use it, so a client with a skewed clock can be tried out.
+    clock_offset_s: float = 0.0
     # Fault rules (JSON objects, see faults.py) active from the start.
     faults: tuple[Mapping[str, Any], ...] = ()
     fault_seed: int | None = None
@@ -191,6 +194,7 @@ def config_from_mapping(data: Mapping[str, Any]) -> SimulatorConfig:
         webhook=webhook,
         host_name=_opt_str(data.get("host_name")),
         clock_tolerance_s=float(data.get("clock_tolerance_s", 300.0)),
+        clock_offset_s=float(data.get("clock_offset_s", 0.0)),
         faults=tuple(faults if isinstance(faults, list) else [faults]),
         fault_seed=data.get("fault_seed"),
         hang_s=float(data.get("hang_s", 300.0)),

@@ -416,8 +416,8 @@ class WatchingDelivery(CybersourceDelivery):
         super().__init__(*args, **kwargs)
         self.reconciled_as_applied: dict[str, bool] = {}
 
-    async def _reconcile(self, client: Any, op: Any) -> dict[str, Any] | None:
-        applied = await super()._reconcile(client, op)
+    async def _reconcile(self, client: Any, op: Any, lease: Any) -> dict[str, Any] | None:
+        applied = await super()._reconcile(client, op, lease)
         self.reconciled_as_applied[str(op.id)] = applied is not None
         return applied
 
@@ -448,11 +448,11 @@ class WatchingRelay(Relay):
     def reconciled_as_applied(self) -> dict[str, bool]:
         return self.handler.reconciled_as_applied  # type: ignore[attr-defined,no-any-return]
 
-    async def _deliver(self, op: Any) -> None:
+    async def _deliver(self, op: Any, lease: Any) -> None:
         if self.first_delivery_at is None:
             self.first_delivery_at = time.time()
         self.claimed_for_reconcile[str(op.id)] = bool(op.needs_reconcile)
-        await super()._deliver(op)
+        await super()._deliver(op, lease)
 
     def _complete(self, done: Any) -> None:
         (self.succeeded if done.finish.state == "succeeded" else self.failed).append(
@@ -561,8 +561,8 @@ async def test_two_relays_drain_a_thousand_commands_exactly_once_in_order(
 
 
 class FreezesAfterSending(WatchingDelivery):
-    async def _deliver_once(self, client: Any, op: Any, owner: str) -> dict[str, Any]:
-        result = await super()._deliver_once(client, op, owner)
+    async def _deliver_once(self, client: Any, op: Any, lease: Any) -> dict[str, Any]:
+        result = await super()._deliver_once(client, op, lease)
         if op.kind == "send":
             await asyncio.Event().wait()
         return result
@@ -574,13 +574,12 @@ class CrashesAfterSending(WatchingRelay):
 
     delivery_class = FreezesAfterSending
 
-    async def _shutdown(self, flusher: asyncio.Task[None]) -> None:
-        tasks = [flusher, *self._in_flight]
+    async def _shutdown(self, flusher: asyncio.Task[None], heartbeat: asyncio.Task[None]) -> None:
+        tasks = [flusher, heartbeat, *self._in_flight]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._listener is not None:
-            await self._listener.close()
+        await self.listener.stop()
 
 
 async def test_a_crashed_relays_commands_are_taken_over_and_reconciled(
@@ -694,8 +693,8 @@ async def test_clean_stop_finishes_calls_in_flight_and_claims_nothing_more(
 
 
 class SlowAnswer(WatchingDelivery):
-    async def _deliver_once(self, client: Any, op: Any, owner: str) -> dict[str, Any]:
-        result = await super()._deliver_once(client, op, owner)
+    async def _deliver_once(self, client: Any, op: Any, lease: Any) -> dict[str, Any]:
+        result = await super()._deliver_once(client, op, lease)
         if op.kind == "send":
             await asyncio.sleep(30)
         return result
