@@ -53,6 +53,12 @@ class MalformedRequest(ApiError):
     title = "The request could not be read"
 
 
+class MalformedJson(ApiError):
+    status_code = 400
+    code = "malformed_json"
+    title = "The body is not valid JSON"
+
+
 class IdempotencyKeyMissing(ApiError):
     status_code = 400
     code = "idempotency_key_missing"
@@ -123,6 +129,17 @@ class ValidationFailed(ApiError):
     status_code = 422
     code = "validation_failed"
     title = "The request body is not valid"
+
+
+class InvoiceNumberReserved(ValidationFailed):
+    code = "invoice_number_reserved"
+    title = "The invoice number has the shape of the facade's own numbers"
+
+
+class BodyTooLarge(ApiError):
+    status_code = 413
+    code = "body_too_large"
+    title = "The body is too large"
 
 
 class IdempotencyKeyReused(ApiError):

@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.cybersource.profiles import (
@@ -201,11 +201,16 @@ class Settings(BaseSettings):
 
     # Invoice numbers: PREFIX + zero-padded counter. "sequence" never blocks concurrent creates;
     # "gapless" uses a counter row that serialises every create transaction (see README).
-    invoice_number_prefix: str = Field(default="INV-", pattern=r"^[A-Za-z0-9_-]{0,20}$")
+    # Letters and digits by default ("INV00000042", 11 characters): Cybersource's numbers are that.
+    invoice_number_prefix: str = Field(default="INV", pattern=r"^[A-Za-z0-9_-]{0,20}$")
     invoice_number_width: int = Field(default=8, ge=1, le=20)
     invoice_number_mode: Literal["sequence", "gapless"] = "sequence"
-    # "check" refuses bodies whose totals do not add up; "pass-through" sends them as they are.
-    invoice_totals: Literal["check", "pass-through"] = "check"
+    # Cybersource's totals rule (README "Validation"): "warn" accepts and reports a break in the answer's
+    # `warnings`, "strict" refuses it ("check" is its old name), "pass-through" does not look.
+    invoice_totals: Annotated[
+        Literal["warn", "strict", "pass-through"],
+        BeforeValidator(lambda value: "strict" if value == "check" else value),
+    ] = "warn"
     # How long a mutating request waits for its outbox command before answering 202.
     request_wait_seconds: float = Field(default=10.0, ge=0, le=60)
 

@@ -20,11 +20,12 @@ from app.observability.logging import get_logger
 log = get_logger(__name__)
 
 DESCRIPTIONS = {
-    400: "Malformed request or Idempotency-Key missing/invalid",
+    400: "Malformed request (malformed_json: the body is not JSON), or Idempotency-Key missing/invalid",
     401: "Missing or invalid API key",
     403: "The API key lacks the scope",
     404: "Not found",
     409: "Conflict: state does not allow it, number taken, or the same Idempotency-Key is still running",
+    413: "The body is larger than the route takes",
     422: "Invalid body, Idempotency-Key reused with another request, or Cybersource rejected it",
     502: "Cybersource could not be reached or refused the facade's credentials",
     503: "The database is unavailable",
@@ -82,8 +83,14 @@ def install(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         where = {e.get("loc", ("body",))[0] for e in exc.errors()}
-        if where <= {"body"}:
-            error: errors.ApiError = errors.ValidationFailed(
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            # A body parsed outside JsonBodyRoute: the same answer as any unreadable body.
+            error: errors.ApiError = errors.MalformedJson(
+                "The body is not valid JSON.",
+                errors=[{"field": "body", "message": "JSON decode error"}],
+            )
+        elif where <= {"body"}:
+            error = errors.ValidationFailed(
                 "The request body is not valid; see `errors` for each field.", errors=fields
             )
         else:

@@ -48,12 +48,18 @@ SUPERSEDED_MESSAGE = (
 )
 
 
+# Cybersource's 202 ACCEPTED message travels with the invoice read back after it, under this key.
+ACCEPTED_MESSAGE = "_facadeAcceptedMessage"
+EMAIL_NOT_SENT = "Cybersource created the invoice but did not e-mail it; send it separately."
+
+
 @dataclass(frozen=True, slots=True)
 class InvoiceEffects:
-    """What a finished command writes besides its own row: the invoice's columns and its event."""
+    """What a finished command writes besides its own row: the invoice's columns and its events."""
 
     state: DeliveredState
     event: NewEvent | None
+    more_events: tuple[NewEvent, ...] = ()
 
 
 class OutcomeUnread(Exception):
@@ -149,7 +155,12 @@ class CybersourceDelivery:
         self, conn: AsyncConnection, done: Sequence[Done[ClaimedOperation, InvoiceEffects]]
     ) -> None:
         await InvoiceRepository(conn).apply_delivered([d.effects.state for d in done])
-        events = [d.effects.event for d in done if d.effects.event is not None]
+        events = [
+            event
+            for d in done
+            for event in (d.effects.event, *d.effects.more_events)
+            if event is not None
+        ]
         if events:
             await EventRepository(conn).insert(events)
 
@@ -177,8 +188,20 @@ class CybersourceDelivery:
         self, operation: ClaimedOperation, body: dict[str, Any]
     ) -> Succeeded[InvoiceEffects]:
         kind = OperationKind(operation.kind)
+        accepted_message = body.pop(ACCEPTED_MESSAGE, None)
         state = UpstreamState.from_body(body)
-        result = {"status": state.status, "completedAt": datetime.now(UTC).isoformat()}
+        now = datetime.now(UTC).isoformat()
+        result: dict[str, Any] = {"status": state.status, "completedAt": now}
+        email_failure = None
+        if (
+            kind is OperationKind.CREATE
+            and asks_for_email(operation.payload)
+            and not state.email_sent
+        ):
+            # Cybersource's 202 ACCEPTED (or a create read back unsent): the invoice exists, its e-mail
+            # did not go out. The command succeeded; the invoice and an event say so; a send retries it.
+            email_failure = {"message": str(accepted_message or EMAIL_NOT_SENT), "failedAt": now}
+            result["emailFailure"] = email_failure
         delivered = DeliveredState(
             operation.invoice_id,
             True,
@@ -187,10 +210,16 @@ class CybersourceDelivery:
             state.balance_amount,
             body,
             None,
+            email_failure=email_failure,
+            email_sent=kind is OperationKind.SEND and state.email_sent,
         )
         data = {"status": state.status, "operation": operation.kind}
         event = NewEvent(COMMANDS[kind].event, operation.invoice_id, operation.id, data)
-        return Succeeded(result, InvoiceEffects(delivered, event))
+        more: tuple[NewEvent, ...] = ()
+        if email_failure is not None:
+            failed = {"status": state.status, "operation": operation.kind, **email_failure}
+            more = (NewEvent(EventType.EMAIL_FAILED, operation.invoice_id, operation.id, failed),)
+        return Succeeded(result, InvoiceEffects(delivered, event, more))
 
     async def _deliver_once(
         self, client: CybersourceClient, operation: ClaimedOperation, lease: Lease
@@ -217,14 +246,15 @@ class CybersourceDelivery:
                     return existing
             raise
 
-    @staticmethod
     async def _call(
-        client: CybersourceClient, operation: ClaimedOperation, kind: OperationKind
+        self, client: CybersourceClient, operation: ClaimedOperation, kind: OperationKind
     ) -> dict[str, Any]:
         number = operation.invoice_number
         match kind:
             case OperationKind.CREATE:
                 result = await client.create_invoice(operation.payload or {})
+                if result.accepted_without_email:
+                    return await self._read_back_accepted(client, number, result.message)
             case OperationKind.UPDATE:
                 result = await client.update_invoice(number, operation.payload or {})
             case OperationKind.PUBLISH:
@@ -236,6 +266,21 @@ class CybersourceDelivery:
             case _:
                 assert_never(kind)
         return dict(result.raw)
+
+    async def _read_back_accepted(
+        self, client: CybersourceClient, number: str, message: str | None
+    ) -> dict[str, Any]:
+        """After 202 ACCEPTED (no invoice in the answer, "ACCEPTED" is no status): read the invoice.
+
+        A failed read is retried like any transient failure; the retry's create meets DUPLICATE_RECORD,
+        reads the invoice and finds it ours, so the outcome is the same.
+        """
+        body = await self._fetch(client, number)
+        if body is None:
+            raise AmbiguousError(
+                f"Cybersource accepted the create of {number} (202) but does not show the invoice yet"
+            )
+        return {**body, ACCEPTED_MESSAGE: message}
 
     async def _fetch(self, client: CybersourceClient, number: str) -> dict[str, Any] | None:
         try:
@@ -293,6 +338,13 @@ class CybersourceDelivery:
         except CybersourceError:
             return False  # the refusal stands as it was answered
         return current is not None and UpstreamState.from_body(current).status == "CANCELED"
+
+
+def asks_for_email(payload: dict[str, Any] | None) -> bool:
+    """Does this create body ask Cybersource to e-mail the invoice now?"""
+    info = (payload or {}).get("invoiceInformation") or {}
+    mode = str(info.get("deliveryMode") or "email").lower()
+    return info.get("sendImmediately") is True and mode == "email"
 
 
 def applied(rule: ReconcileRule, state: UpstreamState, operation: ClaimedOperation) -> bool:

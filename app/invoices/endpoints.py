@@ -12,6 +12,7 @@ from pydantic import BeforeValidator
 
 from app.auth.dependencies import Reader, Writer
 from app.http.deps import MerchantProfileHeader, provide
+from app.http.json_body import JsonBodyRoute
 from app.http.mutations import MutationDep
 from app.http.problems import problem_responses
 from app.http.responses import as_json, respond
@@ -21,7 +22,7 @@ from app.invoices.service import InvoiceQuery, InvoiceService
 from app.outbox.schemas import OperationOut
 from app.upstream_sync.service import UpstreamSyncService
 
-router = APIRouter(prefix="/v1/invoices", tags=["invoices"])
+router = APIRouter(prefix="/v1/invoices", tags=["invoices"], route_class=JsonBodyRoute)
 Invoices = Annotated[InvoiceService, Depends(provide(InvoiceService))]
 Sync = Annotated[UpstreamSyncService, Depends(provide(UpstreamSyncService))]
 ISO_DATETIME = re.compile(

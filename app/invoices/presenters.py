@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from app.http.schemas import UpstreamError
+from app.invoices.currencies import currency_exponent
 from app.invoices.repository import InvoiceRow
-from app.invoices.rules import currency_exponent
-from app.invoices.schemas import InvoiceOut, InvoiceSync
+from app.invoices.schemas import EmailFailure, InvoiceOut, InvoiceSync, InvoiceWarning
+from app.invoices.upstream_state import supported_actions
 
 CONTENT_KEYS = (
     "customerInformation",
@@ -23,7 +24,9 @@ def _money_text(value: Decimal | None, currency: str) -> str | None:
     """An amount as text with the currency's decimals ("60.00", "1500" for JPY)."""
     if value is None:
         return None
-    return format(value.quantize(Decimal(1).scaleb(-currency_exponent(currency))), "f")
+    exponent = currency_exponent(currency)
+    places = 2 if exponent is None else exponent
+    return format(value.quantize(Decimal(1).scaleb(-places)), "f")
 
 
 def invoice_out(row: InvoiceRow, pending_ids: Sequence[str] = ()) -> InvoiceOut:
@@ -32,6 +35,9 @@ def invoice_out(row: InvoiceRow, pending_ids: Sequence[str] = ()) -> InvoiceOut:
     content = row.content
     merged = {key: upstream.get(key, content.get(key)) for key in CONTENT_KEYS}
     error = row.last_error
+    notes = content.get("_facade") or {}
+    email_failure = notes.get("emailFailure")
+    actions = supported_actions(upstream)
     return InvoiceOut(
         invoiceNumber=row.invoice_number,
         merchantProfile=row.merchant_profile,
@@ -50,6 +56,9 @@ def invoice_out(row: InvoiceRow, pending_ids: Sequence[str] = ()) -> InvoiceOut:
         orderInformation=merged["orderInformation"] or content["orderInformation"],
         merchantDefinedFieldValues=merged["merchantDefinedFieldValues"],
         invoiceHistory=upstream.get("invoiceHistory"),
+        warnings=[InvoiceWarning.model_validate(w) for w in notes.get("warnings") or []],
+        emailFailure=EmailFailure.model_validate(email_failure) if email_failure else None,
+        supportedActions=None if actions is None else sorted(actions),
         createdAt=row.created_at,
         updatedAt=row.updated_at,
     )

@@ -70,6 +70,10 @@ class DeliveredState:
     balance_amount: Decimal | None
     upstream: dict[str, Any] | None
     error: dict[str, Any] | None
+    # Cybersource created the invoice but did not e-mail it (kept in the content's facade notes) ...
+    email_failure: dict[str, Any] | None = None
+    # ... until an e-mail went out.
+    email_sent: bool = False
 
 
 class InvoiceRepository(BaseRepository):
@@ -220,6 +224,8 @@ class InvoiceRepository(BaseRepository):
                 "balance": None if s.balance_amount is None else str(s.balance_amount),
                 "upstream": s.upstream,
                 "error": s.error,
+                "email_failure": s.email_failure,
+                "email_sent": s.email_sent,
             }
             for s in states
         ]
@@ -231,6 +237,12 @@ class InvoiceRepository(BaseRepository):
                 balance_amount = COALESCE(x.balance, i.balance_amount),
                 upstream = COALESCE(x.upstream, i.upstream),
                 last_error = CASE WHEN x.ok THEN NULL ELSE x.error END,
+                content = CASE
+                    WHEN x.email_failure IS NOT NULL THEN jsonb_set(i.content, '{_facade}',
+                        COALESCE(i.content -> '_facade', CAST('{}' AS jsonb))
+                        || jsonb_build_object('emailFailure', x.email_failure))
+                    WHEN x.email_sent THEN i.content #- '{_facade,emailFailure}'
+                    ELSE i.content END,
                 sync_state = CASE
                     WHEN NOT x.ok AND x.error ->> 'kind' = 'unknown' THEN 'unknown'
                     WHEN NOT x.ok THEN 'failed'
@@ -240,7 +252,8 @@ class InvoiceRepository(BaseRepository):
                 updated_at = now(),
                 checked_at = CASE WHEN x.ok THEN now() ELSE i.checked_at END
             FROM jsonb_to_recordset(CAST(:items AS jsonb))
-                 AS x(id bigint, ok boolean, status text, link text, balance numeric, upstream jsonb, error jsonb)
+                 AS x(id bigint, ok boolean, status text, link text, balance numeric, upstream jsonb, error jsonb,
+                    email_failure jsonb, email_sent boolean)
             WHERE i.id = x.id
             """,
             items=to_json(items),

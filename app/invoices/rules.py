@@ -1,113 +1,75 @@
-"""Business checks on an invoice body beyond its types: money arithmetic and field combinations.
+"""Business checks on an invoice body beyond its types: refusals, and Cybersource's totals rule.
 
-Cybersource does not recompute totals (its own samples do not add up), so the facade checks them, unless
-INVOICE_TOTALS=pass-through. The rules, all in the currency's minor unit:
+Refusals (`check_invoice`, always applied, README "Validation"): amounts with more decimals than the
+currency has (Cybersource would silently truncate them), a total that is not positive, a minimum partial
+amount without partial payments or above the total, an expiration before the due date, and no e-mail
+address for an invoice that is to be e-mailed now.
 
-- line subtotal = quantity x unitPrice; discount = discountAmount, else subtotal x discountPercent / 100;
-  tax = taxAmount, else (subtotal - discount) x taxRate / 100; line total = subtotal - discount + tax.
-  A given line `totalAmount` must equal it.
-- base = subAmount if given (it must equal the sum of line totals when there are lines), else the sum
-  of line totals; invoice discount = discountAmount, else base x discountPercent / 100;
-  total = base - discount + taxDetails.amount + freight.amount. Checked when there is a base.
-- Each comparison allows one minor unit of rounding difference.
+Totals (`totals_warnings`, README "Validation", the rule all of Cybersource's own examples satisfy):
+
+- with `subAmount`: totalAmount = subAmount - discount. Tax and freight are already inside subAmount
+  (the SDK sample: 21 x 120.08 + 208.04 tax + 20.00 freight = 2749.72; 2749.72 - 126.08 = 2623.64);
+- without `subAmount`, when every line item carries its `totalAmount`: totalAmount = the sum of the line
+  totals + tax + freight - discount (the developer guide: 241 + 52.5 = 293.5);
+- otherwise there is nothing to check;
+- discount = `discountAmount`, else subtotal x `discountPercent` / 100, truncated to the currency's
+  minor unit (Cybersource truncates, it does not round); the comparison is exact.
+
+Line totals are not recomputed: the spec's own line items (20 x 12.05 less 13.04, "247.86") do not follow
+any arithmetic, and Cybersource accepts them.
 """
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from app.invoices.schemas import InvoiceUpdate, LineItem
-
-# ISO 4217 minor units that differ from 2.
-CURRENCY_EXPONENTS: dict[str, int] = {
-    **dict.fromkeys(
-        [
-            "BIF",
-            "CLP",
-            "DJF",
-            "GNF",
-            "ISK",
-            "JPY",
-            "KMF",
-            "KRW",
-            "PYG",
-            "RWF",
-            "UGX",
-            "UYI",
-            "VND",
-            "VUV",
-            "XAF",
-            "XOF",
-            "XPF",
-        ],
-        0,
-    ),
-    **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
-}
+from app.invoices.currencies import currency_exponent
+from app.invoices.schemas import AmountDetails, InvoiceUpdate
 
 FieldError = dict[str, str]
-
-
-def currency_exponent(currency: str) -> int:
-    return CURRENCY_EXPONENTS.get(currency, 2)
+TOTALS_CODE = "totals_inconsistent"
 
 
 def _dec(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
 
 
-class _Checker:
-    def __init__(self, currency: str) -> None:
-        self.exponent = currency_exponent(currency)
-        self.unit = Decimal(1).scaleb(-self.exponent)
-        self.errors: list[FieldError] = []
-
-    def round(self, value: Decimal) -> Decimal:
-        return value.quantize(self.unit, rounding=ROUND_HALF_UP)
-
-    def precision(self, field: str, value: str | None) -> None:
-        if value is not None and "." in value and len(value.split(".")[1]) > self.exponent:
-            self.errors.append(
-                {
-                    "field": field,
-                    "message": f"has more than {self.exponent} decimals for this currency",
-                }
-            )
-
-    def equal(self, field: str, given: Decimal, expected: Decimal, how: str) -> None:
-        if abs(given - self.round(expected)) > self.unit:
-            self.errors.append(
-                {"field": field, "message": f"is {given} but {how} gives {self.round(expected)}"}
-            )
+def _exponent(currency: str) -> int:
+    exponent = currency_exponent(currency)
+    return 2 if exponent is None else exponent  # the schema refused unknown codes already
 
 
-def _line_total(check: _Checker, item: LineItem) -> Decimal:
-    subtotal = item.quantity * Decimal(item.unitPrice)
-    discount = _dec(item.discountAmount)
-    if discount is None:
-        discount = subtotal * Decimal(item.discountPercent or 0) / 100
-    tax = _dec(item.taxAmount)
-    if tax is None:
-        tax = (subtotal - discount) * Decimal(item.taxRate or 0) / 100
-    return check.round(subtotal - discount + tax)
+def _precision(errors: list[FieldError], field: str, value: str | None, currency: str) -> None:
+    exponent = _exponent(currency)
+    if value is None or "." not in value or len(value.split(".")[1]) <= exponent:
+        return
+    truncated = Decimal(value).quantize(Decimal(1).scaleb(-exponent), rounding=ROUND_DOWN)
+    errors.append(
+        {
+            "field": field,
+            "message": f"has more than {exponent} decimals, the minor unit of {currency}; Cybersource "
+            f"would silently truncate it to {truncated}",
+        }
+    )
 
 
-def check_invoice(body: InvoiceUpdate, *, check_totals: bool) -> list[FieldError]:
-    """Errors of the body, each naming its field; empty when the body is acceptable."""
+def check_invoice(body: InvoiceUpdate) -> list[FieldError]:
+    """Refusals, each naming its field; empty when the body is acceptable."""
     info, amounts = body.invoiceInformation, body.orderInformation.amountDetails
-    check = _Checker(amounts.currency)
-    errors = check.errors
+    currency = amounts.currency
+    errors: list[FieldError] = []
     base = "orderInformation.amountDetails"
     for name in ("totalAmount", "discountAmount", "subAmount", "minimumPartialAmount"):
-        check.precision(f"{base}.{name}", getattr(amounts, name))
+        _precision(errors, f"{base}.{name}", getattr(amounts, name), currency)
     if amounts.taxDetails is not None:
-        check.precision(f"{base}.taxDetails.amount", amounts.taxDetails.amount)
+        _precision(errors, f"{base}.taxDetails.amount", amounts.taxDetails.amount, currency)
     if amounts.freight is not None:
-        check.precision(f"{base}.freight.amount", amounts.freight.amount)
+        _precision(errors, f"{base}.freight.amount", amounts.freight.amount, currency)
     for index, item in enumerate(body.orderInformation.lineItems or []):
         for name in ("unitPrice", "discountAmount", "taxAmount", "totalAmount"):
-            check.precision(f"orderInformation.lineItems[{index}].{name}", getattr(item, name))
+            field = f"orderInformation.lineItems[{index}].{name}"
+            _precision(errors, field, getattr(item, name), currency)
 
     total = Decimal(amounts.totalAmount)
     if total <= 0:
@@ -129,61 +91,63 @@ def check_invoice(body: InvoiceUpdate, *, check_totals: bool) -> list[FieldError
             {"field": "invoiceInformation.expirationDate", "message": "is before the due date"}
         )
     customer_email = body.customerInformation.email if body.customerInformation else None
-    if info.sendImmediately and info.deliveryMode.lower() == "email" and not customer_email:
+    if info.sendImmediately and info.deliveryMode == "email" and not customer_email:
         errors.append(
             {
                 "field": "customerInformation.email",
                 "message": "is required to e-mail the invoice (sendImmediately with deliveryMode email)",
             }
         )
-    if errors or not check_totals:
-        return errors
-
-    line_totals = []
-    for index, item in enumerate(body.orderInformation.lineItems or []):
-        computed = _line_total(check, item)
-        if item.totalAmount is not None:
-            check.equal(
-                f"orderInformation.lineItems[{index}].totalAmount",
-                Decimal(item.totalAmount),
-                computed,
-                "quantity x unitPrice - discount + tax",
-            )
-        line_totals.append(computed)
-    subtotal = _dec(amounts.subAmount)
-    if line_totals and subtotal is not None:
-        check.equal(
-            f"{base}.subAmount",
-            subtotal,
-            sum(line_totals, Decimal(0)),
-            "the sum of the line totals",
-        )
-    if subtotal is None and line_totals:
-        subtotal = sum(line_totals, Decimal(0))
-    if subtotal is not None:
-        discount = _dec(amounts.discountAmount)
-        if discount is None:
-            discount = subtotal * Decimal(amounts.discountPercent or 0) / 100
-        tax = _dec(amounts.taxDetails.amount if amounts.taxDetails else None) or Decimal(0)
-        freight = _dec(amounts.freight.amount if amounts.freight else None) or Decimal(0)
-        check.equal(
-            f"{base}.totalAmount",
-            total,
-            subtotal - discount + tax + freight,
-            "subtotal - discount + tax + freight",
-        )
     return errors
 
 
-def upstream_body(body: InvoiceUpdate, *, solution_id: str | None = None) -> dict[str, Any]:
-    """The body in Cybersource's wire shape: field names kept, nothing unset sent.
+def _discount(amounts: AmountDetails, subtotal: Decimal, unit: Decimal) -> tuple[Decimal, str]:
+    if amounts.discountAmount is not None:
+        return Decimal(amounts.discountAmount), "discountAmount"
+    if amounts.discountPercent is not None:
+        discount = (subtotal * Decimal(amounts.discountPercent) / 100).quantize(unit, ROUND_DOWN)
+        return discount, f"{amounts.discountPercent}% of it, truncated"
+    return Decimal(0), ""
 
-    `solution_id` (the partner solution id from settings) goes into create bodies only: an update body
-    has no clientReferenceInformation in Cybersource's schema.
+
+def totals_warnings(body: InvoiceUpdate) -> list[dict[str, str]]:
+    """Where the totals break Cybersource's rule (module docstring); empty when they follow it."""
+    amounts = body.orderInformation.amountDetails
+    unit = Decimal(1).scaleb(-_exponent(amounts.currency))
+    items = body.orderInformation.lineItems or []
+    sub_amount = _dec(amounts.subAmount)
+    if sub_amount is not None:
+        subtotal, how = sub_amount, "subAmount"
+    elif items and all(item.totalAmount is not None for item in items):
+        lines = sum((Decimal(item.totalAmount or 0) for item in items), Decimal(0))
+        tax = _dec(amounts.taxDetails.amount if amounts.taxDetails else None) or Decimal(0)
+        freight = _dec(amounts.freight.amount if amounts.freight else None) or Decimal(0)
+        subtotal, how = lines + tax + freight, "the line totals + tax + freight"
+    else:
+        return []
+    discount, discount_how = _discount(amounts, subtotal, unit)
+    expected = subtotal - discount
+    total = Decimal(amounts.totalAmount)
+    if total == expected:
+        return []
+    rule = f"{how} - {discount_how}" if discount_how else how
+    return [
+        {
+            "code": TOTALS_CODE,
+            "field": "orderInformation.amountDetails.totalAmount",
+            "message": f"is {total} but Cybersource's rule ({rule}) gives {expected}",
+        }
+    ]
+
+
+def upstream_body(body: InvoiceUpdate, *, solution_id: str | None = None) -> dict[str, Any]:
+    """The body in Cybersource's canonical wire form: what the caller set, nothing it left out.
+
+    Amounts are decimal strings, quantity an integer, `productSku` (never `productSKU`), `deliveryMode`
+    lowercase; explicit nulls are dropped. `solution_id` (the partner solution id from settings) goes into
+    create bodies only: an update body has no clientReferenceInformation in Cybersource's schema.
     """
-    data = body.model_dump(mode="json", exclude_none=True)
-    info = data["invoiceInformation"]
-    info["deliveryMode"] = info.get("deliveryMode", "email").lower()
+    data = body.model_dump(mode="json", exclude_unset=True, exclude_none=True)
     if solution_id:
         partner = data.setdefault("clientReferenceInformation", {}).setdefault("partner", {})
         partner.setdefault("solutionId", solution_id)

@@ -4,6 +4,7 @@ idempotency key, then answers from the command's outcome; nothing is sent upstre
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,11 +20,20 @@ from app.idempotency.executor import Accepted, Enqueue, IdempotentExecutor, Outc
 from app.invoices.commands import COMMANDS, OperationKind
 from app.invoices.presenters import invoice_out
 from app.invoices.repository import InvoiceFields, InvoiceFilter, InvoiceRepository, InvoiceRow
-from app.invoices.rules import check_invoice, upstream_body
+from app.invoices.rules import check_invoice, totals_warnings, upstream_body
 from app.invoices.schemas import InvoiceCreate, InvoiceOut, InvoicePage, InvoiceUpdate
+from app.invoices.upstream_state import supported_actions
 from app.kit.cursors import decode_time_and_id, encode_cursor
+from app.observability.logging import get_logger
+from app.observability.metrics import INVOICE_WARNINGS
 from app.outbox.repository import OutboxRepository
 from app.settings import Settings
+
+log = get_logger(__name__)
+# Where the facade keeps its own notes inside an invoice's stored content (warnings, e-mail failure).
+FACADE_NOTES = "_facade"
+# Allocated numbers that callers took before their range was reserved are skipped, this many at most.
+MAX_NUMBER_SKIPS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,16 +50,20 @@ class InvoiceQuery:
     limit: int = 50
 
 
-def invoice_fields(body: InvoiceUpdate) -> InvoiceFields:
+def invoice_fields(
+    body: InvoiceUpdate, warnings: list[dict[str, str]] | None = None
+) -> InvoiceFields:
     amounts = body.orderInformation.amountDetails
     customer = body.customerInformation
+    content = body.model_dump(mode="json", exclude_unset=True, exclude_none=True)
+    content[FACADE_NOTES] = {"warnings": warnings or []}
     return InvoiceFields(
         currency=amounts.currency,
         total_amount=Decimal(amounts.totalAmount),
         customer_email=customer.email if customer else None,
         customer_name=customer.name if customer else None,
         due_date=body.invoiceInformation.dueDate,
-        content=body.model_dump(mode="json", exclude_none=True),
+        content=content,
     )
 
 
@@ -63,6 +77,23 @@ def invoice_not_found(number: str, profile: str) -> errors.InvoiceNotFound:
     return errors.InvoiceNotFound(
         f"There is no invoice {number!r} for merchant profile {profile!r}."
     )
+
+
+def transition_refusal(
+    status: str, upstream: dict[str, Any] | None, kind: OperationKind
+) -> str | None:
+    """Why the stored state rules `kind` out, or None. Cybersource's `_supportedActions`, when its last
+    answer carried them, decide; otherwise the status table of `commands.py` does."""
+    actions = supported_actions(upstream)
+    if actions is not None:
+        if kind in actions:
+            return None
+        names = ", ".join(sorted(actions)) or "none"
+        return f"Cybersource's last answer allows only: {names}"
+    allowed = COMMANDS[kind].allowed_from or frozenset()
+    if status in allowed:
+        return None
+    return f"{kind} is allowed from {', '.join(sorted(allowed))}"
 
 
 class InvoiceService:
@@ -140,21 +171,21 @@ class InvoiceService:
         self, conn: AsyncConnection, caller: Caller, profile: str, body: InvoiceCreate
     ) -> Accepted:
         profile = known_profile(self.settings, profile)
-        self._validate(body)
+        warnings = self._validate(body)
         invoices = InvoiceRepository(conn)
         number = body.invoiceInformation.invoiceNumber
         if number is None:
-            gapless = self.settings.invoice_number_mode == "gapless"
-            counter = await invoices.next_number(profile, gapless=gapless)
-            number = f"{self.settings.invoice_number_prefix}{counter:0{self.settings.invoice_number_width}d}"
-            info = body.invoiceInformation.model_copy(update={"invoiceNumber": number})
-            body = body.model_copy(update={"invoiceInformation": info})
-        invoice_id = await invoices.insert(
-            merchant_profile=profile,
-            invoice_number=number,
-            owner=caller.client,
-            fields=invoice_fields(body),
-        )
+            invoice_id, body = await self._insert_allocated(
+                invoices, caller, profile, body, warnings
+            )
+        else:
+            self._refuse_reserved(number)
+            invoice_id = await invoices.insert(
+                merchant_profile=profile,
+                invoice_number=number,
+                owner=caller.client,
+                fields=invoice_fields(body, warnings),
+            )
         if invoice_id is None:
             raise errors.InvoiceNumberTaken(
                 f"Invoice number {number!r} is already used for merchant profile {profile!r}; invoice numbers "
@@ -163,13 +194,59 @@ class InvoiceService:
         payload = upstream_body(body, solution_id=self.settings.cybersource_partner_solution_id)
         return await self._enqueue(conn, invoice_id, caller, profile, OperationKind.CREATE, payload)
 
+    async def _insert_allocated(
+        self,
+        invoices: InvoiceRepository,
+        caller: Caller,
+        profile: str,
+        body: InvoiceCreate,
+        warnings: list[dict[str, str]],
+    ) -> tuple[int | None, InvoiceCreate]:
+        """Allocate the next number and insert; a number a caller took already is skipped."""
+        settings = self.settings
+        for _ in range(MAX_NUMBER_SKIPS):
+            gapless = settings.invoice_number_mode == "gapless"
+            counter = await invoices.next_number(profile, gapless=gapless)
+            number = f"{settings.invoice_number_prefix}{counter:0{settings.invoice_number_width}d}"
+            info = body.invoiceInformation.model_copy(update={"invoiceNumber": number})
+            numbered = body.model_copy(update={"invoiceInformation": info})
+            invoice_id = await invoices.insert(
+                merchant_profile=profile,
+                invoice_number=number,
+                owner=caller.client,
+                fields=invoice_fields(numbered, warnings),
+            )
+            if invoice_id is not None:
+                return invoice_id, numbered
+            log.warning("invoice_number.skipped", invoice_number=number, profile=profile)
+        raise errors.ServiceUnavailable(
+            f"{MAX_NUMBER_SKIPS} allocated invoice numbers in a row were taken; nothing was applied.",
+            headers={"Retry-After": "1"},
+        )
+
+    def _refuse_reserved(self, number: str) -> None:
+        """Caller-chosen numbers may not take the allocator's shape, so an allocation never meets one."""
+        prefix, width = self.settings.invoice_number_prefix, self.settings.invoice_number_width
+        if re.fullmatch(rf"{re.escape(prefix)}[0-9]{{{width},}}", number, flags=re.IGNORECASE):
+            raise errors.InvoiceNumberReserved(
+                f"Invoice numbers of the form {prefix}{'0' * width} ({prefix!r} and at least {width} "
+                "digits) are the ones the facade allocates; choose another number or leave "
+                "invoiceInformation.invoiceNumber out.",
+                errors=[
+                    {
+                        "field": "invoiceInformation.invoiceNumber",
+                        "message": f"has the shape of the facade's own numbers ({prefix!r} + digits)",
+                    }
+                ],
+            )
+
     async def enqueue_update(
         self, conn: AsyncConnection, caller: Caller, profile: str, number: str, body: InvoiceUpdate
     ) -> Accepted:
-        self._validate(body)
+        warnings = self._validate(body)
         invoice = await self._owned(conn, caller, profile, number, for_update=True)
         await self._check_transition(conn, invoice, OperationKind.UPDATE)
-        await InvoiceRepository(conn).replace_content(invoice.id, invoice_fields(body))
+        await InvoiceRepository(conn).replace_content(invoice.id, invoice_fields(body, warnings))
         return await self._enqueue(
             conn, invoice.id, caller, profile, OperationKind.UPDATE, upstream_body(body)
         )
@@ -182,12 +259,26 @@ class InvoiceService:
         await InvoiceRepository(conn).mark_pending(invoice.id)
         return await self._enqueue(conn, invoice.id, caller, profile, kind, None)
 
-    def _validate(self, body: InvoiceUpdate) -> None:
-        problems = check_invoice(body, check_totals=self.settings.invoice_totals == "check")
+    def _validate(self, body: InvoiceUpdate) -> list[dict[str, str]]:
+        """Refuse what breaks a rule; return the totals warnings (refused too with INVOICE_TOTALS=strict)."""
+        problems = check_invoice(body)
+        mode = self.settings.invoice_totals
+        warnings = [] if mode == "pass-through" else totals_warnings(body)
+        if mode == "strict":
+            problems += [{"field": w["field"], "message": w["message"]} for w in warnings]
         if problems:
             raise errors.ValidationFailed(
                 "The invoice does not add up or breaks a rule; see `errors`.", errors=problems
             )
+        for warning in warnings:
+            INVOICE_WARNINGS.labels(warning["code"]).inc()
+        if warnings:
+            log.info(
+                "invoice.totals_warning",
+                warnings=[w["code"] for w in warnings],
+                fields=[w["field"] for w in warnings],
+            )
+        return warnings
 
     async def _owned(
         self,
@@ -217,12 +308,10 @@ class InvoiceService:
                 f"Invoice {invoice.invoice_number} does not exist at Cybersource: its create failed "
                 "(see sync.lastError); retry that operation first."
             )
-        allowed = COMMANDS[kind].allowed_from or frozenset()
-        if status not in allowed:
-            names = ", ".join(sorted(allowed))
+        refusal = transition_refusal(status, invoice.upstream, kind)
+        if refusal is not None:
             raise errors.ActionNotAllowed(
-                f"Cannot {kind} invoice {invoice.invoice_number} while it is {status}; {kind} is allowed from "
-                f"{names}.",
+                f"Cannot {kind} invoice {invoice.invoice_number} while it is {status}; {refusal}.",
                 invoiceStatus=status,
             )
 

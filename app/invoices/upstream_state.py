@@ -7,6 +7,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from app.events.types import EventType
+from app.invoices.commands import InvoiceStatus, OperationKind
 
 # The lifecycle event a move into a status stands for.
 STATUS_EVENTS = {
@@ -15,6 +16,21 @@ STATUS_EVENTS = {
     "PARTIAL": EventType.PARTIALLY_PAID,
     "PAID": EventType.PAID,
     "CANCELED": EventType.CANCELED,
+    "PENDING": EventType.PAYMENT_PENDING,
+}
+KNOWN_STATUSES = frozenset(status.value for status in InvoiceStatus)
+# Names an answer's `_supportedActions` (or its HAL `_links`) may give an action, and the command it is.
+ACTION_NAMES = {
+    "update": OperationKind.UPDATE,
+    "publish": OperationKind.PUBLISH,
+    "publication": OperationKind.PUBLISH,
+    "send": OperationKind.SEND,
+    "resend": OperationKind.SEND,
+    "deliver": OperationKind.SEND,
+    "delivery": OperationKind.SEND,
+    "cancel": OperationKind.CANCEL,
+    "cancelation": OperationKind.CANCEL,
+    "cancellation": OperationKind.CANCEL,
 }
 
 SEND_HISTORY_EVENTS = frozenset({"SEND", "RESEND"})
@@ -47,8 +63,10 @@ class UpstreamState:
         amounts = (body.get("orderInformation") or {}).get("amountDetails") or {}
         history = body.get("invoiceHistory") or []
         status = body.get("status")
+        status = status.upper() if isinstance(status, str) else None
         return cls(
-            status=status.upper() if isinstance(status, str) else None,
+            # Not a status of an invoice (the ACCEPTED of a 202): read the invoice for the real one.
+            status=status if status in KNOWN_STATUSES else None,
             payment_link=info.get("paymentLink"),
             balance_amount=_decimal(amounts.get("balanceAmount")),
             total_amount=_decimal(amounts.get("totalAmount")),
@@ -62,6 +80,23 @@ class UpstreamState:
             ),
             body=body,
         )
+
+    @property
+    def latest_history_event(self) -> str | None:
+        """The newest `invoiceHistory` entry's event (by its date; the first listed on a tie)."""
+        entries = [
+            entry
+            for entry in self.body.get("invoiceHistory") or []
+            if isinstance(entry, dict) and isinstance(entry.get("event"), str)
+        ]
+        if not entries:
+            return None
+        newest = max(entries, key=lambda entry: str(entry.get("date") or ""))
+        return str(newest["event"]).upper()
+
+    @property
+    def email_sent(self) -> bool:
+        return self.status not in ("DRAFT", "CREATED") or self.send_count > 0
 
     def matches_request(self, request: dict[str, Any]) -> bool:
         """Is this upstream invoice the one our create asked for?
@@ -109,7 +144,36 @@ def _same_text(requested: Any, upstream: Any) -> bool:
     )
 
 
-def status_event(old: str | None, new: str | None) -> EventType | None:
+def status_event(
+    old: str | None, new: str | None, *, latest_history: str | None = None
+) -> EventType | None:
+    """The event a move from `old` to `new` stands for (None: nothing happened worth one).
+
+    Leaving PENDING is the decision on a payment under review: back where it was (CREATED, SENT, or
+    PARTIAL with a REJECTED entry as the newest history) is `invoice.payment_rejected`, never a second
+    `invoice.sent` or `invoice.partially_paid`; PARTIAL or PAID after a PAYMENT is that payment.
+    """
     if new is None or new == old:
         return None
+    rejected = new in ("CREATED", "SENT") or (new == "PARTIAL" and latest_history == "REJECTED")
+    if old == "PENDING" and rejected:
+        return EventType.PAYMENT_REJECTED
     return STATUS_EVENTS.get(new)
+
+
+def supported_actions(body: Any) -> frozenset[str] | None:
+    """The commands an upstream answer says the invoice allows now, from its `_supportedActions`.
+
+    None when the answer carries no such list (then the status table of `commands.py` decides). Entries
+    are action names (`send`, `deliver`, `cancel`, ...) or objects with a `name`/`action`; unknown names
+    are ignored.
+    """
+    listed = body.get("_supportedActions") if isinstance(body, dict) else None
+    if not isinstance(listed, list):
+        return None
+    kinds: set[str] = set()
+    for entry in listed:
+        name = entry.get("name") or entry.get("action") if isinstance(entry, dict) else entry
+        if isinstance(name, str) and name.strip().lower() in ACTION_NAMES:
+            kinds.add(ACTION_NAMES[name.strip().lower()].value)
+    return frozenset(kinds)

@@ -9,12 +9,15 @@ from fastapi.responses import JSONResponse
 
 from app.auth.dependencies import Admin, Reader
 from app.http.deps import MerchantProfileHeader, provide
+from app.http.json_body import SettingsBodyRoute
 from app.http.mutations import KeyedMutationDep
 from app.http.problems import problem_responses
 from app.http.responses import respond
 from app.merchant_config.service import InvoiceSettingsService
 
-router = APIRouter(prefix="/v1/invoice-settings", tags=["invoice settings"])
+router = APIRouter(
+    prefix="/v1/invoice-settings", tags=["invoice settings"], route_class=SettingsBodyRoute
+)
 ProductType = Literal["INVOICING", "PAYBYLINK"]
 Service = Annotated[InvoiceSettingsService, Depends(provide(InvoiceSettingsService))]
 
@@ -35,7 +38,7 @@ async def get_settings(
 
 @router.put(
     "",
-    responses=problem_responses(400, 401, 403, 409, 422, 502, 503),
+    responses=problem_responses(400, 401, 403, 409, 413, 422, 502, 503),
     summary="Change the payment-page settings at Cybersource (admins)",
 )
 async def put_settings(

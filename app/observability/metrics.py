@@ -27,6 +27,11 @@ RECONCILER_CHECKS = Counter(
     "Open invoices re-read from Cybersource by the status reconciler",
     ["outcome"],
 )
+INVOICE_WARNINGS = Counter(
+    "igw_invoice_warnings_total",
+    "Invoice bodies accepted with a warning (totals that break Cybersource's rule), by code",
+    ["code"],
+)
 OUTBOX_COMMANDS = Gauge(
     "igw_outbox_commands", "Outbox commands by state (read at scrape time)", ["state"]
 )

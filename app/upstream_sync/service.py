@@ -43,7 +43,7 @@ async def record_upstream_state(
         balance_amount=state.balance_amount,
         upstream=state.body,
     )
-    event = status_event(invoice.status, state.status)
+    event = status_event(invoice.status, state.status, latest_history=state.latest_history_event)
     if event in COMMAND_EVENTS and await OutboxRepository(conn).has_unfinished(invoice.id):
         # Our own command is on its way and writes this event when the relay records it.
         event = None

@@ -90,7 +90,7 @@ def facade_settings(database_url: str, simulator_url: str, **overrides: Any) -> 
 def facade_url(database_url: str, simulator_url: str) -> Iterator[str]:
     # The one facade with the default prefix: tests read the default numbering from it.
     with serve(
-        create_app(facade_settings(database_url, simulator_url, invoice_number_prefix="INV-"))
+        create_app(facade_settings(database_url, simulator_url, invoice_number_prefix="INV"))
     ) as url:
         yield url
 

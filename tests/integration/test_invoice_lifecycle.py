@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from tests.integration.conftest import client_for, invoice_body, key
@@ -24,7 +26,8 @@ async def test_draft_publish_send_pay_and_read_back(api: httpx.AsyncClient, sim:
     assert created.status_code == 201, created.text
     invoice = created.json()
     number = invoice["invoiceNumber"]
-    assert number.startswith("INV-")
+    # Issue 9: letters and digits, at most 20 characters (was "INV-00000001").
+    assert re.fullmatch(r"INV[0-9]{8}", number), number
     assert created.headers["location"] == f"/v1/invoices/{number}"
     assert invoice["status"] == "DRAFT"
     assert invoice["sync"]["state"] == "in_sync"

@@ -56,9 +56,7 @@ async def test_a_reminder_is_an_email_a_history_entry_and_a_webhook(
     client: CybersourceClient, raw: RawClient, overdue: bool, event: str
 ) -> None:
     invoice_id = str((await client.create_invoice(invoice_body(send=True))).id)
-    reply = await raw.admin(
-        "POST", f"/__sim/invoices/{invoice_id}/reminders", {"overdue": overdue}
-    )
+    reply = await raw.admin("POST", f"/__sim/invoices/{invoice_id}/reminders", {"overdue": overdue})
     assert reply.status == 200, reply.json()
     assert reply.json()["webhooks"]
     assert await event_types(raw, invoice_id) == ["invoicing.customer.invoice.send", event]
