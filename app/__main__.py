@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from app.observability.logging import configure_logging
 from app.settings import Settings
+from app.webhook_setup import cli as webhook_setup
 
 ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
 
@@ -73,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     retry = actions.add_parser("retry", help="put a failed command back in the outbox")
     retry.add_argument("operation_id", type=uuid.UUID, help="the operation's id")
+
+    webhook_setup.add_parser(commands)
 
     openapi = commands.add_parser("openapi", help="print the facade's OpenAPI document as JSON")
     openapi.add_argument("--output", type=Path, help="write to this file instead of stdout")
@@ -203,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         migrate(settings.database_url)
     elif args.command == "operations":
         return _run_operations(settings, args)
+    elif args.command == "cybersource-webhooks":
+        return webhook_setup.run(settings, args)
     return 0
 
 

@@ -33,7 +33,10 @@ from app.outbox.service import OperationService
 from app.outbox.waiter import OperationWaiter
 from app.outbox.worker import run_background_jobs
 from app.settings import Settings
+from app.subscriptions import endpoints as subscriptions
+from app.subscriptions.service import SubscriptionService
 from app.upstream_sync import endpoints as webhooks
+from app.upstream_sync.key_expiry import WebhookKeyMonitor
 from app.upstream_sync.service import UpstreamSyncService
 
 log = get_logger(__name__)
@@ -62,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await waiter.start()
         readiness = Readiness()
         readiness.watch("operations", waiter.listener)
+        key_monitor = WebhookKeyMonitor(settings)
         engine, reads = database.engine, database.reads
         executor = IdempotentExecutor(engine, reads, settings, waiter, command_outcome)
         register(
@@ -73,7 +77,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             OperationService(engine=engine, reads=reads, executor=executor),
             EventService(reads=reads),
             InvoiceSettingsService(settings=settings, clients=clients, executor=executor),
+            SubscriptionService(engine=engine, reads=reads, settings=settings, executor=executor),
+            key_monitor,
         )
+        key_monitor.check()  # the gauge, and a warning now if a key expires within 30 days
         stop = asyncio.Event()
         background = None
         if settings.relay_in_process:
@@ -114,7 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.callers = callers_by_key_hash(settings)
     app.state.token_verifier = TokenVerifier.from_settings(settings)
     problems.install(app)
-    for module in (invoices, operations, events, invoice_settings, webhooks, health):
+    for module in (invoices, operations, events, subscriptions, invoice_settings, webhooks, health):
         app.include_router(module.router)
     app.add_middleware(
         EdgeMiddleware,

@@ -10,6 +10,7 @@ import base64
 import binascii
 import hashlib
 import json
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -62,6 +63,8 @@ class WebhookKey(BaseModel):
 
     key_id: str = Field(min_length=1)
     secret: SecretStr
+    # When Cybersource lets the key expire (the facade warns from 30 days before).
+    expires_at: datetime | None = None
 
 
 class ApiKey(BaseModel):
@@ -166,6 +169,8 @@ class Settings(BaseSettings):
     cybersource_webhook_previous_keys: Annotated[list[WebhookKey], NoDecode] = Field(
         default_factory=list
     )
+    # When the current webhook key expires (`cybersource-webhooks setup` prints it); warnings from 30 days.
+    cybersource_webhook_key_expires_at: datetime | None = None
 
     api_keys: Annotated[list[ApiKey], NoDecode] = Field(default_factory=list)
     # Callers with workload identity (projected service-account tokens, OIDC JWTs); README "Security".
@@ -245,6 +250,17 @@ class Settings(BaseSettings):
     idempotency_purge_batch: int = Field(default=1000, ge=1)
     housekeeping_interval_seconds: float = Field(default=60.0, gt=0)
 
+    # Push subscriptions (README "Receiving events"): where they may point, and how deliveries retry.
+    # strict: https unless the host is allowed, public addresses only; unset: strict in production.
+    subscription_url_policy: Literal["strict", "open"] | None = None
+    subscription_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    subscription_delivery_concurrency: int = Field(default=16, ge=1, le=1024)
+    subscription_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+    subscription_retry_window_seconds: float = Field(default=86400.0, gt=0)
+    subscription_backoff_base_seconds: float = Field(default=5.0, gt=0)
+    subscription_backoff_cap_seconds: float = Field(default=3600.0, gt=0)
+    subscription_secret_grace_seconds: float = Field(default=86400.0, ge=0, le=7 * 86400)
+
     @field_validator(
         "api_keys",
         "cybersource_profiles",
@@ -255,6 +271,22 @@ class Settings(BaseSettings):
     @classmethod
     def _json_lists(cls, value: Any) -> Any:
         return _parse_json_list(value)
+
+    @field_validator("cybersource_webhook_key_expires_at", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("subscription_allowed_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: Any) -> Any:
+        # A JSON list, or names separated by commas.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     @field_validator("refresh_rate_limit", "webhook_rate_limit")
     @classmethod
@@ -320,6 +352,8 @@ class Settings(BaseSettings):
         local_digest = hashlib.sha256(LOCAL_DEV_API_KEY.encode()).hexdigest()
         if any(key.sha256.lower() == local_digest for key in self.api_keys):
             problems.append("API_KEYS holds the digest of the local development key")
+        if self.subscription_url_policy == "open":
+            problems.append("SUBSCRIPTION_URL_POLICY=open lets subscriptions reach any address")
         if problems:
             raise ValueError("refusing to start in production: " + "; ".join(problems))
         return self
@@ -345,6 +379,12 @@ class Settings(BaseSettings):
         return self.docs_enabled
 
     @property
+    def subscription_url_policy_in_force(self) -> Literal["strict", "open"]:
+        if self.subscription_url_policy is None:
+            return "strict" if self.app_env == "production" else "open"
+        return self.subscription_url_policy
+
+    @property
     def tracing_enabled(self) -> bool:
         return bool(self.otel_exporter_otlp_endpoint)
 
@@ -366,7 +406,13 @@ class Settings(BaseSettings):
             ApiKey(
                 client="local",
                 sha256=hashlib.sha256(LOCAL_DEV_API_KEY.encode()).hexdigest(),
-                scopes=("invoices:read", "invoices:write", "invoices:admin"),
+                scopes=(
+                    "invoices:read",
+                    "invoices:write",
+                    "invoices:admin",
+                    "subscriptions:read",
+                    "subscriptions:write",
+                ),
                 profiles=tuple(self.merchant_profiles),
             )
         ]

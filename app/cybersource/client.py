@@ -568,6 +568,22 @@ class CybersourceClient:
         """DELETE .../merchantDefinedFields/{id}; 204 without a body."""
         return await self._call("DELETE", self._mdf_path(reference_type, field_id), EmptyResponse)
 
+    # -- any other Cybersource API (the webhook management calls of `webhook_admin.py`) --
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        result_type: type[R],
+        *,
+        query: Sequence[tuple[str, str | int]] | None = None,
+        body: RequestBody | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> R:
+        """A signed call to `path` (already percent-encoded), with extra unsigned `headers`."""
+        encoded = None if body is None else encode_body(body)
+        return await self._call(method, path, result_type, query=query, body=encoded, extra=headers)
+
     # -- lifecycle --
 
     async def aclose(self) -> None:
@@ -622,6 +638,7 @@ class CybersourceClient:
         *,
         query: Sequence[tuple[str, str | int]] | None = None,
         body: bytes | None = None,
+        extra: Mapping[str, str] | None = None,
     ) -> R:
         target = self._prefix + path
         if query:
@@ -630,7 +647,8 @@ class CybersourceClient:
             body = ACTION_BODY
         observed = nullcontext({}) if self._observe is None else self._observe(method, target)
         with observed as extra_headers:
-            return await self._send(method, target, result_type, body, extra_headers)
+            headers = {**(extra or {}), **extra_headers}
+            return await self._send(method, target, result_type, body, headers)
 
     async def _send(
         self,

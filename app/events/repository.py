@@ -16,7 +16,7 @@ class EventRow:
     id: int
     txid: int
     type: str
-    invoice_number: str
+    invoice_number: str | None
     merchant_profile: str
     owner: str
     operation_id: uuid.UUID | None
@@ -26,31 +26,90 @@ class EventRow:
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
-    """An event to write for an invoice (its number, profile and owner are copied from the invoice row)."""
+    """An event to write for an invoice (its number, profile and owner are copied from the invoice row),
+    or about no invoice (`invoice_id` None: `owner` and `merchant_profile` say who may read it)."""
 
     type: str
-    invoice_id: int
+    invoice_id: int | None
     operation_id: uuid.UUID | None
     data: dict[str, Any]
+    owner: str | None = None
+    merchant_profile: str | None = None
+
+
+# The newest transaction id below which every row is committed or will never be (the feed's visibility
+# rule, also the push relay's): below the oldest transaction of this database still in progress, as the
+# statement's snapshot sees it. A CTE named `cutoff` with one column `txid`.
+COMMITTED_CUTOFF_CTES = """
+    snap AS (SELECT pg_current_snapshot() AS s),
+    elsewhere AS (
+        SELECT backend_xid::text::bigint AS xid32 FROM pg_stat_activity
+        WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database()
+    ),
+    cutoff AS (
+        SELECT COALESCE(
+            (SELECT min(x::text::bigint) FROM snap, pg_snapshot_xip(snap.s) AS x
+             WHERE x::text::bigint % 4294967296 NOT IN (SELECT xid32 FROM elsewhere)),
+            (SELECT pg_snapshot_xmax(s)::text::bigint FROM snap)) AS txid
+    )
+"""
+PUSH_CHANNEL = "igw_push"
 
 
 class EventRepository(BaseRepository):
     async def insert(self, events: Sequence[NewEvent]) -> None:
-        """Write a batch of events in one statement."""
+        """Write a batch of events, and a push delivery for every enabled subscription that may read each,
+        in one statement (so in the change's transaction: never "publish after commit"); relays that push
+        are woken at commit."""
         if not events:
             return
         items = [
-            {"type": e.type, "invoice_id": e.invoice_id, "op": e.operation_id, "data": e.data}
-            for e in events
+            {
+                "n": n,
+                "type": e.type,
+                "invoice_id": e.invoice_id,
+                "op": e.operation_id,
+                "data": e.data,
+                "owner": e.owner,
+                "profile": e.merchant_profile,
+            }
+            for n, e in enumerate(events)
         ]
         await self._execute(
             """
-            INSERT INTO events (type, invoice_id, invoice_number, merchant_profile, owner, operation_id, data)
-            SELECT x.type, i.id, i.invoice_number, i.merchant_profile, i.owner, x.op, x.data
-            FROM jsonb_to_recordset(CAST(:items AS jsonb)) AS x(type text, invoice_id bigint, op uuid, data jsonb)
-            JOIN invoices i ON i.id = x.invoice_id
+            WITH x AS (
+                SELECT * FROM jsonb_to_recordset(CAST(:items AS jsonb))
+                AS x(n int, type text, invoice_id bigint, op uuid, data jsonb, owner text, profile text)
+            ),
+            written AS (
+                INSERT INTO events (type, invoice_id, invoice_number, merchant_profile, owner, operation_id, data)
+                SELECT x.type, i.id, i.invoice_number, COALESCE(i.merchant_profile, x.profile),
+                       COALESCE(i.owner, x.owner), x.op,
+                       -- the caller's own reference and metadata ride along (README "References")
+                       x.data || jsonb_strip_nulls(jsonb_build_object(
+                           'externalReference', i.external_reference,
+                           'metadata', NULLIF(i.metadata, CAST('{}' AS jsonb))))
+                FROM x LEFT JOIN invoices i ON i.id = x.invoice_id
+                WHERE i.id IS NOT NULL OR (x.invoice_id IS NULL AND x.owner IS NOT NULL)
+                ORDER BY x.n
+                RETURNING id, type, owner, merchant_profile
+            ),
+            queued AS (
+                -- What the feed would show the subscription's creator: its own invoices unless admin,
+                -- its merchant profiles only.
+                INSERT INTO subscription_deliveries (subscription_id, kind, event_id)
+                SELECT s.id, 'event', e.id FROM written e
+                JOIN subscriptions s ON s.enabled
+                     AND (cardinality(s.event_types) = 0 OR e.type = ANY(s.event_types))
+                     AND (s.sees_all_owners OR s.owner = e.owner)
+                     AND e.merchant_profile = ANY(s.profiles)
+                ORDER BY e.id, s.seq
+                RETURNING 1
+            )
+            SELECT pg_notify(:channel, '') FROM (SELECT 1 FROM queued LIMIT 1) AS any_queued
             """,
             items=to_json(items),
+            channel=PUSH_CHANNEL,
         )
 
     async def list_after(
@@ -82,17 +141,7 @@ class EventRepository(BaseRepository):
         return await self._rows(
             EventRow,
             f"""
-            WITH snap AS (SELECT pg_current_snapshot() AS s),
-            elsewhere AS (
-                SELECT backend_xid::text::bigint AS xid32 FROM pg_stat_activity
-                WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database()
-            ),
-            cutoff AS (
-                SELECT COALESCE(
-                    (SELECT min(x::text::bigint) FROM snap, pg_snapshot_xip(snap.s) AS x
-                     WHERE x::text::bigint % 4294967296 NOT IN (SELECT xid32 FROM elsewhere)),
-                    (SELECT pg_snapshot_xmax(s)::text::bigint FROM snap)) AS txid
-            )
+            WITH {COMMITTED_CUTOFF_CTES}
             SELECT e.* FROM events e, cutoff
             WHERE {" AND ".join(clauses)}
             ORDER BY e.txid, e.id LIMIT :limit

@@ -13,7 +13,10 @@ from app.events.types import EventType
 class EventOut(BaseModel):
     id: int
     type: EventType
-    invoiceNumber: str
+    invoiceNumber: str | None = Field(
+        description="The invoice the event is about; null for an event about no invoice "
+        "(`subscription.disabled`)"
+    )
     merchantProfile: str
     operationId: str | None = None
     data: dict[str, Any]

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from app.db import Database
 from app.http.deps import provide
 from app.outbox.gauges import metrics_text
+from app.upstream_sync.key_expiry import WebhookKeyMonitor
 
 
 class Listening(Protocol):
@@ -38,6 +39,7 @@ class Readiness:
 router = APIRouter(tags=["health"])
 DatabaseDep = Annotated[Database, Depends(provide(Database))]
 ReadinessDep = Annotated[Readiness, Depends(provide(Readiness))]
+KeysDep = Annotated[WebhookKeyMonitor, Depends(provide(WebhookKeyMonitor))]
 
 
 @router.get("/livez", summary="The process is alive")
@@ -50,9 +52,11 @@ async def livez() -> dict[str, str]:
     summary="Ready to serve: the database answers and LISTEN is connected",
     responses={503: {"description": "The database does not answer, or LISTEN is reconnecting"}},
 )
-async def readyz(database: DatabaseDep, readiness: ReadinessDep) -> JSONResponse:
+async def readyz(database: DatabaseDep, readiness: ReadinessDep, keys: KeysDep) -> JSONResponse:
     listen = readiness.listen_status()
-    extra = {"listen": listen} if listen else {}
+    extra: dict[str, object] = {"listen": listen} if listen else {}
+    if expiring := keys.readiness_detail():  # a warning only: the pod stays ready
+        extra["cybersourceWebhookKeys"] = expiring
     try:
         await database.ping()
     except Exception as exc:  # any failure means "not ready"; the probe only needs the verdict
@@ -69,5 +73,6 @@ async def readyz(database: DatabaseDep, readiness: ReadinessDep) -> JSONResponse
     summary="Prometheus metrics: HTTP traffic, relay deliveries, outbox depth",
     response_class=PlainTextResponse,
 )
-async def metrics_endpoint(database: DatabaseDep) -> Response:
+async def metrics_endpoint(database: DatabaseDep, keys: KeysDep) -> Response:
+    keys.check()
     return await metrics_text(database.reads)

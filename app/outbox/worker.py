@@ -29,6 +29,8 @@ from app.kit.loops import run_until_stopped
 from app.observability import tracing
 from app.observability.logging import get_logger
 from app.settings import Settings
+from app.subscriptions.delivery import PushDelivery, PushSender, push_relay
+from app.upstream_sync.key_expiry import WebhookKeyMonitor
 from app.upstream_sync.purge import purge_receipts_once
 from app.upstream_sync.reconciler import StatusReconciler
 
@@ -49,8 +51,15 @@ async def run_background_jobs(
         CybersourceDelivery(database.engine, settings, clients),
         listen_dsn=listen_dsn(settings),
     )
+    # Push delivery: its own queue, handler, HTTP session and concurrency budget, so a slow subscriber
+    # never holds up invoice commands.
+    sender = PushSender(settings)
+    push = push_relay(
+        database.engine, settings, PushDelivery(settings, sender), listen_dsn=listen_dsn(settings)
+    )
     if readiness is not None:
         readiness.watch("outbox", relay.listener)
+        readiness.watch("push", push.listener)
     reconciler = StatusReconciler(database.engine, settings, clients)
     side_jobs = [
         asyncio.create_task(
@@ -79,19 +88,20 @@ async def run_background_jobs(
             )
         )
     try:
-        await relay.run(stop)
+        await asyncio.gather(relay.run(stop), push.run(stop))
     finally:
         # An invoice the reconciler held is simply checked again later; a purge batch is a transaction.
         for job in side_jobs:
             job.cancel()
         await asyncio.gather(*side_jobs, return_exceptions=True)
+        await sender.aclose()
 
 
-def health_app(database: Database, readiness: Readiness) -> FastAPI:
+def health_app(database: Database, readiness: Readiness, keys: WebhookKeyMonitor) -> FastAPI:
     """The relay process's probes and metrics: the same routes as the API's."""
     app = FastAPI(title="invoicing-gateway relay", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = {}
-    register(app, database, readiness)
+    register(app, database, readiness, keys)
     app.include_router(health.router)
     return app
 
@@ -110,7 +120,7 @@ async def serve_health(
     if not settings.relay_metrics_port:
         return None
     config = uvicorn.Config(
-        health_app(database, readiness),
+        health_app(database, readiness, WebhookKeyMonitor(settings)),
         host=settings.relay_metrics_host,
         port=settings.relay_metrics_port,
         log_config=None,

@@ -20,10 +20,13 @@ from app.simulator.admin import admin_routes
 from app.simulator.auth import Authenticator
 from app.simulator.config import SimulatorConfig
 from app.simulator.faults import FaultLayer, FaultRegistry
+from app.simulator.notification_api import NotificationApi, Notifications
 from app.simulator.routes import InvoicingApi
 from app.simulator.state import Invoice, SimulatorState, utc_now
 from app.simulator.views import JSONBody, error_body, payment_link
 from app.simulator.webhooks import WebhookDispatcher, invoice_event_data
+
+MANAGEMENT_PREFIXES = ("/kms/", "/notification-subscriptions/")
 
 
 class Simulator:
@@ -43,6 +46,8 @@ class Simulator:
         self.faults = FaultRegistry(config.fault_seed)
         self.faults.add(list(config.faults))
         self.webhooks = WebhookDispatcher(config.webhook)
+        # Keys and subscriptions made through the webhook management API (notification_api.py).
+        self.notifications = Notifications()
         self._display_names = {m.merchant_id: m.display_name for m in config.merchants}
         # The last signed invoicing requests as received (method, path, merchant, body text), for tests.
         self.received: deque[dict[str, Any]] = deque(maxlen=2000)
@@ -51,20 +56,29 @@ class Simulator:
         return self._display_names.get(merchant_id)
 
     def emit_webhook(self, event_type: str, invoice: Invoice) -> dict[str, Any] | None:
-        if self.webhooks.config is None:
+        """Notify the configured webhook and every ACTIVE subscription of the merchant that lists the
+        event; returns the first delivery's record."""
+        subscribed = self.notifications.targets(invoice.merchant_id, event_type)
+        if self.webhooks.config is None and not subscribed:
             return None
         book = self.state.book(invoice.merchant_id)
         settings = md.read_settings(book, "INVOICING", self.display_name(invoice.merchant_id))
         data = invoice_event_data(
             invoice, event_type, settings, payment_link(invoice, self.config.payment_link_base)
         )
-        return self.webhooks.emit(event_type, invoice.merchant_id, data)
+        records = [self.webhooks.emit(event_type, invoice.merchant_id, data)]
+        records += [
+            self.webhooks.emit(event_type, invoice.merchant_id, data, target=target)
+            for target in subscribed
+        ]
+        return next((record for record in records if record is not None), None)
 
     def reset(self) -> None:
         """Invoices, settings, field definitions, faults and the webhook log; merchants stay."""
         self.state.reset()
         self.faults.clear()
         self.webhooks.reset()
+        self.notifications.reset()
         self.received.clear()
 
 
@@ -80,15 +94,21 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 class Front:
-    """Invoicing calls go to the lean signed API; admin routes, lifespan and stray paths to Starlette."""
+    """Invoicing calls go to the lean signed API, webhook management to its own; admin routes,
+    lifespan and stray paths to Starlette."""
 
-    def __init__(self, invoicing: InvoicingApi, starlette: ASGIApp) -> None:
+    def __init__(
+        self, invoicing: InvoicingApi, notifications: NotificationApi, starlette: ASGIApp
+    ) -> None:
         self.invoicing = invoicing
+        self.notifications = notifications
         self.starlette = starlette
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/invoicing/"):
             await self.invoicing(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"].startswith(MANAGEMENT_PREFIXES):
+            await self.notifications(scope, receive, send)
         else:
             await self.starlette(scope, receive, send)
 
@@ -135,4 +155,4 @@ def create_simulator_app(config: SimulatorConfig) -> SimulatorApp:
         lifespan=lifespan,
         exception_handlers={404: _not_found, 405: _http_error},
     )
-    return SimulatorApp(sim, Front(InvoicingApi(sim), starlette))
+    return SimulatorApp(sim, Front(InvoicingApi(sim), NotificationApi(sim), starlette))

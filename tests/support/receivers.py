@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,17 +41,27 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Answers 500 to the first `failures` requests (or every one with `always_fail`), after `delay`."""
+    """Answers 500 to the first `failures` requests (or every one with `always_fail`), after `delay`.
+
+    It listens on `/hook/<its own token>` (`path`): a port is reused by later tests, and a subscription
+    an earlier test left behind must not reach this receiver (it gets a 410 and is not recorded).
+    """
 
     failures: int = 0
     always_fail: bool = False
     delay: float = 0.0
+    arrived: int = 0  # requests that came in, answered yet or not
     requests: list[Received] = field(default_factory=list)
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def app(self) -> Starlette:
         async def hook(request: Request) -> Response:
             body = await request.body()
+            if request.path_params["token"] != self.token:
+                return PlainTextResponse("not this receiver", status_code=410)
+            with self._lock:
+                self.arrived += 1
             if self.delay:
                 await asyncio.sleep(self.delay)
             with self._lock:
@@ -66,7 +77,13 @@ class Receiver:
         async def health(request: Request) -> Response:
             return PlainTextResponse("ok")
 
-        return Starlette(routes=[Route("/hook", hook, methods=["POST"]), Route("/health", health)])
+        return Starlette(
+            routes=[Route("/hook/{token}", hook, methods=["POST"]), Route("/health", health)]
+        )
+
+    @property
+    def path(self) -> str:
+        return f"/hook/{self.token}"
 
     def snapshot(self) -> list[Received]:
         with self._lock:
