@@ -32,10 +32,11 @@ _BRACKETS = re.compile(rb"[\[\]{}]")
 
 
 class _Unreadable(ValueError):
-    def __init__(self, message: str, position: int | None = None) -> None:
+    def __init__(self, message: str, position: int | None = None, token: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.position = position
+        self.token = token
 
 
 def _where(raw: bytes, position: int | None) -> dict[str, int]:
@@ -92,7 +93,7 @@ def _number(text: str) -> Decimal:
     except InvalidOperation as exc:  # pragma: no cover - json only hands over valid number text
         raise _Unreadable(f"{text} is not a number") from exc
     if abs(value.adjusted()) > MAX_EXPONENT:
-        raise _Unreadable(f"the number {text} is out of range")
+        raise _Unreadable(f"the number {text} is out of range", token=text)
     return value
 
 
@@ -103,7 +104,7 @@ def _integer(text: str) -> int:
 
 
 def _constant(name: str) -> Any:
-    raise _Unreadable(f"{name} is not a JSON value")
+    raise _Unreadable(f"{name} is not a JSON value", token=name)
 
 
 def read_json(raw: bytes, *, max_bytes: int | None = None, max_depth: int = MAX_DEPTH) -> Any:
@@ -119,7 +120,11 @@ def read_json(raw: bytes, *, max_bytes: int | None = None, max_depth: int = MAX_
         text = raw.decode("utf-8")
         return json.loads(text, parse_float=_number, parse_int=_integer, parse_constant=_constant)
     except _Unreadable as exc:
-        raise _malformed(raw, exc.message, exc.position) from None
+        position = exc.position
+        if position is None and exc.token:  # json hands over the text, not where it stood
+            found = raw.find(exc.token.encode("utf-8"))
+            position = found if found >= 0 else None
+        raise _malformed(raw, exc.message, position) from None
     except UnicodeDecodeError as exc:
         raise _malformed(raw, "the body is not UTF-8 text", exc.start) from None
     except json.JSONDecodeError as exc:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
+# RFC 7240's delta-seconds: ASCII digits only (`str.isdigit` also takes "²", which float() refuses).
+_SECONDS = re.compile(r"^[0-9]{1,9}$")
+
 
 def prefer_wait(prefer: str | None, default: float) -> tuple[float, bool]:
     """(seconds to wait, respond-async asked) from an RFC 7240 Prefer header.
 
-    Preferences are comma-separated; each may carry `;` parameters (ignored) and a quoted value.
+    Preferences are comma-separated; each may carry `;` parameters (ignored) and a quoted value. A
+    preference it cannot read is ignored, as RFC 7240 asks.
     """
     if not prefer:
         return default, False
@@ -16,6 +22,6 @@ def prefer_wait(prefer: str | None, default: float) -> tuple[float, bool]:
         name, value = name.strip().lower(), value.strip().strip('"')
         if name == "respond-async":
             return 0.0, True
-        if name == "wait" and value.isdigit():
+        if name == "wait" and _SECONDS.match(value):
             wait = min(float(value), 60.0)
     return wait, False

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 
 from app.auth.dependencies import Reader, Writer
 from app.http.deps import MerchantProfileHeader, provide
@@ -25,8 +25,9 @@ from app.upstream_sync.service import UpstreamSyncService
 router = APIRouter(prefix="/v1/invoices", tags=["invoices"], route_class=JsonBodyRoute)
 Invoices = Annotated[InvoiceService, Depends(provide(InvoiceService))]
 Sync = Annotated[UpstreamSyncService, Depends(provide(UpstreamSyncService))]
+# ASCII digits only (`\d` also takes other scripts' digits).
 ISO_DATETIME = re.compile(
-    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$"
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?(Z|[+-][0-9]{2}:?[0-9]{2})?$"
 )
 
 
@@ -42,9 +43,21 @@ ACCEPTED: dict[int | str, dict[str, Any]] = {
     }
 }
 MUTATION_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 502, 503)
+
+
+def _storable(value: datetime) -> datetime:
+    """A moment the database can be asked about: 9999-12-31T23:00-14:00 is past year 9999 in UTC."""
+    try:
+        value.replace(tzinfo=value.tzinfo or UTC).astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is outside the dates the store holds (years 1 to 9999 in UTC)") from None
+    return value
+
+
 IsoDatetime = Annotated[
     datetime,
     BeforeValidator(lambda v: v if not isinstance(v, str) or ISO_DATETIME.match(v) else _not_iso()),
+    AfterValidator(_storable),
 ]
 
 
