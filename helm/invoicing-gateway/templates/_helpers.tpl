@@ -123,6 +123,15 @@ CYBERSOURCE_KEY_ID: {{ . | quote }}
 {{- with .Values.cybersource.webhook.keyId }}
 CYBERSOURCE_WEBHOOK_KEY_ID: {{ . | quote }}
 {{- end }}
+{{- with .Values.cybersource.webhook.keyExpiresAt }}
+CYBERSOURCE_WEBHOOK_KEY_EXPIRES_AT: {{ . | quote }}
+{{- end }}
+{{- with .Values.subscriptions.allowedHosts }}
+SUBSCRIPTION_ALLOWED_HOSTS: {{ toJson . | quote }}
+{{- end }}
+SUBSCRIPTION_DELIVERY_CONCURRENCY: {{ .Values.subscriptions.deliveryConcurrency | quote }}
+SUBSCRIPTION_TIMEOUT_SECONDS: {{ .Values.subscriptions.timeoutSeconds | quote }}
+SUBSCRIPTION_RETRY_WINDOW_SECONDS: {{ .Values.subscriptions.retryWindowSeconds | quote }}
 {{- with .Values.oidcProviders }}
 OIDC_PROVIDERS: {{ toJson . | quote }}
 {{- end }}
@@ -174,6 +183,10 @@ envFrom:
       name: {{ .config }}
   - secretRef:
       name: {{ .secret }}
+{{- with .context.Values.cybersource.webhook.existingSecret }}
+  - secretRef:
+      name: {{ . }}
+{{- end }}
 {{- with .context.Values.securityContext }}
 securityContext:
   {{- toYaml . | nindent 2 }}
