@@ -27,7 +27,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
@@ -177,8 +177,9 @@ class Event(Base):
         BigInteger, nullable=False, server_default=text("(pg_current_xact_id()::text)::bigint")
     )
     type: Mapped[str] = mapped_column(Text)
-    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"))
-    invoice_number: Mapped[str] = mapped_column(Text)
+    # NULL for an event that is about no invoice (subscription.disabled).
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"))
+    invoice_number: Mapped[str | None] = mapped_column(Text)
     merchant_profile: Mapped[str] = mapped_column(Text)
     owner: Mapped[str] = mapped_column(Text)
     operation_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
@@ -196,3 +197,78 @@ class WebhookReceipt(Base):
     invoice_number: Mapped[str | None] = mapped_column(Text)
     raw_body: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = _now()
+
+DELIVERY_KINDS = ("event", "ping")
+
+
+class Subscription(Base):
+    """A push subscription: where the events a caller may read are POSTed (Standard Webhooks)."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (Index("ix_subscriptions_owner_seq", "owner", "seq"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(), unique=True)
+    # What the creator may read through the feed, taken at creation: its own invoices unless it was an
+    # admin, and only its merchant profiles.
+    owner: Mapped[str] = mapped_column(Text)
+    sees_all_owners: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    profiles: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    url: Mapped[str] = mapped_column(Text)
+    event_types: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    description: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default="true")
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    secret: Mapped[str] = mapped_column(Text)
+    # During a rotation's grace period the previous secret signs alongside the current one.
+    previous_secret: Mapped[str | None] = mapped_column(Text)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class SubscriptionDelivery(Base):
+    """One event (or ping) to POST to one subscription: the push relay's queue, in the feed's order."""
+
+    __tablename__ = "subscription_deliveries"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {DELIVERY_KINDS}", name="kind"),
+        CheckConstraint("state IN ('pending', 'in_flight', 'succeeded', 'failed')", name="state"),
+        Index(
+            "ix_subscription_deliveries_due",
+            "available_at",
+            postgresql_where=text("state IN ('pending', 'in_flight')"),
+        ),
+        Index("ix_subscription_deliveries_order", "subscription_id", "txid", "seq"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(), unique=True)
+    # The writing transaction, as for events: deliveries go out in the feed's (txid, id) order.
+    txid: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, server_default=text("(pg_current_xact_id()::text)::bigint")
+    )
+    subscription_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(Text)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # a ping's body
+    state: Mapped[str] = mapped_column(Text, server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    available_at: Mapped[datetime] = _now()
+    # The retry window runs from the first attempt (a delivery may wait behind an older one).
+    first_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_owner: Mapped[str | None] = mapped_column(Text)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # Every attempt (the last 50): time, status code, latency, error, a prefix of the answer.
+    attempt_log: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, server_default=text("'[]'::jsonb")
+    )
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
