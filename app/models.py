@@ -198,6 +198,7 @@ class WebhookReceipt(Base):
     raw_body: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = _now()
 
+
 DELIVERY_KINDS = ("event", "ping")
 
 
