@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from app import errors
@@ -58,4 +58,8 @@ def decode_time_and_id(cursor: str) -> tuple[datetime, int]:
         raise _invalid() from None
     if timestamp.tzinfo is None:
         raise _invalid()
+    try:  # the store compares in UTC: 9999-12-31T23:59-14:00 is beyond the years it can hold
+        timestamp.astimezone(UTC)
+    except OverflowError:
+        raise _invalid() from None
     return timestamp, _bigint(row_id)

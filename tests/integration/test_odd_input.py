@@ -3,9 +3,12 @@ a repeated query parameter. Each is the caller's error (4xx), never a 500 or a s
 
 from __future__ import annotations
 
-import httpx
+import base64
 
-from tests.integration.conftest import invoice_body, key
+import httpx
+import pytest
+
+from tests.integration.conftest import client_for, invoice_body, key
 
 
 async def test_a_nul_in_a_body_field_is_422_naming_the_field(api: httpx.AsyncClient):
@@ -38,3 +41,28 @@ async def test_a_repeated_query_parameter_is_400(api: httpx.AsyncClient):
     assert (answer.status_code, answer.json()["code"]) == (400, "malformed_request"), answer.text
     assert "customerEmail" in answer.json()["detail"]
     assert (await api.get("/v1/invoices?customerEmail=a@example.com&limit=5")).status_code == 200
+
+
+def _cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("path", "parameter", "forged"),
+    [
+        ("/v1/events", "after", "²|1"),  # a digit to str.isdigit(), not to int()
+        ("/v1/events", "after", f"{2**63}|1"),  # beyond PostgreSQL's bigint
+        ("/v1/operations", "cursor", "²"),
+        ("/v1/operations", "cursor", str(2**64)),
+        ("/v1/invoices", "cursor", f"2026-11-25T10:00:00+00:00|{2**63}"),
+        ("/v1/invoices", "cursor", "9999-12-31T23:59:59-14:00|1"),  # beyond the store's years
+        ("/v1/invoices", "cursor", "2026-11-25T10:00:00|1"),  # no time zone: not one we hand out
+    ],
+)
+async def test_a_forged_cursor_is_400_never_500(
+    facade_url: str, path: str, parameter: str, forged: str
+):
+    async with client_for(facade_url, "ops") as admin:  # operations are listed to admins only
+        answer = await admin.get(path, params={parameter: _cursor(forged)})
+    assert (answer.status_code, answer.json()["code"]) == (400, "malformed_request"), answer.text
+    assert "cursor" in answer.json()["detail"]
