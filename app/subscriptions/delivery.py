@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.auth.principal import ADMIN, READ
 from app.cybersource.client import parse_retry_after
 from app.events.repository import PUSH_CHANNEL, EventRepository, EventRow, NewEvent
 from app.events.service import event_out
@@ -202,14 +203,40 @@ class PushSender:
         return Attempt(at, status, elapsed(), error, text, retry_after=retry_after)
 
 
+def callers_scopes(settings: Settings) -> dict[str, frozenset[str]]:
+    """Every configured caller (API keys and workload identities) and its scopes, by client."""
+    scopes: dict[str, set[str]] = {}
+    for key in settings.effective_api_keys:
+        scopes.setdefault(key.client, set()).update(key.scopes)
+    for provider in settings.oidc_providers:
+        for caller in provider.callers:
+            scopes.setdefault(caller.client, set()).update(caller.scopes)
+    return {client: frozenset(granted) for client, granted in scopes.items()}
+
+
 class PushDelivery:
     """The relay's handler for push deliveries."""
 
     def __init__(self, settings: Settings, sender: PushSender) -> None:
         self.settings = settings
         self.sender = sender
+        self.callers = callers_scopes(settings)
+
+    def revoked(self, operation: ClaimedDelivery) -> str | None:
+        """Why the subscription's creator may no longer read what it was given, or None: a key taken
+        out of the settings (or its read or admin scope) stops its subscriptions."""
+        scopes = self.callers.get(operation.subscription_owner)
+        if scopes is None:
+            return f"its owner {operation.subscription_owner!r} is no longer a configured caller"
+        if READ not in scopes or (operation.sees_all_owners and ADMIN not in scopes):
+            return f"its owner {operation.subscription_owner!r} may no longer read these events"
+        return None
 
     async def deliver(self, operation: ClaimedDelivery, lease: Lease) -> Delivery[PushEffects]:
+        if reason := self.revoked(operation):
+            now = datetime.now(UTC).isoformat()
+            revoked: dict[str, Any] = {"kind": "owner_revoked", "message": reason, "at": now}
+            return Failed(revoked, PushEffects(reason))
         message_id, body = message_of(operation)
         secrets = [operation.secret]
         if operation.previous_secret:
@@ -253,7 +280,7 @@ class PushDelivery:
         if not reasons:
             return
         disabled = await SubscriptionRepository(conn).disable(reasons)
-        jobs = {d.operation.subscription_id: d.operation for d in done}
+        jobs = {d.operation.subscription_id: d.operation for d in done if d.effects.disable_reason}
         events = []
         for row in disabled:
             job = jobs[row.id]

@@ -202,6 +202,7 @@ class ClaimedDelivery:
     created_at: datetime  # the first attempt: the retry window runs from there
     subscription_id: uuid.UUID
     subscription_owner: str
+    sees_all_owners: bool
     url: str
     payload: dict[str, Any] | None
     event_id: int | None
@@ -290,7 +291,8 @@ class DeliveryRepository(BaseRepository):
                  LEFT JOIN events e ON e.id = due.event_id
             WHERE d.id = due.id
             RETURNING d.id, 'push.' || d.kind AS kind, d.attempts, d.first_attempt_at AS created_at,
-                      d.subscription_id, s.owner AS subscription_owner, s.url, d.payload,
+                      d.subscription_id, s.owner AS subscription_owner, s.sees_all_owners,
+                      s.url, d.payload,
                       e.id AS event_id, e.txid AS event_txid, e.type AS event_type,
                       e.invoice_number AS event_invoice_number,
                       e.merchant_profile AS event_merchant_profile,

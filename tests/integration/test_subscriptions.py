@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -365,28 +365,60 @@ async def test_a_forbidden_url_is_refused_at_creation_and_at_delivery(simulator_
                 # https: what the relay refuses is the address (it never connects, so the receiver's
                 # plain http does not matter).
                 sub = await subscribe(hooks, hook_url.replace("http://", "https://"))
-                database = Database.from_settings(relay_settings)
-                clients = CybersourceClients.from_settings(relay_settings)
-                stop = asyncio.Event()
-                jobs = asyncio.create_task(
-                    run_background_jobs(database, relay_settings, clients, stop)
-                )
-                try:
+                async with relay_running(relay_settings):
                     await new_invoice(hooks)
-
-                    async def disabled() -> dict[str, Any] | None:
-                        body = (await hooks.get(f"/v1/subscriptions/{sub['id']}")).json()
-                        return None if body["enabled"] else body
-
-                    shown = await until(disabled, what="the subscription refused at delivery")
-                finally:
-                    stop.set()
-                    await jobs
-                    await clients.aclose()
-                    await database.dispose()
+                    shown = await until(
+                        disabled(hooks, sub["id"]), what="the subscription refused at delivery"
+                    )
                 assert "loopback" in shown["disabledReason"]
                 [refused_delivery] = await deliveries(hooks, sub["id"])
                 assert refused_delivery["state"] == "failed"
                 assert refused_delivery["attempts"] == 1
                 assert refused_delivery["lastError"]["kind"] == "forbidden_target"
                 assert receiver.snapshot() == []  # nothing ever reached the address
+
+
+def disabled(api: httpx.AsyncClient, subscription_id: str) -> Any:
+    async def probe() -> dict[str, Any] | None:
+        body = (await api.get(f"/v1/subscriptions/{subscription_id}")).json()
+        return None if body["enabled"] else body
+
+    return probe
+
+
+@asynccontextmanager
+async def relay_running(settings: Any) -> AsyncIterator[None]:
+    """`invoicing-gateway relay`'s jobs in this process, with settings of their own."""
+    database = Database.from_settings(settings)
+    clients = CybersourceClients.from_settings(settings)
+    stop = asyncio.Event()
+    jobs = asyncio.create_task(run_background_jobs(database, settings, clients, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await jobs
+        await clients.aclose()
+        await database.dispose()
+
+
+async def test_a_subscription_stops_when_its_owner_is_no_longer_a_caller(simulator_url):
+    """The relay knows the callers from its settings: a key taken out stops its subscriptions."""
+    receiver = Receiver()
+    with fresh_database() as db, receiving(receiver) as hook_url:
+        api_settings = push_settings(db, simulator_url, relay_in_process=False)
+        without_hooks = json.dumps([k for k in json.loads(api_keys()) if k["client"] != "hooks"])
+        relay_settings = push_settings(
+            db, simulator_url, relay_in_process=False, api_keys=without_hooks
+        )
+        with serve(create_app(api_settings)) as url:
+            async with client(url, "hooks") as hooks:
+                sub = await subscribe(hooks, hook_url)
+                async with relay_running(relay_settings):
+                    await new_invoice(hooks)
+                    shown = await until(disabled(hooks, sub["id"]), what="the owner's stop")
+                assert "no longer a configured caller" in shown["disabledReason"]
+                [refused] = await deliveries(hooks, sub["id"])
+                assert refused["state"] == "failed"
+                assert refused["lastError"]["kind"] == "owner_revoked"
+                assert receiver.snapshot() == []
