@@ -123,6 +123,8 @@ class Operation(Base):
     kind: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     requested_by: Mapped[str] = mapped_column(Text)
+    # The W3C traceparent of the request that queued it: the relay continues that trace.
+    traceparent: Mapped[str | None] = mapped_column(Text)
     state: Mapped[str] = mapped_column(Text, server_default="pending")
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     available_at: Mapped[datetime] = _now()
@@ -188,14 +190,19 @@ class Event(Base):
 
 
 class WebhookReceipt(Base):
-    """Cybersource webhook notifications already accepted, so a redelivery changes nothing."""
+    """Cybersource webhook notifications already accepted, so a redelivery changes nothing.
+
+    Keyed by the digest of the signed content; no body is kept (it carries the payer's name and
+    e-mail), and receipts are purged after WEBHOOK_RECEIPT_RETENTION_HOURS.
+    """
 
     __tablename__ = "webhook_receipts"
+    __table_args__ = (Index("ix_webhook_receipts_received_at", "received_at"),)
 
     dedup_key: Mapped[str] = mapped_column(Text, primary_key=True)
     event_type: Mapped[str] = mapped_column(Text)
     invoice_number: Mapped[str | None] = mapped_column(Text)
-    raw_body: Mapped[str] = mapped_column(Text)
+    merchant_profile: Mapped[str] = mapped_column(Text, server_default="default")
     received_at: Mapped[datetime] = _now()
 
 

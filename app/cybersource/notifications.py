@@ -26,6 +26,14 @@ class WebhookInvalid(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Signed:
+    """A notification whose signature verified: the parsed body and the exact text that was signed."""
+
+    body: Any
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
 class Notification:
     event_type: str
     organization_id: str | None
@@ -54,6 +62,13 @@ def verify(
     raw_body: bytes, header: str | None, keys: dict[str, bytes], now_ms: int | None = None
 ) -> Any:
     """Check the signature; return the parsed body."""
+    return verify_signed(raw_body, header, keys, now_ms).body
+
+
+def verify_signed(
+    raw_body: bytes, header: str | None, keys: dict[str, bytes], now_ms: int | None = None
+) -> Signed:
+    """Check the signature; return the parsed body and the text the signature covers."""
     if not header:
         raise WebhookInvalid("missing v-c-signature header")
     timestamp, key_id, signature = _parse_header(header)
@@ -74,7 +89,7 @@ def verify(
     for message in candidates:
         mac = hmac.new(key, f"{timestamp}.{message}".encode(), hashlib.sha256).digest()
         if hmac.compare_digest(mac, signature):
-            return body
+            return Signed(body, message)
     raise WebhookInvalid("signature does not match")
 
 
@@ -88,7 +103,23 @@ def _data(body: dict[str, Any]) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def read_notification(body: Any) -> Notification:
+def signed_organization(body: Any) -> str | None:
+    """The merchant a notification is for, from the signed part only (the envelope is not signed)."""
+    if not isinstance(body, dict):
+        return None
+    payload = body.get("payload", body.get("payloads"))
+    if isinstance(payload, list):
+        payload = payload[0] if payload else {}
+    data = _data(body)
+    organization = data.get("organizationID") or (
+        payload.get("organizationId") if isinstance(payload, dict) else None
+    )
+    return str(organization) if organization else None
+
+
+def read_notification(body: Any, signed_content: str | None = None) -> Notification:
+    """The notification's fields. Its de-duplication key is the digest of what was signed: a replay
+    with an altered envelope (notificationId, webhookId, padding) is the same notification."""
     if not isinstance(body, dict):
         raise WebhookInvalid("body is not a JSON object")
     payloads = body.get("payloads")
@@ -98,17 +129,11 @@ def read_notification(body: Any) -> Notification:
     event_type = str(data.get("eventType") or body.get("eventType") or "")
     if data.get("eventType") and body.get("eventType") and data["eventType"] != body["eventType"]:
         raise WebhookInvalid("envelope eventType disagrees with the signed data")
-    dedup = (
-        body.get("notificationId")
-        or hashlib.sha256(
-            (
-                event_type + str(body.get("webhookId", "")) + compact(body.get("payload", payloads))
-            ).encode()
-        ).hexdigest()
-    )
+    signed = compact(body.get("payload", payloads)) if signed_content is None else signed_content
+    dedup = hashlib.sha256(signed.encode()).hexdigest()
     return Notification(
         event_type=event_type,
-        organization_id=data.get("organizationID") or body.get("organizationId"),
+        organization_id=signed_organization(body),
         invoice_number=data.get("invoiceNumber"),
         dedup_key=str(dedup),
         is_test=is_test,

@@ -8,11 +8,12 @@ feature.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-from fastapi import FastAPI, Header, Request
+from fastapi import FastAPI, Request
 
 from app import errors
+from app.auth.dependencies import MerchantProfile
 
 T = TypeVar("T")
 
@@ -44,9 +45,5 @@ async def single_valued_query(request: Request) -> None:
         )
 
 
-MerchantProfileHeader = Annotated[
-    str,
-    Header(
-        alias="X-Merchant-Profile", description="Which configured Cybersource merchant to act for."
-    ),
-]
+# `X-Merchant-Profile`, checked against the profiles the caller may act for (403 otherwise).
+MerchantProfileHeader = MerchantProfile

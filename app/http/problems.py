@@ -21,12 +21,13 @@ log = get_logger(__name__)
 
 DESCRIPTIONS = {
     400: "Malformed request (malformed_json: the body is not JSON), or Idempotency-Key missing/invalid",
-    401: "Missing or invalid API key",
-    403: "The API key lacks the scope",
+    401: "Missing or invalid API key or token",
+    403: "The caller lacks the scope, or may not act for the merchant profile",
     404: "Not found",
     409: "Conflict: state does not allow it, number taken, or the same Idempotency-Key is still running",
     413: "The body is larger than the route takes",
     422: "Invalid body, Idempotency-Key reused with another request, or Cybersource rejected it",
+    429: "Too many requests of this kind (rate_limited); retry after Retry-After seconds",
     502: "Cybersource could not be reached or refused the facade's credentials",
     503: "The database is unavailable",
 }

@@ -35,6 +35,7 @@ from app.invoices.commands import COMMANDS, OperationKind, ReconcileRule
 from app.invoices.repository import DeliveredState, InvoiceRepository
 from app.invoices.upstream_state import UpstreamState
 from app.kit.upstream_errors import error_record
+from app.observability import tracing
 from app.observability.logging import get_logger
 from app.outbox.lease import Lease
 from app.outbox.relay import Delivery, Done, Failed, Limits, Relay, Succeeded, Superseded, TryAgain
@@ -105,6 +106,15 @@ class CybersourceDelivery:
     # --- the handler protocol -----------------------------------------------------------------------
 
     async def deliver(self, operation: ClaimedOperation, lease: Lease) -> Delivery[InvoiceEffects]:
+        # The trace of the request that queued the command goes on here (and on to Cybersource).
+        with tracing.continued(
+            operation.traceparent,
+            f"outbox.deliver {operation.kind}",
+            invoice_number=operation.invoice_number,
+        ):
+            return await self._deliver(operation, lease)
+
+    async def _deliver(self, operation: ClaimedOperation, lease: Lease) -> Delivery[InvoiceEffects]:
         account_limit = self.settings.relay_account_error_attempts
         client = self.clients.get(operation.merchant_profile)
         try:

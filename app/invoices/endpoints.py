@@ -112,7 +112,7 @@ async def list_invoices(
 @router.get(
     "/{invoiceNumber}",
     response_model=InvoiceOut,
-    responses=problem_responses(401, 403, 404, 422, 502),
+    responses=problem_responses(401, 403, 404, 422, 429, 502),
     summary="One invoice from the local store; refresh=true reads Cybersource first",
 )
 async def get_invoice(

@@ -24,6 +24,7 @@ from app.invoices.rules import check_invoice, totals_warnings, upstream_body
 from app.invoices.schemas import InvoiceCreate, InvoiceOut, InvoicePage, InvoiceUpdate
 from app.invoices.upstream_state import supported_actions
 from app.kit.cursors import decode_time_and_id, encode_cursor
+from app.observability import tracing
 from app.observability.logging import get_logger
 from app.observability.metrics import INVOICE_WARNINGS
 from app.outbox.repository import OutboxRepository
@@ -332,6 +333,7 @@ class InvoiceService:
             kind=kind,
             payload=payload,
             requested_by=caller.client,
+            traceparent=tracing.current_traceparent(),
         )
         return Accepted(operation_id)
 

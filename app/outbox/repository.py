@@ -55,6 +55,7 @@ class ClaimedOperation:
     failure_counts: dict[str, int]
     baseline: dict[str, Any] | None
     invoice_number: str
+    traceparent: str | None = None  # the trace of the request that queued it (tracing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +95,15 @@ class OutboxRepository(BaseRepository):
         kind: str,
         payload: dict[str, Any] | None,
         requested_by: str,
+        traceparent: str | None = None,
     ) -> None:
         """Queue a command and notify the relays (delivered at commit), in one round trip."""
         await self._execute(
             "WITH queued AS (INSERT INTO operations "
-            "(id, invoice_id, merchant_profile, kind, payload, requested_by) "
-            "VALUES (:id, :invoice_id, :profile, :kind, CAST(:payload AS jsonb), :by) RETURNING id) "
-            "SELECT pg_notify(:channel, id::text) FROM queued",
+            "(id, invoice_id, merchant_profile, kind, payload, requested_by, traceparent) "
+            "VALUES (:id, :invoice_id, :profile, :kind, CAST(:payload AS jsonb), :by, :trace) "
+            "RETURNING id) SELECT pg_notify(:channel, id::text) FROM queued",
+            trace=traceparent,
             id=operation_id,
             invoice_id=invoice_id,
             profile=merchant_profile,
@@ -187,7 +190,8 @@ class OutboxRepository(BaseRepository):
             FROM due, invoices i
             WHERE o.id = due.id AND i.id = o.invoice_id
             RETURNING o.id, o.invoice_id, o.merchant_profile, o.kind, o.payload, o.attempts, o.created_at,
-                      o.needs_reconcile, o.failure_counts, o.baseline, i.invoice_number
+                      o.needs_reconcile, o.failure_counts, o.baseline, i.invoice_number,
+                      o.traceparent
             """,
             owner=owner,
             limit=limit,

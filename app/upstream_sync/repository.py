@@ -29,16 +29,16 @@ class UpstreamSyncRepository(BaseRepository):
         )
 
     async def record_webhook_receipt(
-        self, *, dedup_key: str, event_type: str, invoice_number: str | None, raw_body: str
+        self, *, dedup_key: str, event_type: str, invoice_number: str | None, merchant_profile: str
     ) -> bool:
         """Remember an accepted notification; False when it was accepted before (a redelivery)."""
         row = await self._one(
-            "INSERT INTO webhook_receipts (dedup_key, event_type, invoice_number, raw_body) "
-            "VALUES (:k, :e, :n, :b) ON CONFLICT DO NOTHING RETURNING dedup_key",
+            "INSERT INTO webhook_receipts (dedup_key, event_type, invoice_number, merchant_profile) "
+            "VALUES (:k, :e, :n, :p) ON CONFLICT DO NOTHING RETURNING dedup_key",
             k=dedup_key,
             e=event_type,
             n=invoice_number,
-            b=raw_body,
+            p=merchant_profile,
         )
         return row is not None
 

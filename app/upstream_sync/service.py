@@ -15,7 +15,12 @@ from app import errors
 from app.auth.principal import Caller
 from app.cybersource.client import CybersourceClients
 from app.cybersource.errors import CybersourceError
-from app.cybersource.notifications import WebhookInvalid, read_notification, verify
+from app.cybersource.notifications import (
+    Notification,
+    WebhookInvalid,
+    read_notification,
+    verify_signed,
+)
 from app.events.repository import EventRepository, NewEvent
 from app.invoices.commands import COMMAND_EVENTS
 from app.invoices.presenters import invoice_out
@@ -23,6 +28,8 @@ from app.invoices.repository import InvoiceRepository, InvoiceRow
 from app.invoices.schemas import InvoiceOut
 from app.invoices.service import invoice_not_found, known_profile
 from app.invoices.upstream_state import UpstreamState, status_event
+from app.kit.flights import SingleFlight
+from app.kit.rate_limits import RateLimit
 from app.kit.upstream_errors import call_problem
 from app.observability.logging import get_logger
 from app.outbox.repository import OutboxRepository
@@ -70,6 +77,11 @@ class UpstreamSyncService:
         self.reads = reads
         self.settings = settings
         self.clients = clients
+        # Concurrent refreshes of one invoice (and replays of one notification) share one reading.
+        self.refreshes: SingleFlight[None] = SingleFlight()
+        self.notifications: SingleFlight[dict[str, str]] = SingleFlight()
+        self.refresh_limit = RateLimit(settings.refresh_rate_limit, name="refreshes")
+        self.webhook_limit = RateLimit(settings.webhook_rate_limit, name="notifications")
 
     async def read_upstream(self, profile: str, number: str) -> UpstreamState:
         """GET the invoice from Cybersource (no database connection is held meanwhile)."""
@@ -97,18 +109,33 @@ class UpstreamSyncService:
     async def refreshed_invoice(self, caller: Caller, profile: str, number: str) -> InvoiceOut:
         """`GET /v1/invoices/{n}?refresh=true`: read Cybersource first (history, balance), record it, answer."""
         profile = known_profile(self.settings, profile)
+        self.refresh_limit.hit(caller.client)
         async with self.reads.connect() as conn:
             seen = await InvoiceRepository(conn).get(profile, number)
         if seen is None or not caller.may_see(seen.owner, seen.merchant_profile):
             raise invoice_not_found(number, profile)
         if seen.status is not None:  # else our create has not reached Cybersource yet
-            state = await self.read_upstream(profile, number)
-            async with self.engine.begin() as conn:
-                await self.record_observation(conn, profile, seen, state)
+            # One reading and one write for every refresh of this invoice in flight; the waiters hold
+            # no database connection (only the one flight's transaction takes one, briefly).
+            await self.refreshes.run((profile, number), lambda: self._refresh(profile, seen))
         async with self.reads.connect() as conn:
             view = await InvoiceRepository(conn).get_view(profile, number)
         assert view is not None
         return invoice_out(view, view.pending_ids)
+
+    async def _refresh(self, profile: str, seen: InvoiceRow) -> None:
+        state = await self.read_upstream(profile, seen.invoice_number)
+        async with self.engine.begin() as conn:
+            await self.record_observation(conn, profile, seen, state)
+
+    def _merchant_profile(self, notification: Notification) -> str:
+        """The configured profile of the notification's merchant; refused when there is none."""
+        organization = notification.organization_id
+        for name, profile in self.settings.merchant_profiles.items():
+            if organization is not None and profile.merchant_id == organization:
+                return name
+        log.warning("webhook.unknown_merchant", organization_id=organization)
+        raise errors.Forbidden("The notification is for a merchant this facade does not serve.")
 
     async def receive_notification(self, raw: bytes, signature: str | None) -> dict[str, str]:
         """A Cybersource notification: a hint to re-read the invoice, acknowledged once that is committed.
@@ -116,16 +143,22 @@ class UpstreamSyncService:
         A failure makes Cybersource retry; a redelivery of an accepted notification changes nothing.
         """
         try:
-            notification = read_notification(verify(raw, signature, self.settings.webhook_keys))
+            signed = verify_signed(raw, signature, self.settings.webhook_keys)
+            notification = read_notification(signed.body, signed.content)
         except WebhookInvalid as exc:
             log.warning("webhook.refused", reason=str(exc))
             raise errors.Unauthenticated(f"The notification was refused: {exc}.") from exc
         if notification.is_test or not notification.invoice_number:
             return {"status": "accepted", "action": "none"}
+        profile = self._merchant_profile(notification)
+        # Replays of one notification at once share one reading (their signed content is the key).
+        return await self.notifications.run(
+            notification.dedup_key, lambda: self._apply_notification(notification, profile)
+        )
+
+    async def _apply_notification(self, notification: Notification, profile: str) -> dict[str, str]:
         number = notification.invoice_number
-        profiles = self.settings.merchant_profiles.items()
-        organization = notification.organization_id
-        profile = next((name for name, p in profiles if p.merchant_id == organization), "default")
+        assert number is not None
         async with self.reads.connect() as conn:
             if await UpstreamSyncRepository(conn).webhook_receipt_exists(notification.dedup_key):
                 return {"status": "duplicate", "action": "none"}
@@ -136,17 +169,21 @@ class UpstreamSyncService:
                 "The invoice's create is still being recorded; deliver again later.",
                 headers={"Retry-After": "5"},
             )
+        if seen is not None:
+            self.webhook_limit.hit(profile, number)
         try:
             # Read before taking a connection: a slow Cybersource must not hold the pool.
             state = None if seen is None else await self.read_upstream(profile, number)
             async with self.engine.begin() as conn:
                 # Recorded with the new state, in one transaction: a failure leaves no receipt, so Cybersource's
                 # retry is processed; a redelivery racing this one finds the receipt and changes nothing.
+                # What de-duplication needs, and no more: no body (it carries the payer's name and
+                # e-mail); purged after WEBHOOK_RECEIPT_RETENTION_HOURS.
                 recorded = await UpstreamSyncRepository(conn).record_webhook_receipt(
                     dedup_key=notification.dedup_key,
                     event_type=notification.event_type,
                     invoice_number=number,
-                    raw_body=raw.decode("utf-8", errors="replace"),
+                    merchant_profile=profile,
                 )
                 if not recorded:
                     return {"status": "duplicate", "action": "none"}

@@ -17,6 +17,7 @@ import pytest
 from app.main import create_app
 from app.settings import LOCAL_KEY_ID, LOCAL_SHARED_SECRET
 from tests.integration.conftest import facade_settings, invoice_body, key
+from tests.support.postgres import fresh_database
 from tests.support.servers import serve
 
 CALLERS = {
@@ -43,7 +44,14 @@ def api_keys() -> str:
 
 
 @pytest.fixture(scope="module")
-def facade(database_url: str, simulator_url: str) -> Iterator[str]:
+def facade(simulator_url: str) -> Iterator[str]:
+    # A database of its own: a relay of another test's facade (without the eu profile) must not take
+    # the eu commands.
+    with fresh_database() as database_url:
+        yield from _facade(database_url, simulator_url)
+
+
+def _facade(database_url: str, simulator_url: str) -> Iterator[str]:
     eu = [
         {
             "name": "eu",

@@ -8,7 +8,13 @@ import json
 
 import pytest
 
-from app.cybersource.notifications import WebhookInvalid, compact, read_notification, verify
+from app.cybersource.notifications import (
+    WebhookInvalid,
+    compact,
+    read_notification,
+    verify,
+    verify_signed,
+)
 
 KEY_ID = "7c1e5a90-3f2b-4d8e-e063-0b588e0a4f11"
 SECRET = hashlib.sha256(b"webhooks-md worked example").digest()
@@ -96,8 +102,25 @@ def test_notification_fields_and_dedup_key():
         ],
     }
     note_c = read_notification(shape_c)
-    assert (note_c.invoice_number, note_c.dedup_key) == ("INV-7", "n-1")
+    assert note_c.invoice_number == "INV-7"
+    # The key is the digest of the signed content, never the unsigned notificationId.
+    assert note_c.dedup_key != "n-1"
+    assert read_notification({**shape_c, "notificationId": "n-2"}).dedup_key == note_c.dedup_key
     test = read_notification({"payloads": {"testPayload": {"message": "hi"}}})
     assert test.is_test
     with pytest.raises(WebhookInvalid, match="disagrees"):
         read_notification({**ENVELOPE, "eventType": "invoicing.customer.invoice.cancel"})
+
+
+def test_dedup_key_is_the_signed_content_whatever_the_envelope_says():
+    """Only `payload` is signed: altered envelopes (ids, padding) are the same notification."""
+    signed = verify_signed(RAW, header(SIG_MEMBER), KEYS, now_ms=T_MS + 2000)
+    original = read_notification(signed.body, signed.content)
+    altered = json.loads(RAW)
+    altered.update(webhookId="another", notificationId="n-99", padding="x" * 1000)
+    raw = json.dumps(altered).encode()
+    replay = verify_signed(raw, header(SIG_MEMBER), KEYS, now_ms=T_MS + 2000)
+    assert read_notification(replay.body, replay.content).dedup_key == original.dedup_key
+    assert original.organization_id == "acme_demo"  # from the signed payload, not the envelope
+    altered["organizationId"] = "someone_else"
+    assert read_notification(altered).organization_id == "acme_demo"
