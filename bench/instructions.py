@@ -1,0 +1,167 @@
+"""CPU instructions per request of the API process, counted by callgrind: A/B comparisons on a busy machine.
+
+    uv run python -m bench.instructions --tree DIR [--tree DIR ...] [--requests 200]
+                                        [--scenarios trivial,read,list,replay,create_async]
+
+Wall-clock ratios need a quiet machine; instruction counts do not (valgrind counts what the process
+executes, whatever else runs beside it). For each tree (`git archive <rev> | tar -x -C DIR`), its
+`invoicing-gateway api` runs under `valgrind --tool=callgrind --instr-atstart=no` beside the usual
+database, relay and 0 ms upstream; per scenario: instrumentation on, a warm-up, counters zeroed,
+`--requests` sequential requests on one keep-alive connection, a dump, and the instructions of that
+window divided by the requests. PYTHONHASHSEED is fixed so that the same code executes the same way. What this leaves
+out: waiting (latency, queueing for the pool, the tail), PostgreSQL's own work, and anything that only
+happens with many requests in flight.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import asyncpg
+
+from bench import scale
+from bench.compare import Located
+from bench.harness import HOST, free_port
+from bench.run import AUTH, BODY, POST_HEADERS, QUICK, Bench
+
+
+def requests_of(
+    scenario: str, numbers: list[str], keys: list[str], count: int
+) -> list[tuple[str, str, bytes | None, dict[str, str]]]:
+    out: list[tuple[str, str, bytes | None, dict[str, str]]] = []
+    for i in range(count):
+        if scenario == "trivial":
+            out.append(("GET", "/livez", None, {}))
+        elif scenario == "read":
+            out.append(("GET", f"/v1/invoices/{numbers[i % len(numbers)]}", None, AUTH))
+        elif scenario == "list":
+            out.append(("GET", "/v1/invoices?limit=50", None, AUTH))
+        elif scenario == "replay":
+            headers = {**POST_HEADERS, "Idempotency-Key": keys[i % len(keys)]}
+            out.append(("POST", "/v1/invoices", BODY, headers))
+        elif scenario == "create_async":
+            headers = {
+                **POST_HEADERS,
+                "Prefer": "respond-async",
+                "Idempotency-Key": f"instr-{scenario}-{i}-{free_port()}",
+            }
+            out.append(("POST", "/v1/invoices", BODY, headers))
+    return out
+
+
+def send(port: int, batch: list[tuple[str, str, bytes | None, dict[str, str]]]) -> None:
+    connection = http.client.HTTPConnection(HOST, port, timeout=300)
+    for method, path, body, headers in batch:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        if response.status >= 300:
+            raise RuntimeError(f"{method} {path}: HTTP {response.status}")
+    connection.close()
+
+
+def control(pid: int, *options: str) -> None:
+    subprocess.run(["callgrind_control", *options, str(pid)], check=True, capture_output=True)
+
+
+def collected(out_file: Path, pid: int) -> int:
+    """Dump what was collected since the last dump; its instruction count."""
+    before = set(out_file.parent.glob(f"{out_file.name}*"))
+    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+    dumps = set(out_file.parent.glob(f"{out_file.name}*")) - before
+    total = 0
+    for dump in dumps:
+        found = re.search(r"^(?:summary|totals): (\d+)", dump.read_text(), re.MULTILINE)
+        total += int(found.group(1)) if found else 0
+    return total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tree", type=Path, action="append", required=True)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--scenarios", default="trivial,read,list,replay,create_async")
+    args = parser.parse_args()
+    scenarios = args.scenarios.split(",")
+    table: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="igw_instr_") as work_dir:
+        work = Path(work_dir)
+        bench = Bench(QUICK, work)
+        try:
+            bench.start()
+            numbers, keys = asyncio.run(bench.seed())
+
+            async def fill() -> None:
+                conn = await asyncpg.connect(bench.dsn)
+                await scale.clone_invoices(conn, numbers[0], 10_000 - len(numbers))
+                await conn.close()
+
+            asyncio.run(fill())
+            for n, tree in enumerate(args.tree):
+                port = free_port()
+                out_file = work / f"callgrind.{n}.out"
+                child = Located(
+                    f"api-{n}",
+                    [
+                        "valgrind",
+                        "--tool=callgrind",
+                        "--instr-atstart=no",
+                        f"--callgrind-out-file={out_file}",
+                        sys.executable,
+                        "-m",
+                        "app",
+                        "api",
+                        "--host",
+                        HOST,
+                        "--port",
+                        str(port),
+                    ],
+                    {
+                        **bench.env,
+                        "CYBERSOURCE_BASE_URL": bench.upstream_url(0),
+                        "PYTHONHASHSEED": "0",
+                    },
+                    work,
+                    tree.resolve(),
+                )
+                bench.children.append(child)
+                child.wait_ready(f"http://{HOST}:{port}/readyz", 900)
+                pid = child.process.pid
+                row = table.setdefault(str(tree), {})
+                for scenario in scenarios:
+                    control(pid, "-i", "on")
+                    send(port, requests_of(scenario, numbers, keys, 30))  # warm-up
+                    batch = requests_of(scenario, numbers, keys, args.requests)
+                    control(pid, "-z")
+                    send(port, batch)
+                    row[scenario] = collected(out_file, pid) / args.requests
+                    control(pid, "-i", "off")
+                    print(
+                        f"{tree}: {scenario:<13} {row[scenario]:12,.0f} instructions/request",
+                        flush=True,
+                    )
+                child.stop(60)
+        finally:
+            bench.stop()
+    trees = [str(t) for t in args.tree]
+    print(
+        f"\n{'scenario':<13} "
+        + " ".join(f"{Path(t).name:>14}" for t in trees)
+        + "  ratio to the first"
+    )
+    for scenario in scenarios:
+        values = [table[t][scenario] for t in trees]
+        ratios = " ".join(f"{v / values[0]:.3f}" for v in values[1:])
+        print(f"{scenario:<13} " + " ".join(f"{v:14,.0f}" for v in values) + f"  {ratios}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
