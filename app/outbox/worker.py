@@ -23,6 +23,7 @@ from app.db import Database, listen_dsn
 from app.http import health
 from app.http.deps import register
 from app.http.health import Readiness
+from app.http.server import uvicorn_options
 from app.idempotency.purge import purge_once
 from app.invoices.delivery import CybersourceDelivery, invoice_command_relay
 from app.kit.loops import run_until_stopped
@@ -126,6 +127,7 @@ async def serve_health(
         log_config=None,
         access_log=False,
         lifespan="off",
+        **uvicorn_options(settings),  # the same limits as the API's (slow or oversized requests)
     )
     return _ServerWithoutSignals(config)
 
