@@ -10,7 +10,7 @@ export PATH := $(PATH):$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.g
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help install db test-deps lint format typecheck openapi openapi-check chart-check test image contract-fuzz run \
-	bench-client bench-api bench-deps bench
+	bench-client bench-api bench-deps bench bench-receivables
 
 CHART := helm/invoicing-gateway
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest kubernetes-validate knows.
@@ -124,3 +124,7 @@ bench-deps: ## install wrk (the load generator of make bench) if missing
 
 bench: install db bench-deps ## every scenario of issue 14 beside its baselines; BENCH_QUICK=1: about a minute
 	uv run python -m bench.run
+	$(MAKE) --no-print-directory bench-receivables
+
+bench-receivables: install db ## receivables filters and sorts on 1,000,000 invoices (BENCH_RECEIVABLES_ROWS)
+	uv run python -m bench.bench_receivables

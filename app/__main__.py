@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from app.observability.logging import configure_logging
 from app.settings import Settings
+from app.upstream_sync import cli as upstream_cli
 from app.webhook_setup import cli as webhook_setup
 
 ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
@@ -76,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("operation_id", type=uuid.UUID, help="the operation's id")
 
     webhook_setup.add_parser(commands)
+    upstream_cli.add_parsers(commands)
 
     openapi = commands.add_parser("openapi", help="print the facade's OpenAPI document as JSON")
     openapi.add_argument("--output", type=Path, help="write to this file instead of stdout")
@@ -208,6 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_operations(settings, args)
     elif args.command == "cybersource-webhooks":
         return webhook_setup.run(settings, args)
+    elif args.command == "invoices":
+        return upstream_cli.run_invoices(settings, args)
+    elif args.command == "cybersource":
+        return upstream_cli.run_cybersource(settings, args)
     return 0
 
 

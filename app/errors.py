@@ -110,6 +110,16 @@ class InvoiceNumberTaken(Conflict):
     title = "Invoice number already used"
 
 
+class ExternalReferenceTaken(Conflict):
+    code = "external_reference_taken"
+    title = "The externalReference is already used by another of the caller's invoices"
+
+
+class InvoiceAlreadyStored(Conflict):
+    code = "invoice_already_stored"
+    title = "The facade already has this invoice"
+
+
 class IdempotencyKeyInUse(Conflict):
     code = "idempotency_key_in_use"
     title = "A request with this Idempotency-Key is still being processed"

@@ -24,6 +24,7 @@ from app.invoices import endpoints as invoices
 from app.invoices.answers import command_outcome
 from app.invoices.service import InvoiceService
 from app.merchant_config import endpoints as invoice_settings
+from app.merchant_config.fields import MerchantDefinedFieldService
 from app.merchant_config.service import InvoiceSettingsService
 from app.observability import tracing
 from app.observability.logging import get_logger
@@ -36,6 +37,8 @@ from app.settings import Settings
 from app.subscriptions import endpoints as subscriptions
 from app.subscriptions.service import SubscriptionService
 from app.upstream_sync import endpoints as webhooks
+from app.upstream_sync.adoption import AdoptionService
+from app.upstream_sync.credentials import CredentialCheckService
 from app.upstream_sync.key_expiry import WebhookKeyMonitor
 from app.upstream_sync.service import UpstreamSyncService
 
@@ -77,6 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             OperationService(engine=engine, reads=reads, executor=executor),
             EventService(reads=reads),
             InvoiceSettingsService(settings=settings, clients=clients, executor=executor),
+            AdoptionService(engine=engine, settings=settings, clients=clients, executor=executor),
+            CredentialCheckService(settings=settings, clients=clients),
+            MerchantDefinedFieldService(settings=settings, clients=clients, executor=executor),
             SubscriptionService(engine=engine, reads=reads, settings=settings, executor=executor),
             key_monitor,
         )
@@ -123,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     for module in (invoices, operations, events, subscriptions, invoice_settings, webhooks, health):
         app.include_router(module.router)
+    app.include_router(invoice_settings.fields_router)
     app.add_middleware(
         EdgeMiddleware,
         max_body_bytes=settings.http_max_body_bytes,

@@ -56,7 +56,39 @@ class Invoice(Base):
         CheckConstraint(f"sync_state IN {SYNC_STATES}", name="sync_state"),
         Index("ix_invoices_owner_created", "owner", "created_at"),
         Index("ix_invoices_status_created", "status", "created_at"),
-        Index("ix_invoices_customer_email", "customer_email"),
+        # Receivables (migration 0006): one index per filter and sort, led by the merchant profile.
+        Index(
+            "uq_invoices_external_reference",
+            "merchant_profile",
+            "owner",
+            "external_reference",
+            unique=True,
+            postgresql_where=text("external_reference IS NOT NULL"),
+        ),
+        Index("ix_invoices_profile_created", "merchant_profile", "created_at", "id"),
+        Index("ix_invoices_profile_status", "merchant_profile", "status", "created_at", "id"),
+        Index("ix_invoices_profile_due", "merchant_profile", "due_date", "id"),
+        Index("ix_invoices_profile_amount", "merchant_profile", "total_amount", "id"),
+        Index(
+            "ix_invoices_profile_overdue",
+            "merchant_profile",
+            "due_date",
+            "id",
+            postgresql_where=text(f"status IN {RECONCILED_STATUSES}"),
+        ),
+        Index(
+            "ix_invoices_profile_customer_id",
+            "merchant_profile",
+            "merchant_customer_id",
+            postgresql_where=text("merchant_customer_id IS NOT NULL"),
+        ),
+        Index("ix_invoices_profile_email", "merchant_profile", text("lower(customer_email)")),
+        Index(
+            "ix_invoices_metadata",
+            "metadata",
+            postgresql_using="gin",
+            postgresql_ops={"metadata": "jsonb_path_ops"},
+        ),
         # The status reconciler's queue: only invoices a payer can still change, oldest check first.
         Index(
             "ix_invoices_open_checked",
@@ -80,6 +112,12 @@ class Invoice(Base):
     customer_email: Mapped[str | None] = mapped_column(Text)
     customer_name: Mapped[str | None] = mapped_column(Text)
     due_date: Mapped[date | None] = mapped_column(Date)
+    merchant_customer_id: Mapped[str | None] = mapped_column(Text)
+    # The caller's own reference and metadata (README "References and metadata"): never sent upstream.
+    external_reference: Mapped[str | None] = mapped_column(Text)
+    metadata_: Mapped[dict[str, str]] = mapped_column(
+        "metadata", JSONB, server_default=text("'{}'::jsonb")
+    )
     # What the caller asked for (Cybersource field names), and the last body Cybersource answered with.
     content: Mapped[dict[str, Any]] = mapped_column(JSONB)
     upstream: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
@@ -88,6 +126,27 @@ class Invoice(Base):
     # When Cybersource's state of the invoice was last seen (a command's answer, a refresh, a webhook, the
     # reconciler): the reconciler re-reads open invoices not seen for a while, in case a webhook was lost.
     checked_at: Mapped[datetime] = _now()
+
+
+class InvoiceImport(Base):
+    """Where `invoicing-gateway invoices import` stands: a stopped import resumes from `next_offset`."""
+
+    __tablename__ = "invoice_imports"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    merchant_profile: Mapped[str] = mapped_column(Text)
+    status_filter: Mapped[str | None] = mapped_column(Text)
+    since: Mapped[date | None] = mapped_column(Date)
+    owner: Mapped[str] = mapped_column(Text)
+    next_offset: Mapped[int] = mapped_column(Integer, server_default="0")
+    total: Mapped[int | None] = mapped_column(Integer)
+    adopted: Mapped[int] = mapped_column(Integer, server_default="0")
+    already_known: Mapped[int] = mapped_column(Integer, server_default="0")
+    skipped: Mapped[int] = mapped_column(Integer, server_default="0")
+    failed: Mapped[int] = mapped_column(Integer, server_default="0")
+    started_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class InvoiceNumberCounter(Base):

@@ -161,6 +161,13 @@ class Settings(BaseSettings):
     cybersource_read_timeout: float = 30.0
     cybersource_total_timeout: float = 45.0
     cybersource_max_connections: int = 100
+    # Egress (README "Egress"): every Cybersource call through this proxy (http://user:password@host:port;
+    # secret: it may carry credentials); without it, HTTPS_PROXY/HTTP_PROXY/NO_PROXY decide unless
+    # CYBERSOURCE_PROXY_FROM_ENV=false.
+    cybersource_proxy_url: SecretStr | None = None
+    cybersource_proxy_from_env: bool = True
+    # Where `cybersource check` tries a key that production refused (a sandbox key on production?).
+    cybersource_check_sandbox_url: str = CYBERSOURCE_HOSTS["test"]
     cybersource_partner_solution_id: str | None = Field(default=None, max_length=8)
 
     cybersource_webhook_key_id: str = LOCAL_WEBHOOK_KEY_ID
@@ -197,6 +204,10 @@ class Settings(BaseSettings):
     # Webhook receipts (what de-duplicates redeliveries) are purged after this; longer than the
     # signature's 60-minute window, so a replay inside the window is always recognised.
     webhook_receipt_retention_hours: float = Field(default=168.0, ge=2.0)
+    # Adoption (README "Adopting invoices made elsewhere"): a notification about an invoice the store
+    # does not know adopts it under ADOPT_OWNER when this is on (else it is acknowledged and dropped).
+    webhook_adopt_unknown: bool = False
+    adopt_owner: str = Field(default="adopted", min_length=1, max_length=64)
 
     # Tracing (OpenTelemetry): off unless an OTLP endpoint is configured.
     otel_exporter_otlp_endpoint: str | None = None

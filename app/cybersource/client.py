@@ -65,7 +65,7 @@ from app.cybersource.signing import (
     sign_http_signature,
     sign_jwt,
 )
-from app.cybersource.transport import SessionProvider, Timeouts
+from app.cybersource.transport import SessionProvider, Timeouts, egress_proxy, split_proxy
 
 __all__ = [
     "CONTENT_TYPE",
@@ -78,6 +78,7 @@ __all__ = [
     "error_for_exception",
     "error_for_response",
     "parse_retry_after",
+    "proxy_from_settings",
 ]
 
 CONTENT_TYPE: Final = "application/json;charset=utf-8"
@@ -292,6 +293,7 @@ def error_for_response(
     | status                      | error                                                          |
     |-----------------------------|----------------------------------------------------------------|
     | 401, 403                    | AuthenticationError (the body is not parsed strictly)          |
+    | 407                         | AuthenticationError (the egress proxy refused its credentials) |
     | 429                         | TransientError, retry_after from Retry-After (seconds or date) |
     | 408, 425                    | TransientError                                                 |
     | 502 "General system failure"| GeneralSystemFailureError (a TransientError, flagged)          |
@@ -312,6 +314,12 @@ def error_for_response(
     )
     common: dict[str, Any] = {"status": status, "correlation_id": correlation_id, "body": body}
     retry_after = parse_retry_after(headers.get("Retry-After"), now=now)
+    if status == 407:
+        return AuthenticationError(
+            f"the egress proxy refused {method} with 407 Proxy Authentication Required: check the "
+            "credentials in CYBERSOURCE_PROXY_URL (or HTTPS_PROXY)",
+            **common,
+        )
     if status in (401, 403):
         skew = clock_skew(headers.get("Date"), now)
         if skew is not None:
@@ -387,8 +395,11 @@ class CybersourceClient:
         max_connections: int = 100,
         p12_key: P12Key | None = None,
         call_observer: CallObserver | None = None,
+        proxy: str | None = None,
     ) -> None:
         self._observe = call_observer
+        # Where the calls go through (README "Egress"): a URL without credentials, and the credentials.
+        self._proxy, self._proxy_headers = split_proxy(proxy)
         base = URL(profile.resolved_base_url)
         if base.scheme not in {"http", "https"} or not base.host:
             raise ValueError(
@@ -437,6 +448,7 @@ class CybersourceClient:
             session=session,
             timeouts=Timeouts.from_settings(settings),
             max_connections=settings.cybersource_max_connections,
+            proxy=proxy_from_settings(settings, profiles[profile]),
         )
 
     # -- identity --
@@ -660,6 +672,9 @@ class CybersourceClient:
     ) -> R:
         headers = self._auth_headers(method, target, body)
         headers.update(extra_headers)  # not signed: the signature covers a fixed list of headers
+        if self._proxy_headers and self._origin.startswith("http:"):
+            # Plain HTTP goes to the proxy as an absolute-form request (HTTPS: in the CONNECT).
+            headers.update(self._proxy_headers)
         if body is not None:
             headers["Content-Type"] = CONTENT_TYPE
         url = URL(self._origin + target, encoded=True)  # sent exactly as signed: no re-quoting
@@ -675,6 +690,8 @@ class CybersourceClient:
                 headers=headers,
                 allow_redirects=False,
                 timeout=self._client_timeout,
+                proxy=self._proxy,
+                proxy_headers=self._proxy_headers,
             ) as response:
                 status = response.status
                 response_headers: CIMultiDictProxy[str] = response.headers
@@ -773,6 +790,16 @@ def _parse_error_payload(payload: bytes) -> Any:
 # --- the registry --------------------------------------------------------------------------------
 
 
+def proxy_from_settings(settings: ClientSettings, profile: MerchantProfile) -> str | None:
+    """The egress proxy of `profile`'s calls: CYBERSOURCE_PROXY_URL, else the *_PROXY variables."""
+    explicit = settings.cybersource_proxy_url
+    return egress_proxy(
+        profile.resolved_base_url,
+        None if explicit is None else explicit.get_secret_value(),
+        from_env=settings.cybersource_proxy_from_env,
+    )
+
+
 class CybersourceClients:
     """One client per configured merchant profile, all on one pooled session."""
 
@@ -796,7 +823,11 @@ class CybersourceClients:
         timeouts = Timeouts.from_settings(settings)
         clients = {
             name: CybersourceClient(
-                profile, session=sessions, timeouts=timeouts, call_observer=call_observer
+                profile,
+                session=sessions,
+                timeouts=timeouts,
+                call_observer=call_observer,
+                proxy=proxy_from_settings(settings, profile),
             )
             for name, profile in settings.merchant_profiles.items()
         }

@@ -70,6 +70,9 @@ class ClientSettings(Protocol):
     def merchant_profiles(self) -> dict[str, MerchantProfile]: ...
 
     cybersource_max_connections: int
+    # Egress (README "Egress"): an explicit proxy for every call, or the standard *_PROXY variables.
+    cybersource_proxy_url: SecretStr | None
+    cybersource_proxy_from_env: bool
     cybersource_connect_timeout: float
     cybersource_read_timeout: float
     cybersource_total_timeout: float

@@ -8,10 +8,13 @@ lazily on first use, inside the running event loop, unless one is passed in; who
 from __future__ import annotations
 
 import asyncio
+import base64
+import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import aiohttp
+from yarl import URL
 
 if TYPE_CHECKING:
     from app.cybersource.profiles import ClientSettings
@@ -40,6 +43,42 @@ class Timeouts:
         return aiohttp.ClientTimeout(
             total=self.total, connect=self.connect, sock_connect=self.connect, sock_read=self.read
         )
+
+
+def egress_proxy(base_url: str, explicit: str | None, *, from_env: bool) -> str | None:
+    """The proxy Cybersource calls to `base_url` go through (README "Egress").
+
+    `explicit` (CYBERSOURCE_PROXY_URL) takes every call, whatever NO_PROXY says. Otherwise, with
+    `from_env` (CYBERSOURCE_PROXY_FROM_ENV), the standard variables decide as curl does: HTTPS_PROXY
+    (or HTTP_PROXY for an http:// base URL; upper or lower case) unless NO_PROXY names the host.
+    Decided once per client, not per call.
+    """
+    if explicit:
+        return explicit
+    if not from_env:
+        return None
+    target = URL(base_url)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(target.scheme)
+    if not proxy or not target.host:
+        return None
+    host = target.host if target.port is None else f"{target.host}:{target.port}"
+    if urllib.request.proxy_bypass_environment(host, proxies):  # type: ignore[attr-defined]
+        return None
+    return proxy
+
+
+def split_proxy(proxy: str | None) -> tuple[URL | None, dict[str, str] | None]:
+    """The proxy's URL without credentials, and the credentials as a Proxy-Authorization header."""
+    if not proxy:
+        return None, None
+    url = URL(proxy)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError("the proxy URL must be http(s)://[user:password@]host:port")
+    if not url.user:
+        return url, None
+    token = base64.b64encode(f"{url.user}:{url.password or ''}".encode()).decode("ascii")
+    return url.with_user(None), {"Proxy-Authorization": f"Basic {token}"}
 
 
 def _no_silent_retries(session: aiohttp.ClientSession) -> aiohttp.ClientSession:

@@ -26,6 +26,8 @@ class EventType(StrEnum):
     PAID = "invoice.paid"
     CANCELED = "invoice.canceled"
     FAILED = "invoice.failed"
+    # An invoice made outside the facade was taken into the store (adopt, import, or a webhook).
+    ADOPTED = "invoice.adopted"
     # A push subscription stopped: its endpoint failed for the whole retry window, or its address is
     # no longer allowed (README "Receiving events"); about no invoice (invoiceNumber null).
     SUBSCRIPTION_DISABLED = "subscription.disabled"

@@ -3,18 +3,28 @@
 /readyz answers 200 when the database answers and every LISTEN connection of the process listens; while
 one is reconnecting (after a database restart) it answers 503 and names it, although requests are still
 served (their waits fall back to polling).
+
+`/readyz?deep=1` (an admin credential, or a call from the pod itself over loopback) also makes one cheap
+signed Cybersource call per merchant profile and names the likely cause of a refusal; any refusal makes
+it 503. Probes should not use it: a Cybersource outage would take every pod out of service.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Protocol
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
 
+from app import errors
+from app.auth.dependencies import api_key_scheme, authenticate, bearer_scheme
+from app.auth.principal import ADMIN
 from app.db import Database
 from app.http.deps import provide
 from app.outbox.gauges import metrics_text
+from app.upstream_sync.credentials import CredentialCheckService
 from app.upstream_sync.key_expiry import WebhookKeyMonitor
 
 
@@ -47,14 +57,62 @@ async def livez() -> dict[str, str]:
     return {"status": "ok"}
 
 
+async def deep_check(
+    request: Request,
+    deep: Annotated[
+        bool,
+        Query(
+            description="also check every merchant profile's Cybersource credentials (one "
+            "signed call each); admins, or the pod itself over loopback"
+        ),
+    ] = False,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None,
+    api_key: Annotated[str | None, Depends(api_key_scheme)] = None,
+) -> CredentialCheckService | None:
+    """The credentials check when `deep` was asked for and may be: 401/403 otherwise."""
+    if not deep:
+        return None
+    client = request.client.host if request.client else ""
+    try:
+        loopback = ipaddress.ip_address(client).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        caller = await authenticate(request, bearer, api_key)
+        if ADMIN not in caller.scopes:
+            raise errors.Forbidden("/readyz?deep=1 needs the 'invoices:admin' scope.")
+    checks = request.app.state.services.get(CredentialCheckService)
+    if not isinstance(checks, CredentialCheckService):
+        raise errors.NotFound("This process has no credentials check (the API process does).")
+    return checks
+
+
 @router.get(
     "/readyz",
-    summary="Ready to serve: the database answers and LISTEN is connected",
-    responses={503: {"description": "The database does not answer, or LISTEN is reconnecting"}},
+    summary="Ready to serve: the database answers and LISTEN is connected; deep=1 also checks "
+    "Cybersource's credentials",
+    responses={
+        401: {"description": "deep=1 without a credential (not over loopback)"},
+        403: {"description": "deep=1 by a caller without invoices:admin"},
+        503: {
+            "description": "The database does not answer, LISTEN is reconnecting, or (deep=1) "
+            "Cybersource refused a profile's credentials"
+        },
+    },
 )
-async def readyz(database: DatabaseDep, readiness: ReadinessDep, keys: KeysDep) -> JSONResponse:
+async def readyz(
+    database: DatabaseDep,
+    readiness: ReadinessDep,
+    keys: KeysDep,
+    checks: Annotated[CredentialCheckService | None, Depends(deep_check)] = None,
+) -> JSONResponse:
     listen = readiness.listen_status()
     extra: dict[str, object] = {"listen": listen} if listen else {}
+    if checks is not None:
+        results = await checks.check_all()
+        extra["cybersource"] = [result.as_dict() for result in results]
+        if not all(result.ok for result in results):
+            return JSONResponse({"status": "unavailable", **extra}, status_code=503)
     if expiring := keys.readiness_detail():  # a warning only: the pod stays ready
         extra["cybersourceWebhookKeys"] = expiring
     try:

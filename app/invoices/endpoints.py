@@ -4,27 +4,42 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, StringConstraints
 
-from app.auth.dependencies import Reader, Writer
+from app import errors
+from app.auth.dependencies import Admin, Reader, Writer
 from app.http.deps import MerchantProfileHeader, provide
 from app.http.json_body import JsonBodyRoute
-from app.http.mutations import MutationDep
+from app.http.mutations import KeyedMutationDep, MutationDep
 from app.http.problems import problem_responses
 from app.http.responses import as_json, respond
 from app.invoices.commands import InvoiceStatus, OperationKind
-from app.invoices.schemas import InvoiceCreate, InvoiceOut, InvoicePage, InvoiceUpdate
-from app.invoices.service import InvoiceQuery, InvoiceService
+from app.invoices.listing import InvoiceQuery
+from app.invoices.schemas import (
+    METADATA_KEY_PATTERN,
+    METADATA_MAX_KEYS,
+    METADATA_VALUE_MAX_LENGTH,
+    DateText,
+    InvoiceCreate,
+    InvoiceOut,
+    InvoicePage,
+    InvoiceUpdate,
+)
+from app.invoices.service import InvoiceService
 from app.outbox.schemas import OperationOut
+from app.upstream_sync.adoption import AdoptionService
+from app.upstream_sync.schemas import InvoiceAdopt
 from app.upstream_sync.service import UpstreamSyncService
 
 router = APIRouter(prefix="/v1/invoices", tags=["invoices"], route_class=JsonBodyRoute)
 Invoices = Annotated[InvoiceService, Depends(provide(InvoiceService))]
 Sync = Annotated[UpstreamSyncService, Depends(provide(UpstreamSyncService))]
+Adoption = Annotated[AdoptionService, Depends(provide(AdoptionService))]
 # ASCII digits only (`\d` also takes other scripts' digits).
 ISO_DATETIME = re.compile(
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?(Z|[+-][0-9]{2}:?[0-9]{2})?$"
@@ -34,6 +49,49 @@ ISO_DATETIME = re.compile(
 def _not_iso() -> None:
     # Without this, pydantic would read "0.5" as a Unix timestamp.
     raise ValueError("must be an ISO 8601 date or date-time, e.g. 2026-11-25T10:00:00Z")
+
+
+_ANY_STATUS = "|".join(status.value for status in InvoiceStatus)
+STATUS_LIST_PATTERN = rf"^({_ANY_STATUS})(,({_ANY_STATUS}))*$"
+ListSort = Literal["-createdAt", "createdAt", "dueDate", "-dueDate", "amount", "-amount"]
+QueryAmount = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,15}(\.[0-9]{1,4})?$")]
+METADATA_PARAM = re.compile(r"^metadata\[(.*)\]$")
+# `metadata[key]=value`, one parameter per key (OpenAPI's deepObject style); FastAPI cannot declare it.
+METADATA_QUERY: dict[str, Any] = {
+    "name": "metadata",
+    "in": "query",
+    "style": "deepObject",
+    "explode": True,
+    "required": False,
+    "description": "`metadata[key]=value`: invoices whose metadata has that value for that key "
+    "(several keys: all of them)",
+    "schema": {
+        "type": "object",
+        "propertyNames": {"pattern": METADATA_KEY_PATTERN},
+        "additionalProperties": {"type": "string", "maxLength": METADATA_VALUE_MAX_LENGTH},
+        "maxProperties": METADATA_MAX_KEYS,
+    },
+}
+
+
+def metadata_filter(items: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """The `metadata[key]=value` pairs of a query string; a malformed key is a 400."""
+    pairs: list[tuple[str, str]] = []
+    for name, value in items:
+        if not name.startswith("metadata"):
+            continue
+        match = METADATA_PARAM.match(name)
+        if match is None or not re.match(METADATA_KEY_PATTERN, match.group(1)):
+            raise errors.MalformedRequest(
+                f"{name!r}: filter metadata as metadata[key]=value, keys of 1-40 characters "
+                "[A-Za-z0-9_.:-]."
+            )
+        if len(value) > METADATA_VALUE_MAX_LENGTH or "\x00" in value:
+            raise errors.MalformedRequest(f"{name!r}: the value is too long or holds NUL.")
+        pairs.append((match.group(1), value))
+    if len(pairs) > METADATA_MAX_KEYS:
+        raise errors.MalformedRequest(f"filter on at most {METADATA_MAX_KEYS} metadata keys.")
+    return tuple(pairs)
 
 
 ACCEPTED: dict[int | str, dict[str, Any]] = {
@@ -82,15 +140,56 @@ async def create_invoice(
     "",
     response_model=InvoicePage,
     responses=problem_responses(400, 401, 403),
-    summary="List invoices from the local store, newest first",
+    summary="List invoices from the local store (newest first unless sorted); receivables filters",
+    openapi_extra={"parameters": [METADATA_QUERY]},
 )
 async def list_invoices(
+    request: Request,
     caller: Reader,
     invoices: Invoices,
-    status: InvoiceStatus | None = None,
-    customer_email: Annotated[str | None, Query(alias="customerEmail", max_length=255)] = None,
+    status: Annotated[
+        str | None,
+        Query(
+            pattern=STATUS_LIST_PATTERN,
+            description="one status, or several separated by commas: `SENT,PARTIAL`",
+        ),
+    ] = None,
+    customer_email: Annotated[
+        str | None, Query(alias="customerEmail", max_length=255, description="in any case")
+    ] = None,
     created_from: Annotated[IsoDatetime | None, Query(alias="createdFrom")] = None,
     created_to: Annotated[IsoDatetime | None, Query(alias="createdTo")] = None,
+    due_from: Annotated[
+        DateText | None, Query(alias="dueDateFrom", description="due on or after (YYYY-MM-DD)")
+    ] = None,
+    due_to: Annotated[
+        DateText | None, Query(alias="dueDateTo", description="due on or before (YYYY-MM-DD)")
+    ] = None,
+    overdue: Annotated[
+        bool | None,
+        Query(
+            description="true: due before today (UTC) and still open (CREATED, SENT, PARTIAL, "
+            "PENDING); false: all others"
+        ),
+    ] = None,
+    amount_from: Annotated[
+        QueryAmount | None, Query(alias="amountFrom", description="total at least")
+    ] = None,
+    amount_to: Annotated[
+        QueryAmount | None, Query(alias="amountTo", description="total at most")
+    ] = None,
+    merchant_customer_id: Annotated[
+        str | None, Query(alias="merchantCustomerId", max_length=100)
+    ] = None,
+    external_reference: Annotated[
+        str | None, Query(alias="externalReference", max_length=255)
+    ] = None,
+    sort: Annotated[
+        ListSort,
+        Query(
+            description="`-createdAt` (newest first), `dueDate`, `-dueDate`, `amount`, `-amount`"
+        ),
+    ] = "-createdAt",
     owner: Annotated[str | None, Query(max_length=64, description="admins only")] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -105,6 +204,15 @@ async def list_invoices(
         owner=owner,
         cursor=cursor,
         limit=limit,
+        due_from=due_from,
+        due_to=due_to,
+        overdue=overdue,
+        amount_from=None if amount_from is None else Decimal(amount_from),
+        amount_to=None if amount_to is None else Decimal(amount_to),
+        merchant_customer_id=merchant_customer_id,
+        external_reference=external_reference,
+        metadata=metadata_filter(request.query_params.multi_items()),
+        sort=sort,
     )
     return as_json(await invoices.page(caller, query))
 
@@ -170,3 +278,26 @@ def _action_route(kind: OperationKind, summary: str) -> None:
 _action_route(OperationKind.PUBLISH, "Publish a draft (DRAFT -> CREATED) without e-mailing it")
 _action_route(OperationKind.SEND, "Publish and e-mail the invoice, or resend it")
 _action_route(OperationKind.CANCEL, "Cancel an unpaid invoice")
+
+
+@router.post(
+    "/{invoiceNumber}/adopt",
+    status_code=201,
+    response_model=InvoiceOut,
+    responses=problem_responses(400, 401, 403, 404, 409, 422, 502, 503),
+    summary="Admins: take an invoice made outside the facade into the store (read from Cybersource)",
+)
+async def adopt_invoice(
+    invoiceNumber: str,
+    caller: Admin,
+    request: KeyedMutationDep,
+    adoption: Adoption,
+    body: Annotated[InvoiceAdopt | None, Body()] = None,
+    profile: MerchantProfileHeader = "default",
+) -> JSONResponse:
+    """Reads the invoice from Cybersource and stores it under `owner` (default: you), in sync, with an
+    `invoice.adopted` event; from then on it is like any other invoice (routes, webhooks, the status
+    reconciler). 404 when Cybersource has no such invoice, 409 `invoice_already_stored` when the
+    facade has it. Nothing is sent to Cybersource."""
+    adopt = body or InvoiceAdopt()
+    return respond(await adoption.adopt(caller, profile, invoiceNumber, adopt, request))

@@ -55,6 +55,11 @@ def invoice_out(row: InvoiceRow, pending_ids: Sequence[str] = ()) -> InvoiceOut:
         invoiceInformation=merged["invoiceInformation"] or content["invoiceInformation"],
         orderInformation=merged["orderInformation"] or content["orderInformation"],
         merchantDefinedFieldValues=merged["merchantDefinedFieldValues"],
+        merchantDefinedFieldValuesWithDefinition=upstream.get(
+            "merchantDefinedFieldValuesWithDefinition"
+        ),
+        externalReference=row.external_reference,
+        metadata=row.metadata,
         invoiceHistory=upstream.get("invoiceHistory"),
         warnings=[InvoiceWarning.model_validate(w) for w in notes.get("warnings") or []],
         emailFailure=EmailFailure.model_validate(email_failure) if email_failure else None,

@@ -140,6 +140,10 @@ def totals_warnings(body: InvoiceUpdate) -> list[dict[str, str]]:
     ]
 
 
+# The caller's own fields: stored by the facade, never sent to Cybersource.
+FACADE_ONLY = frozenset({"externalReference", "metadata"})
+
+
 def upstream_body(body: InvoiceUpdate, *, solution_id: str | None = None) -> dict[str, Any]:
     """The body in Cybersource's canonical wire form: what the caller set, nothing it left out.
 
@@ -147,7 +151,9 @@ def upstream_body(body: InvoiceUpdate, *, solution_id: str | None = None) -> dic
     lowercase; explicit nulls are dropped. `solution_id` (the partner solution id from settings) goes into
     create bodies only: an update body has no clientReferenceInformation in Cybersource's schema.
     """
-    data = body.model_dump(mode="json", exclude_unset=True, exclude_none=True)
+    data = body.model_dump(
+        mode="json", exclude_unset=True, exclude_none=True, exclude=set(FACADE_ONLY)
+    )
     if solution_id:
         partner = data.setdefault("clientReferenceInformation", {}).setdefault("partner", {})
         partner.setdefault("solutionId", solution_id)

@@ -288,6 +288,23 @@ class MerchantDefinedFieldValue(Strict):
     value: str = Field(max_length=600)
 
 
+# The caller's own reference and metadata (README "References and metadata"): stored by the facade,
+# never sent to Cybersource. Metadata keys go into a query (`metadata[key]=value`), hence their alphabet.
+EXTERNAL_REFERENCE_MAX_LENGTH = 255
+METADATA_MAX_KEYS = 20
+METADATA_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,40}$"
+METADATA_VALUE_MAX_LENGTH = 500
+ExternalReference = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=EXTERNAL_REFERENCE_MAX_LENGTH, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
+MetadataKey = Annotated[str, StringConstraints(pattern=METADATA_KEY_PATTERN)]
+MetadataValue = Annotated[str, StringConstraints(max_length=METADATA_VALUE_MAX_LENGTH)]
+Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=METADATA_MAX_KEYS)]
+
+
 class InvoiceUpdate(Strict):
     """Full replacement of an invoice's content (everything but its number)."""
 
@@ -296,6 +313,19 @@ class InvoiceUpdate(Strict):
     invoiceInformation: InvoiceInformationBase
     orderInformation: OrderInformation
     merchantDefinedFieldValues: list[MerchantDefinedFieldValue] | None = None
+    externalReference: ExternalReference | None = Field(
+        default=None,
+        description="Your own reference (an order number): unique among your invoices of this "
+        "merchant profile, found with `GET /v1/invoices?externalReference=`. Never sent to "
+        "Cybersource. On update, leaving it out keeps it; null removes it.",
+    )
+    metadata: Metadata | None = Field(
+        default=None,
+        description=f"Your own string map: at most {METADATA_MAX_KEYS} keys of 1-40 characters "
+        f"`[A-Za-z0-9_.:-]`, values of at most {METADATA_VALUE_MAX_LENGTH} characters; filter with "
+        "`GET /v1/invoices?metadata[key]=value`. Never sent to Cybersource. On update, leaving it "
+        "out keeps it; an object replaces it; null or {} removes it.",
+    )
 
 
 class InvoiceCreate(InvoiceUpdate):
@@ -342,6 +372,13 @@ class InvoiceOut(BaseModel):
     invoiceInformation: dict[str, Any]
     orderInformation: dict[str, Any]
     merchantDefinedFieldValues: list[dict[str, Any]] | None = None
+    merchantDefinedFieldValuesWithDefinition: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="the values with their definitions (label, field type, ...), as Cybersource's "
+        "last answer joined them",
+    )
+    externalReference: str | None = Field(default=None, description="your own reference")
+    metadata: dict[str, str] = Field(default_factory=dict, description="your own string map")
     invoiceHistory: list[dict[str, Any]] | None = None
     warnings: list[InvoiceWarning] = Field(
         default_factory=list,

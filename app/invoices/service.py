@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,12 +16,12 @@ from app.auth.principal import Caller
 from app.http.mutations import Mutation
 from app.idempotency.executor import Accepted, Enqueue, IdempotentExecutor, Outcome
 from app.invoices.commands import COMMANDS, OperationKind
+from app.invoices.listing import InvoiceQuery, next_cursor, page_request
 from app.invoices.presenters import invoice_out
-from app.invoices.repository import InvoiceFields, InvoiceFilter, InvoiceRepository, InvoiceRow
-from app.invoices.rules import check_invoice, totals_warnings, upstream_body
+from app.invoices.repository import InvoiceFields, InvoiceRepository, InvoiceRow
+from app.invoices.rules import FACADE_ONLY, check_invoice, totals_warnings, upstream_body
 from app.invoices.schemas import InvoiceCreate, InvoiceOut, InvoicePage, InvoiceUpdate
 from app.invoices.upstream_state import supported_actions
-from app.kit.cursors import decode_time_and_id, encode_cursor
 from app.observability import tracing
 from app.observability.logging import get_logger
 from app.observability.metrics import INVOICE_WARNINGS
@@ -37,27 +35,26 @@ FACADE_NOTES = "_facade"
 MAX_NUMBER_SKIPS = 100
 
 
-@dataclass(frozen=True, slots=True)
-class InvoiceQuery:
-    """A list request as the router parsed it (the owner filter is decided here, by the caller's scopes)."""
-
-    profile: str
-    status: str | None = None
-    customer_email: str | None = None
-    created_from: datetime | None = None
-    created_to: datetime | None = None
-    owner: str | None = None
-    cursor: str | None = None
-    limit: int = 50
-
-
 def invoice_fields(
-    body: InvoiceUpdate, warnings: list[dict[str, str]] | None = None
+    body: InvoiceUpdate,
+    warnings: list[dict[str, str]] | None = None,
+    *,
+    stored: InvoiceRow | None = None,
 ) -> InvoiceFields:
+    """The columns of `body`; an update that leaves out the caller's own fields keeps `stored`'s."""
     amounts = body.orderInformation.amountDetails
     customer = body.customerInformation
-    content = body.model_dump(mode="json", exclude_unset=True, exclude_none=True)
+    content = body.model_dump(
+        mode="json", exclude_unset=True, exclude_none=True, exclude=set(FACADE_ONLY)
+    )
     content[FACADE_NOTES] = {"warnings": warnings or []}
+    given = body.model_fields_set
+    reference = body.externalReference
+    metadata = body.metadata or {}
+    if stored is not None and "externalReference" not in given:
+        reference = stored.external_reference
+    if stored is not None and "metadata" not in given:
+        metadata = stored.metadata
     return InvoiceFields(
         currency=amounts.currency,
         total_amount=Decimal(amounts.totalAmount),
@@ -65,6 +62,9 @@ def invoice_fields(
         customer_name=customer.name if customer else None,
         due_date=body.invoiceInformation.dueDate,
         content=content,
+        merchant_customer_id=customer.merchantCustomerId if customer else None,
+        external_reference=reference,
+        metadata=dict(metadata),
     )
 
 
@@ -247,7 +247,8 @@ class InvoiceService:
         warnings = self._validate(body)
         invoice = await self._owned(conn, caller, profile, number, for_update=True)
         await self._check_transition(conn, invoice, OperationKind.UPDATE)
-        await InvoiceRepository(conn).replace_content(invoice.id, invoice_fields(body, warnings))
+        fields = invoice_fields(body, warnings, stored=invoice)
+        await InvoiceRepository(conn).replace_content(invoice.id, fields)
         return await self._enqueue(
             conn, invoice.id, caller, profile, OperationKind.UPDATE, upstream_body(body)
         )
@@ -349,19 +350,11 @@ class InvoiceService:
         return invoice_out(row, row.pending_ids)
 
     async def page(self, caller: Caller, query: InvoiceQuery) -> InvoicePage:
-        after = None if query.cursor is None else decode_time_and_id(query.cursor)
-        filters = InvoiceFilter(
-            owner=caller.owner_filter(query.owner),
-            status=query.status,
-            customer_email=query.customer_email,
-            created_from=query.created_from,
-            created_to=query.created_to,
-            merchant_profile=query.profile,
-        )
+        filters, after = page_request(query, owner=caller.owner_filter(query.owner))
         async with self.reads.connect() as conn:
-            rows = await InvoiceRepository(conn).list_newest(
-                filters, after=after, limit=query.limit + 1
+            rows = await InvoiceRepository(conn).list_sorted(
+                filters, query.sort, after=after, limit=query.limit + 1
             )
         page, more = rows[: query.limit], len(rows) > query.limit
-        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
-        return InvoicePage(items=[invoice_out(row) for row in page], nextCursor=next_cursor)
+        cursor = next_cursor(query.sort, page[-1]) if more else None
+        return InvoicePage(items=[invoice_out(row) for row in page], nextCursor=cursor)

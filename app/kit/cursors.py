@@ -63,3 +63,12 @@ def decode_time_and_id(cursor: str) -> tuple[datetime, int]:
     except OverflowError:
         raise _invalid() from None
     return timestamp, _bigint(row_id)
+
+
+def decode_sort_cursor(cursor: str) -> tuple[str, str, int]:
+    """A cursor of (sort name, the last row's sort value as text, its id), as sorted lists hand out;
+    the caller reads the value by its sort (and refuses what it cannot read)."""
+    sort, value, row_id = _parts(cursor, 3)
+    if len(sort) > 20 or len(value) > 64:
+        raise _invalid()
+    return sort, value, _bigint(row_id)

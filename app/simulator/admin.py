@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.simulator.outside import OutsideRefused, create_outside
 from app.simulator.state import MerchantBook, Outcome, PaymentRefused, utc_now
 from app.simulator.validation import parse_amount
 from app.simulator.views import JSONBody, admin_invoice
@@ -83,6 +84,21 @@ def admin_routes(sim: Simulator) -> list[Route]:
         return JSONBody(
             [admin_invoice(inv, sim.config.payment_link_base) for inv in book.invoices.values()]
         )
+
+    async def add_outside(request: Request) -> Response:
+        """Invoices made outside any API client (Business Center, another tool): see outside.py."""
+        try:
+            body = await _json(request)
+        except ValueError:
+            return _refuse(400, "BAD_JSON", "body must be JSON")
+        merchant = merchant_of(request, body if isinstance(body, dict) else None)
+        if merchant is None:
+            return _refuse(404, "UNKNOWN_MERCHANT", "merchantId is not configured")
+        try:
+            made = create_outside(sim.state.book(merchant), body, utc_now())
+        except OutsideRefused as exc:
+            return _refuse(exc.http_status, exc.code, exc.message)
+        return JSONBody([admin_invoice(inv, sim.config.payment_link_base) for inv in made], 201)
 
     async def get_invoice(request: Request) -> Response:
         merchant = merchant_of(request)
@@ -208,6 +224,7 @@ def admin_routes(sim: Simulator) -> list[Route]:
         Route("/__sim/config", config, methods=["GET"]),
         Route("/__sim/reset", reset, methods=["POST"]),
         Route("/__sim/invoices", list_invoices, methods=["GET"]),
+        Route("/__sim/invoices", add_outside, methods=["POST"]),
         Route("/__sim/invoices/{id}", get_invoice, methods=["GET"]),
         Route("/__sim/invoices/{id}/payments", pay, methods=["POST"]),
         Route("/__sim/invoices/{id}/payments/pending", decide, methods=["POST"]),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from app.invoices.commands import RECONCILED_STATUSES
 from app.kit.sql import BaseRepository
@@ -73,3 +73,81 @@ class UpstreamSyncRepository(BaseRepository):
             stale=stale_seconds,
             limit=limit,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRow:
+    """Where one import (`invoicing-gateway invoices import`) stands."""
+
+    name: str
+    merchant_profile: str
+    status_filter: str | None
+    since: date | None
+    owner: str
+    next_offset: int
+    total: int | None
+    adopted: int
+    already_known: int
+    skipped: int
+    failed: int
+    started_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+class ImportRepository(BaseRepository):
+    """The `invoice_imports` table: an import's position and counts, committed after every page."""
+
+    async def get(self, name: str) -> ImportRow | None:
+        return await self._row(ImportRow, "SELECT * FROM invoice_imports WHERE name = :n", n=name)
+
+    async def start(
+        self, *, name: str, profile: str, status: str | None, since: date | None, owner: str
+    ) -> ImportRow:
+        """A new import, or the same one again from the beginning (counts reset)."""
+        row = await self._row(
+            ImportRow,
+            "INSERT INTO invoice_imports (name, merchant_profile, status_filter, since, owner) "
+            "VALUES (:n, :p, :s, :d, :o) ON CONFLICT (name) DO UPDATE SET merchant_profile = :p, "
+            "status_filter = :s, since = :d, owner = :o, next_offset = 0, total = NULL, adopted = 0, "
+            "already_known = 0, skipped = 0, failed = 0, started_at = now(), updated_at = now(), "
+            "finished_at = NULL RETURNING *",
+            n=name,
+            p=profile,
+            s=status,
+            d=since,
+            o=owner,
+        )
+        assert row is not None
+        return row
+
+    async def advance(
+        self,
+        name: str,
+        *,
+        next_offset: int,
+        total: int | None,
+        adopted: int,
+        already_known: int,
+        skipped: int,
+        failed: int,
+        finished: bool,
+    ) -> ImportRow:
+        """Move past a page: its counts are added, the offset is where the next page starts."""
+        row = await self._row(
+            ImportRow,
+            "UPDATE invoice_imports SET next_offset = :o, total = COALESCE(:t, total), "
+            "adopted = adopted + :a, already_known = already_known + :k, skipped = skipped + :s, "
+            "failed = failed + :f, updated_at = now(), "
+            "finished_at = CASE WHEN :done THEN now() ELSE NULL END WHERE name = :n RETURNING *",
+            n=name,
+            o=next_offset,
+            t=total,
+            a=adopted,
+            k=already_known,
+            s=skipped,
+            f=failed,
+            done=finished,
+        )
+        assert row is not None
+        return row

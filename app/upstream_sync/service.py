@@ -34,6 +34,7 @@ from app.kit.upstream_errors import call_problem
 from app.observability.logging import get_logger
 from app.outbox.repository import OutboxRepository
 from app.settings import Settings
+from app.upstream_sync.adoption import NotAdoptable, adopt_into_store
 from app.upstream_sync.repository import UpstreamSyncRepository
 
 log = get_logger(__name__)
@@ -156,6 +157,27 @@ class UpstreamSyncService:
             notification.dedup_key, lambda: self._apply_notification(notification, profile)
         )
 
+    async def _adopt(
+        self, conn: AsyncConnection, profile: str, number: str, state: UpstreamState
+    ) -> dict[str, str]:
+        """A notification about an invoice made outside the facade: adopt it under ADOPT_OWNER."""
+        try:
+            adopted = await adopt_into_store(
+                conn,
+                profile=profile,
+                number=number,
+                owner=self.settings.adopt_owner,
+                state=state,
+                adopted_by="webhook",
+            )
+        except NotAdoptable as exc:
+            log.warning("webhook.not_adoptable", invoice_number=number, reason=str(exc))
+            return {"status": "accepted", "action": "unknown invoice"}
+        if adopted is None:  # adopted meanwhile through another door: nothing left to do
+            return {"status": "accepted", "action": "none"}
+        log.info("webhook.adopted", invoice_number=number, owner=self.settings.adopt_owner)
+        return {"status": "accepted", "action": "adopted"}
+
     async def _apply_notification(self, notification: Notification, profile: str) -> dict[str, str]:
         number = notification.invoice_number
         assert number is not None
@@ -169,11 +191,14 @@ class UpstreamSyncService:
                 "The invoice's create is still being recorded; deliver again later.",
                 headers={"Retry-After": "5"},
             )
-        if seen is not None:
+        # An invoice the store does not know is adopted when WEBHOOK_ADOPT_UNKNOWN says so.
+        adopt = seen is None and self.settings.webhook_adopt_unknown
+        if seen is not None or adopt:
             self.webhook_limit.hit(profile, number)
         try:
             # Read before taking a connection: a slow Cybersource must not hold the pool.
-            state = None if seen is None else await self.read_upstream(profile, number)
+            wanted = seen is not None or adopt
+            state = await self.read_upstream(profile, number) if wanted else None
             async with self.engine.begin() as conn:
                 # Recorded with the new state, in one transaction: a failure leaves no receipt, so Cybersource's
                 # retry is processed; a redelivery racing this one finds the receipt and changes nothing.
@@ -187,6 +212,8 @@ class UpstreamSyncService:
                 )
                 if not recorded:
                     return {"status": "duplicate", "action": "none"}
+                if seen is None and state is not None:
+                    return await self._adopt(conn, profile, number, state)
                 if seen is None or state is None:
                     log.info("webhook.unknown_invoice", invoice_number=number)
                     return {"status": "accepted", "action": "unknown invoice"}
