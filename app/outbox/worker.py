@@ -1,8 +1,10 @@
 """The background work of the facade, and the `invoicing-gateway relay` process that runs it.
 
 One entry starts every background job, each in the resilient loop of `app/kit/loops.py`: the outbox
-relay delivering invoice commands to Cybersource, the status reconciler (lost webhooks), and the purges of
-old idempotency records and webhook receipts. `api --with-relay` runs the same jobs inside the API process.
+relay delivering invoice commands to Cybersource, the push relay delivering events to subscribers (the
+same loop with its own queue, handler and budget), the status reconciler (lost webhooks), and the purges
+of old idempotency records and webhook receipts. `api --with-relay` runs the same jobs inside the API
+process.
 
 The standalone process has no API of its own; it serves `/livez`, `/readyz` and `/metrics` on
 `RELAY_METRICS_HOST:RELAY_METRICS_PORT` for Kubernetes probes and Prometheus.
