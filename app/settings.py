@@ -45,6 +45,9 @@ from app.cybersource.profiles import (
 from app.cybersource.profiles import (
     MerchantProfile as MerchantProfile,
 )
+from app.cybersource.profiles import (
+    MleMode as MleMode,
+)
 
 LOCAL_DEV_API_KEY = (
     "local-dev-key"  # accepted only outside production, and only when API_KEYS is empty
@@ -155,6 +158,15 @@ class Settings(BaseSettings):
     cybersource_p12_path: Path | None = None
     cybersource_p12_password: SecretStr | None = None
     cybersource_portfolio_id: str | None = None
+    # Message-level encryption (README "Authentication"), JWT only: off, requests, responses or both.
+    cybersource_mle: MleMode = "off"
+    # Cybersource's MLE certificate (PEM text; its serial number is the JWE's kid): requests are
+    # encrypted to it.
+    cybersource_mle_certificate: str | None = None
+    # The merchant's key registered with Cybersource for encrypted answers: its private half (PEM
+    # text, a secret) and its id.
+    cybersource_mle_response_private_key: SecretStr | None = None
+    cybersource_mle_response_key_id: str | None = None
     # More merchants: a JSON list of MerchantProfile objects (each with its own "name").
     cybersource_profiles: Annotated[list[MerchantProfile], NoDecode] = Field(default_factory=list)
     cybersource_connect_timeout: float = 5.0
@@ -336,6 +348,12 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _profiles_are_consistent(self) -> Settings:
+        # Refused at start, not at the first call: MLE without JWT, or without its key or certificate.
+        self.merchant_profiles  # noqa: B018 (builds and validates every profile)
+        return self
+
+    @model_validator(mode="after")
     def _invoice_numbers_fit(self) -> Settings:
         # Cybersource's invoice id holds at most 26 characters (app.schemas.INVOICE_NUMBER_MAX_LENGTH).
         if len(self.invoice_number_prefix) + self.invoice_number_width > 26:
@@ -442,6 +460,10 @@ class Settings(BaseSettings):
             portfolio_id=self.cybersource_portfolio_id,
             environment=self.cybersource_environment,
             base_url=self.cybersource_base_url,
+            mle=self.cybersource_mle,
+            mle_certificate=self.cybersource_mle_certificate,
+            mle_response_private_key=self.cybersource_mle_response_private_key,
+            mle_response_key_id=self.cybersource_mle_response_key_id,
         )
 
     @cached_property

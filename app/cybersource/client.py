@@ -41,6 +41,16 @@ from app.cybersource.errors import (
     RejectedError,
     TransientError,
 )
+from app.cybersource.mle import (
+    RESPONSE_FIELD,
+    RESPONSE_KID_CLAIM,
+    MleError,
+    MleKey,
+    MleRecipient,
+    decrypt,
+    encrypted_field,
+    wrap_request,
+)
 from app.cybersource.models import (
     CybersourceErrorBody,
     CybersourceModel,
@@ -400,6 +410,17 @@ class CybersourceClient:
         self._observe = call_observer
         # Where the calls go through (README "Egress"): a URL without credentials, and the credentials.
         self._proxy, self._proxy_headers = split_proxy(proxy)
+        # Message-level encryption (README "Authentication"): whom requests are encrypted to, and the
+        # key answers are encrypted to.
+        self._mle_recipient: MleRecipient | None = None
+        self._mle_key: MleKey | None = None
+        if profile.mle_requests and profile.mle_certificate:
+            self._mle_recipient = MleRecipient.from_certificate_pem(profile.mle_certificate)
+        if profile.mle_responses and profile.mle_response_private_key:
+            self._mle_key = MleKey.from_private_pem(
+                str(profile.mle_response_key_id),
+                profile.mle_response_private_key.get_secret_value(),
+            )
         base = URL(profile.resolved_base_url)
         if base.scheme not in {"http", "https"} or not base.host:
             raise ValueError(
@@ -483,7 +504,7 @@ class CybersourceClient:
     async def create_invoice(self, body: InvoiceCreateRequest | RequestBody) -> InvoiceResponse:
         """POST /invoicing/v2/invoices. 201; 202 (`accepted_without_email`) if stored but not e-mailed."""
         return await self._call(
-            "POST", "/invoicing/v2/invoices", InvoiceResponse, body=encode_body(body)
+            "POST", "/invoicing/v2/invoices", InvoiceResponse, body=encode_body(body), mle=True
         )
 
     async def list_invoices(
@@ -495,29 +516,39 @@ class CybersourceClient:
         query: list[tuple[str, str | int]] = [("offset", offset), ("limit", limit)]
         if status is not None:
             query.append(("status", status))
-        return await self._call("GET", "/invoicing/v2/invoices", InvoiceListResponse, query=query)
+        return await self._call(
+            "GET", "/invoicing/v2/invoices", InvoiceListResponse, query=query, mle=True
+        )
 
     async def get_invoice(self, invoice_id: str) -> InvoiceResponse:
-        return await self._call("GET", self._invoice_path(invoice_id), InvoiceResponse)
+        return await self._call("GET", self._invoice_path(invoice_id), InvoiceResponse, mle=True)
 
     async def update_invoice(
         self, invoice_id: str, body: InvoiceUpdateRequest | RequestBody
     ) -> InvoiceResponse:
         """PUT /invoicing/v2/invoices/{id}: full replacement of the content."""
         return await self._call(
-            "PUT", self._invoice_path(invoice_id), InvoiceResponse, body=encode_body(body)
+            "PUT", self._invoice_path(invoice_id), InvoiceResponse, body=encode_body(body), mle=True
         )
 
     async def send_invoice(self, invoice_id: str) -> InvoiceResponse:
         """POST .../delivery with body `{}`."""
         return await self._call(
-            "POST", self._invoice_path(invoice_id, "delivery"), InvoiceResponse, body=ACTION_BODY
+            "POST",
+            self._invoice_path(invoice_id, "delivery"),
+            InvoiceResponse,
+            body=ACTION_BODY,
+            mle=True,
         )
 
     async def cancel_invoice(self, invoice_id: str) -> InvoiceResponse:
         """POST .../cancelation with body `{}`."""
         return await self._call(
-            "POST", self._invoice_path(invoice_id, "cancelation"), InvoiceResponse, body=ACTION_BODY
+            "POST",
+            self._invoice_path(invoice_id, "cancelation"),
+            InvoiceResponse,
+            body=ACTION_BODY,
+            mle=True,
         )
 
     async def publish_invoice(self, invoice_id: str) -> InvoiceResponse:
@@ -533,7 +564,7 @@ class CybersourceClient:
     ) -> InvoiceSettingsResponse:
         query = [("productType", product_type)] if product_type is not None else None
         return await self._call(
-            "GET", "/invoicing/v2/invoiceSettings", InvoiceSettingsResponse, query=query
+            "GET", "/invoicing/v2/invoiceSettings", InvoiceSettingsResponse, query=query, mle=True
         )
 
     async def update_invoice_settings(
@@ -546,6 +577,7 @@ class CybersourceClient:
             InvoiceSettingsResponse,
             query=query,
             body=encode_body(body),
+            mle=True,
         )
 
     # -- merchant-defined fields --
@@ -621,8 +653,13 @@ class CybersourceClient:
         path = f"/invoicing/v2/{_segment(reference_type, 'reference_type')}/merchantDefinedFields"
         return path if field_id is None else f"{path}/{_segment(field_id, 'field_id')}"
 
-    def _auth_headers(self, method: str, target: str, body: bytes | None) -> dict[str, str]:
+    def _auth_headers(
+        self, method: str, target: str, body: bytes | None, *, mle: bool = False
+    ) -> dict[str, str]:
         if self._jwt:
+            claims = None
+            if mle and self._mle_key is not None:  # asks Cybersource to encrypt its answer
+                claims = {RESPONSE_KID_CLAIM: self._mle_key.kid}
             headers = sign_jwt(
                 self._credentials,
                 method=method,
@@ -630,6 +667,7 @@ class CybersourceClient:
                 target=target,
                 body=body,
                 p12=self._p12,
+                extra_claims=claims,
             )
             headers["Host"] = self._host
             return headers
@@ -651,16 +689,21 @@ class CybersourceClient:
         query: Sequence[tuple[str, str | int]] | None = None,
         body: bytes | None = None,
         extra: Mapping[str, str] | None = None,
+        mle: bool = False,
     ) -> R:
+        """`mle`: the operation is one Cybersource allows MLE for (the invoice calls but publish, and
+        the settings); the profile's MLE setting decides whether it is used."""
         target = self._prefix + path
         if query:
             target += "?" + urlencode(query)
         if body is None and method in BODY_METHODS:
             body = ACTION_BODY
+        if mle and body is not None and self._mle_recipient is not None:
+            body = wrap_request(body, self._mle_recipient)  # signed as sent: the wrapped bytes
         observed = nullcontext({}) if self._observe is None else self._observe(method, target)
         with observed as extra_headers:
             headers = {**(extra or {}), **extra_headers}
-            return await self._send(method, target, result_type, body, headers)
+            return await self._send(method, target, result_type, body, headers, mle=mle)
 
     async def _send(
         self,
@@ -669,8 +712,10 @@ class CybersourceClient:
         result_type: type[R],
         body: bytes | None,
         extra_headers: Mapping[str, str],
+        *,
+        mle: bool = False,
     ) -> R:
-        headers = self._auth_headers(method, target, body)
+        headers = self._auth_headers(method, target, body, mle=mle)
         headers.update(extra_headers)  # not signed: the signature covers a fixed list of headers
         if self._proxy_headers and self._origin.startswith("http:"):
             # Plain HTTP goes to the proxy as an absolute-form request (HTTPS: in the CONNECT).
@@ -705,7 +750,7 @@ class CybersourceClient:
 
         if 200 <= status < 300:
             try:
-                result = self._result(result_type, status, payload, correlation_id)
+                result = self._result(result_type, status, self._decrypted(payload), correlation_id)
             except ValueError as exc:  # not JSON, or not the shape of any answer we know
                 error = (TransientError if method in SAFE_METHODS else AmbiguousError)(
                     f"Cybersource answered {method} with {status} but an unreadable body "
@@ -722,12 +767,30 @@ class CybersourceClient:
         error = error_for_response(
             method=method,
             status=status,
-            body=_parse_error_payload(payload),
+            body=_parse_error_payload(self._decrypted(payload, strict=False)),
             headers=response_headers,
             correlation_id=correlation_id,
         )
         self._log_call(method, target, status, started, correlation_id, error)
         raise error
+
+    def _decrypted(self, payload: bytes, *, strict: bool = True) -> bytes:
+        """An answer encrypted to our MLE key (`{"encryptedResponse": "<JWE>"}`), decrypted; one that
+        does not decrypt is a ValueError (`strict`) or left as it is (an error answer)."""
+        if self._mle_key is None or b'"' + RESPONSE_FIELD.encode() + b'"' not in payload:
+            return payload
+        try:
+            token = encrypted_field(json.loads(payload), RESPONSE_FIELD)
+        except ValueError:
+            return payload
+        if token is None:
+            return payload
+        try:
+            return decrypt(token, self._mle_key)
+        except MleError as exc:
+            if not strict:
+                return payload
+            raise ValueError(f"an encrypted answer that does not decrypt: {exc}") from exc
 
     @staticmethod
     def _result(result_type: type[R], status: int, payload: bytes, correlation_id: str | None) -> R:

@@ -13,6 +13,8 @@ from pydantic import BaseModel, SecretStr, model_validator
 
 CybersourceEnvironment = Literal["test", "production", "india-production"]
 AuthScheme = Literal["http-signature", "jwt"]
+# Message-level encryption of request bodies and/or answers (JWT only; AUTH.md "MLE").
+MleMode = Literal["off", "requests", "responses", "both"]
 
 CYBERSOURCE_HOSTS: dict[str, str] = {
     "test": "https://apitest.cybersource.com",
@@ -46,6 +48,20 @@ class MerchantProfile(BaseModel):
     portfolio_id: str | None = None
     environment: CybersourceEnvironment = "test"
     base_url: str | None = None
+    # MLE: requests are encrypted to Cybersource's MLE certificate (PEM; its serial number is the kid),
+    # answers to the merchant's key registered with Cybersource (its private half, PEM, and its kid).
+    mle: MleMode = "off"
+    mle_certificate: str | None = None
+    mle_response_private_key: SecretStr | None = None
+    mle_response_key_id: str | None = None
+
+    @property
+    def mle_requests(self) -> bool:
+        return self.mle in ("requests", "both")
+
+    @property
+    def mle_responses(self) -> bool:
+        return self.mle in ("responses", "both")
 
     @property
     def resolved_base_url(self) -> str:
@@ -59,6 +75,19 @@ class MerchantProfile(BaseModel):
         if self.auth == "jwt" and self.jwt_key_type == "p12" and self.p12_path is None:
             raise ValueError(
                 f"merchant profile {self.name!r} uses a P12 JWT key but has no p12_path"
+            )
+        if self.mle != "off" and self.auth != "jwt":
+            raise ValueError(
+                f"merchant profile {self.name!r}: message-level encryption works only with JWT "
+                "authentication (Cybersource's SDK would send plaintext with HTTP Signature)"
+            )
+        if self.mle_requests and not self.mle_certificate:
+            raise ValueError(
+                f"merchant profile {self.name!r}: MLE of requests needs Cybersource's MLE certificate"
+            )
+        if self.mle_responses and not (self.mle_response_private_key and self.mle_response_key_id):
+            raise ValueError(
+                f"merchant profile {self.name!r}: MLE of answers needs the response key and its id"
             )
         return self
 

@@ -274,8 +274,10 @@ def sign_jwt(
     p12: P12Key | None = None,
     iat: int | None = None,
     jti: str | None = None,
+    extra_claims: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
-    """`Authorization: Bearer` for one request; HS256 with the shared secret, or RS256 with a P12 key."""
+    """`Authorization: Bearer` for one request; HS256 with the shared secret, or RS256 with a P12 key.
+    `extra_claims`: e.g. `v-c-response-mle-kid`, asking for an encrypted answer."""
     method = method.upper()
     iat = int(time.time()) if iat is None else iat
     claims: dict[str, Any] = {}
@@ -295,6 +297,7 @@ def sign_jwt(
             "v-c-merchant-id": credentials.merchant_id,
         }
     )
+    claims.update(extra_claims or {})
     if p12 is not None:
         token = jwt.encode(claims, p12.private_key, algorithm="RS256", headers={"kid": p12.kid})
     else:

@@ -19,6 +19,7 @@ from app.simulator import merchant_data as md
 from app.simulator.admin import admin_routes
 from app.simulator.auth import Authenticator
 from app.simulator.config import SimulatorConfig
+from app.simulator.encryption import Encryption
 from app.simulator.faults import FaultLayer, FaultRegistry
 from app.simulator.notification_api import NotificationApi, Notifications
 from app.simulator.routes import InvoicingApi
@@ -46,6 +47,7 @@ class Simulator:
         self.faults = FaultRegistry(config.fault_seed)
         self.faults.add(list(config.faults))
         self.webhooks = WebhookDispatcher(config.webhook)
+        self.encryption = Encryption(config)
         # Keys and subscriptions made through the webhook management API (notification_api.py).
         self.notifications = Notifications()
         self._display_names = {m.merchant_id: m.display_name for m in config.merchants}

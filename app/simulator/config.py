@@ -36,6 +36,9 @@ class MerchantConfig:
     # RS256 JWT: PEM of the merchant certificate; the JWT `kid` is its serial number.
     certificate_pem: str | None = field(default=None, repr=False)
     display_name: str | None = None
+    # Response MLE: the public key (PEM) the merchant registered for encrypted answers, and its kid.
+    mle_response_public_key_pem: str | None = field(default=None, repr=False)
+    mle_response_key_id: str | None = None
 
     def __post_init__(self) -> None:
         if not self.merchant_id or not self.key_id:
@@ -54,6 +57,8 @@ class MerchantConfig:
             portfolio_id=_opt_str(data.get("portfolio_id")),
             certificate_pem=cert,
             display_name=_opt_str(data.get("display_name")),
+            mle_response_public_key_pem=_opt_str(data.get("mle_response_public_key_pem")),
+            mle_response_key_id=_opt_str(data.get("mle_response_key_id")),
         )
 
 
@@ -114,6 +119,13 @@ class SimulatorConfig:
     payment_link_base: str = DEFAULT_PAYMENT_LINK_BASE
     first_invoice_number: int = 98753
     log_requests: bool = True
+    # Message-level encryption (AUTH.md "MLE"): the simulator's "Cybersource MLE" certificate and its
+    # private key (PEM; the certificate's serial number is the kid requests are encrypted to). Without
+    # them an encrypted body is refused (400). `mle_required`: refuse a plaintext body on an operation
+    # that allows MLE, to prove a client encrypts.
+    mle_certificate_pem: str | None = field(default=None, repr=False)
+    mle_private_key_pem: str | None = field(default=None, repr=False)
+    mle_required: bool = False
 
     def __post_init__(self) -> None:
         if not self.merchants:
@@ -201,6 +213,9 @@ def config_from_mapping(data: Mapping[str, Any]) -> SimulatorConfig:
         payment_link_base=str(data.get("payment_link_base", DEFAULT_PAYMENT_LINK_BASE)),
         first_invoice_number=int(data.get("first_invoice_number", 98753)),
         log_requests=bool(data.get("log_requests", True)),
+        mle_certificate_pem=_opt_str(data.get("mle_certificate_pem")),
+        mle_private_key_pem=_opt_str(data.get("mle_private_key_pem")),
+        mle_required=bool(data.get("mle_required", False)),
     )
 
 

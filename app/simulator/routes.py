@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from app.cybersource.signing import SignatureInvalid
 from app.simulator import merchant_data as md
 from app.simulator.auth import request_target
+from app.simulator.encryption import MleRefused, seal
 from app.simulator.logs import log
 from app.simulator.state import (
     LIST_FILTERS,
@@ -168,19 +169,30 @@ class InvoicingApi:
             await send({"type": "http.response.body", "body": AUTH_FAILED_BODY})
             return None
         scope["sim.merchant"] = merchant_id
-        self.sim.received.append(
-            {
-                "method": method,
-                "path": scope["path"],
-                "merchantId": merchant_id,
-                "body": body.decode("utf-8", errors="replace"),
-            }
-        )
+        received: dict[str, Any] = {
+            "method": method,
+            "path": scope["path"],
+            "merchantId": merchant_id,
+            "body": body.decode("utf-8", errors="replace"),
+        }
+        self.sim.received.append(received)
+        try:  # message-level encryption: the signature covered the wrapped body, now read it
+            body, received["encrypted"] = self.sim.encryption.request_body(found[0], method, body)
+            recipient = self.sim.encryption.response_recipient(
+                found[0], method, merchant_id, scope["headers"]
+            )
+        except MleRefused as exc:
+            log.warning("mle refused", reason=str(exc), method=method, path=scope["path"])
+            refusal = error_body(utc_now(), "BADREQUEST", "INVALID_REQUEST", str(exc))
+            return await _answer(send, 400, refusal)
+        received["responseEncrypted"] = recipient is not None
         call = Call(scope, found[1], merchant_id, self.sim.state.book(merchant_id), body, utc_now())
         try:
             status, payload = handler(call)
         except Exception as exc:  # every refusal, and any bug, becomes a Cybersource-shaped answer
             status, payload = _refusal(call.now, exc)
+        if recipient is not None and payload is not None and 200 <= status < 300:
+            payload = seal(payload, recipient, dumps)
         await _answer(send, status, payload)
         return None
 

@@ -111,6 +111,14 @@ LOG_LEVEL: {{ .Values.logLevel | quote }}
 DATABASE_POOL_SIZE: {{ .Values.database.poolSize | quote }}
 DATABASE_PGBOUNCER: {{ .Values.database.pgbouncer.enabled | quote }}
 CYBERSOURCE_ENVIRONMENT: {{ .Values.cybersource.environment | quote }}
+CYBERSOURCE_AUTH: {{ .Values.cybersource.auth | quote }}
+CYBERSOURCE_MLE: {{ .Values.cybersource.mle.mode | quote }}
+{{- with .Values.cybersource.mle.certificate }}
+CYBERSOURCE_MLE_CERTIFICATE: {{ . | toJson }}
+{{- end }}
+{{- with .Values.cybersource.mle.responseKeyId }}
+CYBERSOURCE_MLE_RESPONSE_KEY_ID: {{ . | quote }}
+{{- end }}
 {{- with .Values.cybersource.baseUrl }}
 CYBERSOURCE_BASE_URL: {{ . | quote }}
 {{- end }}
@@ -159,6 +167,12 @@ CYBERSOURCE_SHARED_SECRET: {{ . | quote }}
 {{- end }}
 {{- with .Values.cybersource.profiles }}
 CYBERSOURCE_PROFILES: {{ toJson . | quote }}
+{{- end }}
+{{- with .Values.cybersource.proxyUrl }}
+CYBERSOURCE_PROXY_URL: {{ . | quote }}
+{{- end }}
+{{- with .Values.cybersource.mle.responsePrivateKey }}
+CYBERSOURCE_MLE_RESPONSE_PRIVATE_KEY: {{ . | toJson }}
 {{- end }}
 {{- with .Values.cybersource.webhook.secret }}
 CYBERSOURCE_WEBHOOK_SECRET: {{ . | quote }}
