@@ -19,10 +19,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
 from app import errors
-from app.auth.dependencies import api_key_scheme, authenticate, bearer_scheme
+from app.auth.dependencies import authenticate
 from app.auth.principal import ADMIN
 from app.db import Database
 from app.http.deps import provide
+from app.http.problems import problem_responses
 from app.outbox.gauges import metrics_text
 from app.upstream_sync.credentials import CredentialCheckService
 from app.upstream_sync.key_expiry import WebhookKeyMonitor
@@ -66,10 +67,9 @@ async def deep_check(
             "signed call each); admins, or the pod itself over loopback"
         ),
     ] = False,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None,
-    api_key: Annotated[str | None, Depends(api_key_scheme)] = None,
 ) -> CredentialCheckService | None:
-    """The credentials check when `deep` was asked for and may be: 401/403 otherwise."""
+    """The credentials check when `deep` was asked for and may be: 401/403 otherwise. The credential is
+    read here, not declared: the probe itself needs none, and OpenAPI must not say it does."""
     if not deep:
         return None
     client = request.client.host if request.client else ""
@@ -78,7 +78,11 @@ async def deep_check(
     except ValueError:
         loopback = False
     if not loopback:
-        caller = await authenticate(request, bearer, api_key)
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        bearer = None
+        if scheme.lower() == "bearer" and token:
+            bearer = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token.strip())
+        caller = await authenticate(request, bearer, request.headers.get("x-api-key"))
         if ADMIN not in caller.scopes:
             raise errors.Forbidden("/readyz?deep=1 needs the 'invoices:admin' scope.")
     checks = request.app.state.services.get(CredentialCheckService)
@@ -92,8 +96,7 @@ async def deep_check(
     summary="Ready to serve: the database answers and LISTEN is connected; deep=1 also checks "
     "Cybersource's credentials",
     responses={
-        401: {"description": "deep=1 without a credential (not over loopback)"},
-        403: {"description": "deep=1 by a caller without invoices:admin"},
+        **problem_responses(401, 403),
         503: {
             "description": "The database does not answer, LISTEN is reconnecting, or (deep=1) "
             "Cybersource refused a profile's credentials"
