@@ -122,17 +122,25 @@ def create_outside(book: MerchantBook, body: Any, now: datetime) -> list[Invoice
     numbers = [base] if count == 1 else [f"{base}-{i:04d}" if base else None for i in range(count)]
     if any(n is not None and n in book.invoices for n in numbers):
         raise OutsideRefused(409, "DUPLICATE_RECORD", "an invoice with that number exists")
-    made: list[Invoice] = []
-    for number in numbers:
+    inputs = []
+    for number in numbers:  # every refusal before anything is stored
         one = copy.deepcopy(template)
         if number is not None:
             one["invoiceInformation"]["invoiceNumber"] = number
         try:
-            data = validate_invoice(one, for_update=False)
+            inputs.append(validate_invoice(one, for_update=False))
         except ValidationFailed as exc:
             raise OutsideRefused(
                 422, "VALIDATION_ERROR", f"invalid invoice: {exc.details}"
             ) from exc
+    content = inputs[0].content
+    if status == SENT and not (content.get("customerInformation") or {}).get("email"):
+        raise OutsideRefused(422, "NO_EMAIL", "a SENT invoice needs customerInformation.email")
+    total = Decimal(str(content["orderInformation"]["amountDetails"]["totalAmount"]))
+    if status == PARTIAL and paid is not None and not paid < total:
+        raise OutsideRefused(422, "INVALID_AMOUNT", "paidAmount must be below the total")
+    made: list[Invoice] = []
+    for data in inputs:
         invoice = book.create(data, created).invoice
         _bring_to(book, invoice, status, paid)
         made.append(invoice)
