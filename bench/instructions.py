@@ -7,10 +7,11 @@ Wall-clock ratios need a quiet machine; instruction counts do not (valgrind coun
 executes, whatever else runs beside it). For each tree (`git archive <rev> | tar -x -C DIR`), its
 `invoicing-gateway api` runs under `valgrind --tool=callgrind --instr-atstart=no` beside the usual
 database, relay and 0 ms upstream; per scenario: instrumentation on, a warm-up, counters zeroed,
-`--requests` sequential requests on one keep-alive connection, a dump, and the instructions of that
-window divided by the requests. PYTHONHASHSEED is fixed so that the same code executes the same way. What this leaves
-out: waiting (latency, queueing for the pool, the tail), PostgreSQL's own work, and anything that only
-happens with many requests in flight.
+`--requests` requests (one keep-alive connection, or `--concurrency` at once), a dump, and the
+instructions of that window divided by the requests. PYTHONHASHSEED is fixed so that the same code
+executes the same way. What this leaves out: waiting (latency, queueing for the pool, the tail),
+PostgreSQL's own work, and, with one request at a time, whatever only happens under load (garbage
+collection of what requests in flight hold: measure with --concurrency 16).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import asyncpg
@@ -56,7 +58,17 @@ def requests_of(
     return out
 
 
-def send(port: int, batch: list[tuple[str, str, bytes | None, dict[str, str]]]) -> None:
+def send(
+    port: int, batch: list[tuple[str, str, bytes | None, dict[str, str]]], concurrency: int = 1
+) -> None:
+    """The requests on `concurrency` keep-alive connections at once (each a thread)."""
+    if concurrency > 1:
+        with ThreadPoolExecutor(concurrency) as pool:
+            for done in [
+                pool.submit(send, port, batch[i::concurrency]) for i in range(concurrency)
+            ]:
+                done.result()
+        return
     connection = http.client.HTTPConnection(HOST, port, timeout=300)
     for method, path, body, headers in batch:
         connection.request(method, path, body=body, headers=headers)
@@ -88,6 +100,13 @@ def main() -> int:
     parser.add_argument("--tree", type=Path, action="append", required=True)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--scenarios", default="trivial,read,list,replay,create_async")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="requests in flight (more than 1: what only happens under load, like garbage collection "
+        "of what in-flight requests hold, is counted too, and counts vary a little between runs)",
+    )
     args = parser.parse_args()
     scenarios = args.scenarios.split(",")
     table: dict[str, dict[str, float]] = {}
@@ -137,10 +156,12 @@ def main() -> int:
                 row = table.setdefault(str(tree), {})
                 for scenario in scenarios:
                     control(pid, "-i", "on")
-                    send(port, requests_of(scenario, numbers, keys, 30))  # warm-up
+                    send(
+                        port, requests_of(scenario, numbers, keys, 30), args.concurrency
+                    )  # warm-up
                     batch = requests_of(scenario, numbers, keys, args.requests)
                     control(pid, "-z")
-                    send(port, batch)
+                    send(port, batch, args.concurrency)
                     row[scenario] = collected(out_file, pid) / args.requests
                     control(pid, "-i", "off")
                     print(

@@ -38,7 +38,6 @@ from app.upstream_sync.service import UpstreamSyncService
 
 router = APIRouter(prefix="/v1/invoices", tags=["invoices"], route_class=JsonBodyRoute)
 Invoices = Annotated[InvoiceService, Depends(provide(InvoiceService))]
-Sync = Annotated[UpstreamSyncService, Depends(provide(UpstreamSyncService))]
 Adoption = Annotated[AdoptionService, Depends(provide(AdoptionService))]
 # ASCII digits only (`\d` also takes other scripts' digits).
 ISO_DATETIME = re.compile(
@@ -227,11 +226,12 @@ async def get_invoice(
     invoiceNumber: str,
     caller: Reader,
     invoices: Invoices,
-    sync: Sync,
+    request: Request,
     refresh: bool = False,
     profile: MerchantProfileHeader = "default",
 ) -> Response:
-    if refresh:
+    if refresh:  # looked up here, not as a dependency: each one costs every read its resolution
+        sync = await provide(UpstreamSyncService)(request)
         return as_json(await sync.refreshed_invoice(caller, profile, invoiceNumber))
     return as_json(await invoices.get(caller, profile, invoiceNumber))
 
