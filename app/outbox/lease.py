@@ -10,6 +10,9 @@ another relay may take the work over, and two relays must never act on one piece
 `Lease.fence()` is what a handler calls right before every upstream action: a lease renewed within the
 last third of its length is still safely held; an older one is renewed in the database first, and
 `LeaseLost` is raised when it is gone (the process stalled, the database was away, another relay took it).
+Each claim has a token (the work's attempt number): when a relay claims again work whose earlier delivery
+it still runs (that delivery stalled past its lease), the earlier delivery is cancelled and its fence
+fails, so not even one relay acts twice on the same work.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class LeaseLost(Exception):
 @dataclass(slots=True)
 class _Held:
     renewed_at: float  # loop time when the statement that (re)set the lease was sent
+    token: int  # which claim of the work this is (its attempt number)
     task: asyncio.Task[None] | None = None
 
 
@@ -42,11 +46,12 @@ class Lease:
 
     job_id: uuid.UUID
     owner: str
+    token: int
     leases: Leases
 
     async def fence(self) -> None:
         """Make sure the lease is held, right before an upstream action; raises `LeaseLost`."""
-        await self.leases.fence(self.job_id)
+        await self.leases.fence(self.job_id, self.token)
 
 
 class Leases:
@@ -61,24 +66,28 @@ class Leases:
         self._held: dict[uuid.UUID, _Held] = {}
         self._failing = False
 
-    def hold(self, job_id: uuid.UUID, claimed_at: float) -> Lease:
-        self._held[job_id] = _Held(claimed_at)
-        return Lease(job_id, self.owner, self)
+    def hold(self, job_id: uuid.UUID, claimed_at: float, token: int) -> Lease:
+        if job_id in self._held:  # claimed again: the earlier delivery outlived its lease
+            self._lose(job_id, cancel=True)
+        self._held[job_id] = _Held(claimed_at, token)
+        return Lease(job_id, self.owner, token, self)
 
     def attach(self, job_id: uuid.UUID, task: asyncio.Task[None]) -> None:
         held = self._held.get(job_id)
         if held is not None:
             held.task = task
 
-    def delivered(self, job_id: uuid.UUID) -> None:
+    def delivered(self, lease: Lease) -> None:
         """The delivery ended; its outcome waits to be written, so the lease is still renewed."""
-        held = self._held.get(job_id)
-        if held is not None:
+        held = self._held.get(lease.job_id)
+        if held is not None and held.token == lease.token:
             held.task = None
 
-    def forget(self, job_id: uuid.UUID) -> None:
-        """Written, released or lost: no longer renewed."""
-        self._held.pop(job_id, None)
+    def forget(self, job_id: uuid.UUID, token: int | None = None) -> None:
+        """Written, released or lost: no longer renewed (`token`: only if it is still that claim)."""
+        held = self._held.get(job_id)
+        if held is not None and (token is None or held.token == token):
+            del self._held[job_id]
 
     def holds(self, job_id: uuid.UUID) -> bool:
         return job_id in self._held
@@ -87,9 +96,9 @@ class Leases:
     def count(self) -> int:
         return len(self._held)
 
-    async def fence(self, job_id: uuid.UUID) -> None:
+    async def fence(self, job_id: uuid.UUID, token: int) -> None:
         held = self._held.get(job_id)
-        if held is None:
+        if held is None or held.token != token:
             raise LeaseLost(f"{job_id} is no longer held by {self.owner}")
         loop = asyncio.get_running_loop()
         if loop.time() - held.renewed_at < self.interval:

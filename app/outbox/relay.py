@@ -292,7 +292,7 @@ class Relay(Generic[Job, Effects]):
                 lease_seconds=self.limits.lease_seconds,
             )
         for operation in claimed:
-            lease = self.leases.hold(operation.id, claimed_at)
+            lease = self.leases.hold(operation.id, claimed_at, operation.attempts)
             task = asyncio.create_task(self._deliver(operation, lease))
             self.leases.attach(operation.id, task)
             self._in_flight.add(task)
@@ -307,7 +307,7 @@ class Relay(Generic[Job, Effects]):
         except LeaseLost:
             # Another relay holds it now (or may at any moment): its outcome is that relay's to write.
             RELAY_DELIVERIES.labels(operation.kind, "lease_lost").inc()
-            self.leases.forget(operation.id)
+            self.leases.forget(operation.id, lease.token)
             return
         except Exception:  # a bug must not kill the relay or lose the command: back off and keep it
             log.exception("relay.unexpected_error", operation_id=str(operation.id))
@@ -317,7 +317,7 @@ class Relay(Generic[Job, Effects]):
                 "message": "internal error while delivering",
             }
             delivery = TryAgain(error, "transient", message="internal error while delivering")
-        self.leases.delivered(operation.id)
+        self.leases.delivered(lease)
         match delivery:
             case Succeeded(result=result, effects=effects):
                 self._complete(

@@ -11,6 +11,10 @@ A rule (JSON) matches method and path and fires either for the next `times` matc
 - `email_fails`: a create that is to be e-mailed is stored and published, but its e-mail "fails":
   Cybersource's documented 202 ACCEPTED (`spec.create-invoice.202.response.json`).
 
+A rule with `invoice` (a glob on the invoice number) fires only for requests about matching invoices: the
+number in the path, or in a create's body (read here and handed on unchanged), so faults can be aimed at
+some invoices and not others.
+
 `drop`/`apply_then_drop` take `stage`: "headers" (default: the status line and headers with a
 Content-Length go out, then the connection closes before the body; the client sees a truncated payload)
 or "nothing" (the connection closes before a single byte; the client sees a server disconnect). The
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import itertools
+import json
 import random
 import re
 import time
@@ -31,6 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -61,6 +67,8 @@ class FaultRule:
     hang_s: float | None = None
     stage: str = "headers"
     body: Any = None
+    # Per-invoice rules: a glob on the invoice number (from the path, or a create's body).
+    invoice: str | None = None
     hits: int = 0
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
@@ -82,6 +90,7 @@ class FaultRule:
             "hang_s",
             "stage",
             "body",
+            "invoice",
         }
         if unknown:
             raise ValueError(f"unknown fault rule fields: {sorted(unknown)}")
@@ -102,6 +111,10 @@ class FaultRule:
                 rule.path_regex = re.compile(str(data["path_regex"]))
             except re.error as exc:
                 raise ValueError(f"path_regex does not compile: {exc}") from exc
+        if data.get("invoice") is not None:
+            rule.invoice = str(data["invoice"])
+            if rule.path is None and rule.path_regex is None:
+                rule.path = "/invoicing/*"  # every call about that invoice
         if rule.path is None and rule.path_regex is None:
             raise ValueError("a fault rule needs `path` (glob) or `path_regex`")
         if data.get("times") is not None and data.get("probability") is not None:
@@ -128,8 +141,12 @@ class FaultRule:
             raise ValueError(f"stage must be one of {sorted(STAGES)}")
         return rule
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, invoice: str | None = None) -> bool:
         if self.method not in {"*", method}:
+            return False
+        if self.invoice is not None and (
+            invoice is None or not fnmatch.fnmatchcase(invoice, self.invoice)
+        ):
             return False
         if self.path_regex is not None:
             return self.path_regex.search(path) is not None
@@ -149,6 +166,7 @@ class FaultRule:
             "latency_ms": self.latency_ms,
             "hang_s": self.hang_s,
             "stage": self.stage,
+            "invoice": self.invoice,
             "hits": self.hits,
             "created": self.created,
         }
@@ -174,10 +192,14 @@ class FaultRegistry:
         self.rules = [r for r in self.rules if r.id != rule_id]
         return len(self.rules) != before
 
-    def pick(self, method: str, path: str) -> FaultRule | None:
+    @property
+    def per_invoice(self) -> bool:
+        return any(rule.invoice is not None for rule in self.rules)
+
+    def pick(self, method: str, path: str, invoice: str | None = None) -> FaultRule | None:
         """The first rule that fires for this request; scripted budgets are spent here."""
         for rule in self.rules:
-            if not rule.matches(method, path):
+            if not rule.matches(method, path, invoice):
                 continue
             if rule.times is not None:
                 if rule.times <= 0:
@@ -188,6 +210,37 @@ class FaultRegistry:
             rule.hits += 1
             return rule
         return None
+
+
+# --- per-invoice rules: which invoice a request is about ----------------------------------------------
+
+_INVOICE_PATH = re.compile(r"^/invoicing/v2/invoices/([^/]+)")
+
+
+async def invoice_of(method: str, path: str, receive: Receive) -> tuple[str | None, Receive]:
+    """The invoice number a request is about: from its path, or from a create's body (which is read
+    here and handed on unchanged through the returned `receive`)."""
+    found = _INVOICE_PATH.match(path)
+    if found:
+        return unquote(found.group(1)), receive
+    if method != "POST" or path.rstrip("/") != "/invoicing/v2/invoices":
+        return None, receive
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    try:
+        number = json.loads(body)["invoiceInformation"]["invoiceNumber"]
+    except (ValueError, KeyError, TypeError):
+        return None, replay
+    return (number if isinstance(number, str) else None), replay
 
 
 def default_fault_body(status: int) -> dict[str, Any]:
@@ -221,7 +274,10 @@ class FaultLayer:
             await self.app(scope, receive, send)
             return None
         method, path = scope["method"], scope["path"]
-        rule = None if path.startswith("/__sim/") else self.registry.pick(method, path)
+        invoice = None
+        if self.registry.per_invoice and not path.startswith("/__sim/"):
+            invoice, receive = await invoice_of(method, path, receive)
+        rule = None if path.startswith("/__sim/") else self.registry.pick(method, path, invoice)
         started = time.perf_counter()
         status_seen: list[int] = []
         # Cybersource answers every call with a correlation id; clients log and quote it. A random

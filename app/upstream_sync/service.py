@@ -2,11 +2,13 @@
 the recording the status reconciler shares with them.
 
 A reading of Cybersource is taken without holding a database connection (a slow Cybersource must not
-take the pool from reads), then recorded unless a newer reading landed meanwhile.
+take the pool from reads), then recorded unless a newer reading landed meanwhile; then it is read again,
+still holding nothing. No upstream call is ever made while an invoice's row is locked.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -38,6 +40,8 @@ from app.upstream_sync.adoption import NotAdoptable, adopt_into_store
 from app.upstream_sync.repository import UpstreamSyncRepository
 
 log = get_logger(__name__)
+# A reading overtaken this many times in a row is dropped: what was recorded meanwhile is as new.
+RECORD_ATTEMPTS = 3
 
 
 async def record_upstream_state(
@@ -92,20 +96,41 @@ class UpstreamSyncService:
             raise call_problem(exc, "read the invoice") from exc
         return UpstreamState.from_body(result.raw)
 
-    async def record_observation(
-        self, conn: AsyncConnection, profile: str, seen: InvoiceRow, state: UpstreamState
-    ) -> None:
-        """Record `state`, read from Cybersource after `seen` was read from the store; the newest reading wins.
+    async def record_newest(
+        self,
+        profile: str,
+        seen: InvoiceRow,
+        state: UpstreamState,
+        *,
+        receipt: Callable[[AsyncConnection], Awaitable[bool]] | None = None,
+    ) -> str:
+        """Record `state`, read from Cybersource after `seen` was read from the store; the newest wins.
 
-        The row is locked now. If another reading was recorded since `seen` (a command's answer, a webhook,
-        a refresh, the reconciler), ours may be the older one: read again, holding the row this time, so
-        nothing can be recorded in between. In the usual case no connection waits on Cybersource.
+        The row is locked only to compare and write, never while Cybersource answers: when another
+        reading was recorded since `seen` (a command's answer, a webhook, a refresh, the reconciler),
+        ours may be the older one, so the transaction ends without a write, Cybersource is read again
+        with no connection held, and that reading is tried the same way. After RECORD_ATTEMPTS overtakes
+        in a row the reading is dropped. `receipt` runs in the recording transaction (a webhook's
+        de-duplication); False from it means a duplicate, and nothing is written.
+
+        Returns "recorded", "overtaken" or "duplicate".
         """
-        invoice = await InvoiceRepository(conn).get_by_id(seen.id, for_update=True)
-        assert invoice is not None  # invoices are never deleted
-        if invoice.checked_at != seen.checked_at:
+        for _ in range(RECORD_ATTEMPTS):
+            async with self.engine.begin() as conn:
+                invoice = await InvoiceRepository(conn).get_by_id(seen.id, for_update=True)
+                assert invoice is not None  # invoices are never deleted
+                if invoice.checked_at == seen.checked_at:
+                    if receipt is not None and not await receipt(conn):
+                        return "duplicate"
+                    await record_upstream_state(conn, invoice, state)
+                    return "recorded"
+            seen = invoice
             state = await self.read_upstream(profile, invoice.invoice_number)
-        await record_upstream_state(conn, invoice, state)
+        if receipt is not None:
+            async with self.engine.begin() as conn:
+                if not await receipt(conn):
+                    return "duplicate"
+        return "overtaken"
 
     async def refreshed_invoice(self, caller: Caller, profile: str, number: str) -> InvoiceOut:
         """`GET /v1/invoices/{n}?refresh=true`: read Cybersource first (history, balance), record it, answer."""
@@ -126,8 +151,7 @@ class UpstreamSyncService:
 
     async def _refresh(self, profile: str, seen: InvoiceRow) -> None:
         state = await self.read_upstream(profile, seen.invoice_number)
-        async with self.engine.begin() as conn:
-            await self.record_observation(conn, profile, seen, state)
+        await self.record_newest(profile, seen, state)
 
     def _merchant_profile(self, notification: Notification) -> str:
         """The configured profile of the notification's merchant; refused when there is none."""
@@ -199,25 +223,32 @@ class UpstreamSyncService:
             # Read before taking a connection: a slow Cybersource must not hold the pool.
             wanted = seen is not None or adopt
             state = await self.read_upstream(profile, number) if wanted else None
-            async with self.engine.begin() as conn:
-                # Recorded with the new state, in one transaction: a failure leaves no receipt, so Cybersource's
-                # retry is processed; a redelivery racing this one finds the receipt and changes nothing.
-                # What de-duplication needs, and no more: no body (it carries the payer's name and
-                # e-mail); purged after WEBHOOK_RECEIPT_RETENTION_HOURS.
-                recorded = await UpstreamSyncRepository(conn).record_webhook_receipt(
+
+            async def receipt(conn: AsyncConnection) -> bool:
+                # Recorded with the new state, in one transaction: a failure leaves no receipt, so
+                # Cybersource's retry is processed; a redelivery racing this one finds the receipt and
+                # changes nothing. What de-duplication needs, and no more: no body (it carries the
+                # payer's name and e-mail); purged after WEBHOOK_RECEIPT_RETENTION_HOURS.
+                return await UpstreamSyncRepository(conn).record_webhook_receipt(
                     dedup_key=notification.dedup_key,
                     event_type=notification.event_type,
                     invoice_number=number,
                     merchant_profile=profile,
                 )
-                if not recorded:
-                    return {"status": "duplicate", "action": "none"}
-                if seen is None and state is not None:
+
+            if seen is None and state is not None:
+                async with self.engine.begin() as conn:
+                    if not await receipt(conn):
+                        return {"status": "duplicate", "action": "none"}
                     return await self._adopt(conn, profile, number, state)
-                if seen is None or state is None:
-                    log.info("webhook.unknown_invoice", invoice_number=number)
-                    return {"status": "accepted", "action": "unknown invoice"}
-                await self.record_observation(conn, profile, seen, state)
+            if seen is None or state is None:
+                async with self.engine.begin() as conn:
+                    if not await receipt(conn):
+                        return {"status": "duplicate", "action": "none"}
+                log.info("webhook.unknown_invoice", invoice_number=number)
+                return {"status": "accepted", "action": "unknown invoice"}
+            if await self.record_newest(profile, seen, state, receipt=receipt) == "duplicate":
+                return {"status": "duplicate", "action": "none"}
         except (errors.UpstreamUnavailable, errors.UpstreamRejected) as exc:
             raise errors.ServiceUnavailable(
                 "Cybersource could not confirm the invoice; retry later.",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from app.main import create_app
+from app.outbox.repository import OutboxRepository
 from tests.integration.conftest import client_for, facade_settings, invoice_body, key
 from tests.integration.waiting import add_fault, fault_hits, until, waiting_for_a_lock
 from tests.support.postgres import SERVER_URL
@@ -113,3 +116,36 @@ async def test_a_refresh_holds_no_connection_while_cybersource_answers(
                 502,
                 "upstream_unavailable",
             )
+
+
+async def test_an_outage_after_commit_says_the_request_was_accepted(
+    database_url: str, simulator_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    """The create is committed; reading its outcome then fails (the database went away). The 503 must not
+    claim "nothing was applied": it names the accepted operation, and the same key gets the answer."""
+    outage = {"armed": True}
+    original = OutboxRepository.get
+
+    async def away_once(self: OutboxRepository, operation_id: uuid.UUID) -> Any:
+        if outage["armed"]:
+            outage["armed"] = False
+            raise ConnectionRefusedError("the database is restarting")
+        return await original(self, operation_id)
+
+    monkeypatch.setattr(OutboxRepository, "get", away_once)
+    with serve(create_app(facade_settings(database_url, simulator_url))) as url:
+        async with client_for(url) as api:
+            create_key = key()
+            body = invoice_body()
+            answer = await api.post("/v1/invoices", json=body, headers=create_key)
+            assert not outage["armed"]
+            assert (answer.status_code, answer.json()["code"]) == (503, "service_unavailable")
+            problem = answer.json()
+            assert "nothing was applied" not in problem["detail"]
+            assert "accepted" in problem["detail"] and problem["operationId"]
+            assert answer.headers["location"] == f"/v1/operations/{problem['operationId']}"
+            retried = await api.post("/v1/invoices", json=body, headers=create_key)
+            assert retried.status_code == 201, retried.text
+            assert retried.headers["idempotent-replayed"] == "true"
+            operation = await api.get(f"/v1/operations/{problem['operationId']}")
+            assert operation.json()["invoiceNumber"] == retried.json()["invoiceNumber"]

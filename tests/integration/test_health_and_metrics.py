@@ -10,11 +10,11 @@ from tests.integration.conftest import KEYS, invoice_body, key
 async def test_probes(facade_url: str):
     async with httpx.AsyncClient(base_url=facade_url) as client:
         assert (await client.get("/livez")).json() == {"status": "ok"}
-        # Ready: the database answers and both LISTEN connections (the waiter's, the relay's) listen.
-        assert (await client.get("/readyz")).json() == {
-            "status": "ok",
-            "listen": {"operations": "listening", "outbox": "listening"},
-        }
+        # Ready: the database answers and the LISTEN connections (the waiter's, the relay's) listen.
+        ready = (await client.get("/readyz")).json()
+        assert ready["status"] == "ok"
+        assert {"operations", "outbox"} <= set(ready["listen"])
+        assert set(ready["listen"].values()) == {"listening"}
 
 
 async def test_metrics_name_routes_not_values_and_show_the_outbox(

@@ -35,11 +35,16 @@ class Facade:
 
 
 @contextlib.asynccontextmanager
-async def facade(simulator_url: str, reconcile_after_seconds: float) -> AsyncIterator[Facade]:
+async def facade(
+    simulator_url: str, reconcile_after_seconds: float, **overrides: Any
+) -> AsyncIterator[Facade]:
     """A facade of its own (fresh database, in-process relay and reconciler) on the session's simulator."""
     with fresh_database() as database_url:
         settings = facade_settings(
-            database_url, simulator_url, reconcile_after_seconds=reconcile_after_seconds
+            database_url,
+            simulator_url,
+            reconcile_after_seconds=reconcile_after_seconds,
+            **overrides,
         )
         with serve(create_app(settings)) as url:
             async with client_for(url) as api:
@@ -231,7 +236,7 @@ async def test_a_newer_observation_wins_over_an_older_read(
 async def test_a_refresh_or_webhook_reading_overtaken_meanwhile_is_read_again(
     simulator_url: str, sim: httpx.AsyncClient
 ):
-    """record_observation (refresh, webhook): a reading older than what was recorded since is not stored
+    """record_newest (refresh, webhook): a reading older than what was recorded since is not stored
     as it is; Cybersource is read again, and the newest state stays."""
     async with facade(simulator_url, reconcile_after_seconds=0) as own:
         number = await _sent_invoice(own.api)
@@ -249,9 +254,47 @@ async def test_a_refresh_or_webhook_reading_overtaken_meanwhile_is_read_again(
             await sim.post(f"/__sim/invoices/{number}/payments", json={"amount": "100.00"})
             newer = await own.api.get(f"/v1/invoices/{number}", params={"refresh": "true"})
             assert newer.json()["status"] == "PAID"
-            async with engine.begin() as conn:
-                await service.record_observation(conn, "default", seen, older)
+            assert await service.record_newest("default", seen, older) == "recorded"
             assert (await own.api.get(f"/v1/invoices/{number}")).json()["status"] == "PAID"
         finally:
             await clients.aclose()
             await engine.dispose()
+
+
+async def test_a_refresh_reads_cybersource_again_without_holding_the_invoice_row(
+    simulator_url: str, sim: httpx.AsyncClient
+):
+    """Issue 15: a refresh whose reading was overtaken (here by a publish's answer) reads Cybersource
+    again. That second read is slow; a cancel of the same invoice meanwhile must not wait behind it for
+    the row (it answers 202 while the refresh is still reading), nor may the read hold a pooled
+    connection."""
+    async with facade(
+        simulator_url,
+        reconcile_after_seconds=0,
+        cybersource_read_timeout=15,
+        cybersource_total_timeout=20,
+    ) as own:
+        created = await own.api.post("/v1/invoices", json=invoice_body(), headers=key())
+        assert created.status_code == 201, created.text
+        number = created.json()["invoiceNumber"]
+        read = f"^/invoicing/v2/invoices/{number}$"
+        first = await add_fault(
+            sim, method="GET", path_regex=read, action="latency", latency_ms=1500, times=1
+        )
+        again = await add_fault(
+            sim, method="GET", path_regex=read, action="latency", latency_ms=8000, times=1
+        )
+        refresh = asyncio.create_task(
+            own.api.get(f"/v1/invoices/{number}", params={"refresh": "true"})
+        )
+        await until(lambda: fault_hits(sim, first), what="the refresh's first read")
+        published = await own.api.post(f"/v1/invoices/{number}/publish", headers=key())
+        assert published.status_code == 200, published.text  # its answer is the newer reading
+        await until(lambda: fault_hits(sim, again), what="the refresh to read again")
+        canceled = await own.api.post(
+            f"/v1/invoices/{number}/cancel", headers={**key(), "Prefer": "respond-async"}
+        )
+        assert canceled.status_code == 202, canceled.text
+        assert not refresh.done()  # the cancel did not wait for the refresh's read
+        refreshed = await refresh
+        assert refreshed.status_code == 200, refreshed.text

@@ -68,13 +68,18 @@ def creds(merchant: MerchantConfig) -> SigningCredentials:
 class ServerThread:
     """uvicorn serving an ASGI app on 127.0.0.1:<free port> in its own thread and event loop."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, **options: Any) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port: int = self.sock.getsockname()[1]
         config = uvicorn.Config(
-            app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=1
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=1,
+            **options,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
@@ -102,7 +107,8 @@ class ServerThread:
 
 def start_simulator(config: SimulatorConfig) -> tuple[ServerThread, SimulatorApp]:
     app = create_simulator_app(config)
-    return ServerThread(app).start(), app
+    # With a clock offset the simulator dates its answers itself (as `invoicing-gateway simulator` does).
+    return ServerThread(app, date_header=not config.clock_offset_s).start(), app
 
 
 @dataclass

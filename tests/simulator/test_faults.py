@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from app.cybersource.client import CybersourceClient, GeneralSystemFailureError
-from app.cybersource.errors import AmbiguousError, TransientError
+from app.cybersource.errors import AmbiguousError, AuthenticationError, TransientError
 from tests.simulator.helpers import RawClient
 from tests.simulator.test_lifecycle import invoice_body, make_client
 
@@ -180,3 +180,63 @@ async def test_invalid_rules_are_refused(raw: RawClient, rule: dict[str, Any]) -
     reply = await raw.admin("POST", "/__sim/faults", rule)
     assert reply.status == 400 and reply.json()["error"] == "INVALID_FAULT"
     assert (await raw.admin("GET", "/__sim/faults")).json() == []
+
+
+# --- per-invoice rules (issue 15): aimed at some invoices, not others ------------------------------
+
+
+async def test_a_per_invoice_rule_fires_only_for_that_invoice(
+    client: CybersourceClient, raw: RawClient
+) -> None:
+    await add_fault(raw, {"invoice": "FAULTY-*", "status": 503})
+    # A create is matched by the number in its body (the body reaches the simulator unchanged) ...
+    with pytest.raises(TransientError):
+        await client.create_invoice(invoice_body(number="FAULTY-1"))
+    assert (await client.create_invoice(invoice_body(number="HEALTHY-1"))).status == "DRAFT"
+    assert await count_invoices(raw) == 1
+    # ... every other call by the number in its path.
+    with pytest.raises(TransientError):
+        await client.get_invoice("FAULTY-1")
+    assert (await client.get_invoice("HEALTHY-1")).status == "DRAFT"
+    [rule] = (await raw.admin("GET", "/__sim/faults")).json()
+    assert (rule["invoice"], rule["path"], rule["hits"]) == ("FAULTY-*", "/invoicing/*", 2)
+
+
+async def test_a_per_invoice_rule_with_a_path_and_a_budget(
+    client: CybersourceClient, raw: RawClient
+) -> None:
+    await client.create_invoice(invoice_body(number="AIMED-1"))
+    await client.create_invoice(invoice_body(number="AIMED-2"))
+    await add_fault(
+        raw,
+        {
+            "invoice": "AIMED-2",
+            "method": "POST",
+            "path": f"{INVOICES}/*/publication",
+            "times": 1,
+            "action": "apply_then_drop",
+        },
+    )
+    assert (await client.publish_invoice("AIMED-1")).status == "CREATED"  # not aimed at
+    with pytest.raises(AmbiguousError):
+        await client.publish_invoice("AIMED-2")
+    assert (await client.get_invoice("AIMED-2")).status == "CREATED"  # applied, answer lost
+
+
+# --- clock offset (issue 15): a simulator whose clock disagrees with the client's ------------------
+
+
+async def test_a_clock_offset_refuses_signatures_and_dates_its_answers() -> None:
+    from app.simulator import SimulatorConfig
+    from tests.simulator.helpers import MERCHANT_A, start_simulator
+
+    server, _ = start_simulator(SimulatorConfig(merchants=(MERCHANT_A,), clock_offset_s=600))
+    try:
+        async with make_client(server.url) as skewed:
+            with pytest.raises(AuthenticationError) as refused:
+                await skewed.get_invoice("ANY-1")
+        skew = refused.value.clock_skew_seconds
+        assert skew is not None and 590 <= skew <= 610
+        assert "clock skew" in refused.value.message and "Date header" in refused.value.message
+    finally:
+        server.stop()

@@ -21,9 +21,15 @@ def free_port() -> int:
 
 @contextmanager
 def serve(
-    app: Any, *, ready_path: str = "/livez", timeout: float = 20.0, port: int | None = None
+    app: Any,
+    *,
+    ready_path: str = "/livez",
+    timeout: float = 20.0,
+    port: int | None = None,
+    **options: Any,
 ) -> Iterator[str]:
-    """Run an ASGI app on 127.0.0.1 until the block ends; yields its base URL."""
+    """Run an ASGI app on 127.0.0.1 until the block ends; yields its base URL. `options` go to
+    uvicorn.Config (e.g. `date_header=False` for a simulator with a clock offset)."""
     port = port or free_port()
     config = uvicorn.Config(
         app,
@@ -33,6 +39,7 @@ def serve(
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=5,
+        **options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

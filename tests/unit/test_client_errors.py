@@ -467,3 +467,40 @@ def test_error_for_response_on_bodies_outside_the_spec() -> None:
     ):
         error = error_for_response(method="POST", status=400, body=body)
         assert isinstance(error, RejectedError) and error.body == body and error.details == []
+
+
+# --- a 401 that comes from the clocks (issue 15) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refusal_whose_date_is_minutes_away_is_named_clock_skew(status: int) -> None:
+    now = 1_800_000_000.0
+    error = error_for_response(
+        method="POST",
+        status=status,
+        body={"response": {"rmsg": "Authentication Failed"}},
+        headers={"Date": formatdate(now + 420, usegmt=True)},
+        now=now,
+    )
+    assert isinstance(error, AuthenticationError)
+    assert error.clock_skew_seconds == 420
+    assert "clock skew" in error.message and "Date header is 420 s ahead of" in error.message
+    behind = error_for_response(
+        method="GET",
+        status=status,
+        body="",
+        headers={"Date": formatdate(now - 900, usegmt=True)},
+        now=now,
+    )
+    assert isinstance(behind, AuthenticationError) and behind.clock_skew_seconds == -900
+    assert "900 s behind" in behind.message
+
+
+@pytest.mark.parametrize("date", [None, "not a date", formatdate(1_800_000_030.0, usegmt=True)])
+def test_a_refusal_with_a_close_or_missing_date_is_no_clock_skew(date: str | None) -> None:
+    headers = {} if date is None else {"Date": date}
+    error = error_for_response(
+        method="GET", status=401, body="", headers=headers, now=1_800_000_000.0
+    )
+    assert isinstance(error, AuthenticationError)
+    assert error.clock_skew_seconds is None and "clock" not in error.message
