@@ -33,13 +33,18 @@ from bench.compare import Located
 from bench.harness import HOST, free_port
 from bench.run import AUTH, BODY, POST_HEADERS, QUICK, Bench
 
+RAW_PATHS = {"trivial": "/trivial", "read": "/read/{n}", "list": "/list?limit=50"}
+
 
 def requests_of(
-    scenario: str, numbers: list[str], keys: list[str], count: int
+    scenario: str, numbers: list[str], keys: list[str], count: int, *, raw: bool = False
 ) -> list[tuple[str, str, bytes | None, dict[str, str]]]:
     out: list[tuple[str, str, bytes | None, dict[str, str]]] = []
     for i in range(count):
-        if scenario == "trivial":
+        if raw:  # the baseline app of bench/raw_app.py
+            path = RAW_PATHS[scenario].format(n=numbers[i % len(numbers)])
+            out.append(("GET", path, None, {}))
+        elif scenario == "trivial":
             out.append(("GET", "/livez", None, {}))
         elif scenario == "read":
             out.append(("GET", f"/v1/invoices/{numbers[i % len(numbers)]}", None, AUTH))
@@ -97,7 +102,13 @@ def collected(out_file: Path, pid: int) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tree", type=Path, action="append", required=True)
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        action="append",
+        required=True,
+        help="a tree to run the API of; `raw` runs bench/raw_app.py (trivial, read, list) instead",
+    )
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--scenarios", default="trivial,read,list,replay,create_async")
     parser.add_argument(
@@ -126,6 +137,8 @@ def main() -> int:
             for n, tree in enumerate(args.tree):
                 port = free_port()
                 out_file = work / f"callgrind.{n}.out"
+                raw = str(tree) == "raw"
+                server = ["bench.raw_app"] if raw else ["app", "api", "--host", HOST]
                 child = Located(
                     f"api-{n}",
                     [
@@ -135,10 +148,7 @@ def main() -> int:
                         f"--callgrind-out-file={out_file}",
                         sys.executable,
                         "-m",
-                        "app",
-                        "api",
-                        "--host",
-                        HOST,
+                        *server,
                         "--port",
                         str(port),
                     ],
@@ -148,10 +158,10 @@ def main() -> int:
                         "PYTHONHASHSEED": "0",
                     },
                     work,
-                    tree.resolve(),
+                    Path.cwd() if raw else tree.resolve(),
                 )
                 bench.children.append(child)
-                child.wait_ready(f"http://{HOST}:{port}/readyz", 900)
+                child.wait_ready(f"http://{HOST}:{port}/{'trivial' if raw else 'readyz'}", 900)
                 pid = child.process.pid
                 row = table.setdefault(str(tree), {})
                 for scenario in scenarios:

@@ -91,10 +91,18 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
         if name not in results:
             continue
         per_s = results[name]["commands_per_s"]
+        run = results[name]
+        label = name
+        if not run.get("finished", True):
+            label = (
+                f"{name} ({run['delivered']:,} of {run['commands']:,} in {run['seconds']:.0f} s)"
+            )
+        else:
+            label = f"{name} ({run['commands']:,})"
         if goal is None:
             out.append(
                 [
-                    name,
+                    label,
                     f"{per_s:,.0f}/s",
                     "",
                     "",
@@ -110,7 +118,7 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
             ratio = per_s / bound if bound else float("nan")
             out.append(
                 [
-                    name,
+                    label,
                     f"{per_s:,.0f}/s",
                     "",
                     "",
