@@ -25,6 +25,7 @@ CALLERS = {
     "billing": ("billing-key", ["invoices:read", "invoices:write"], ["default"]),
     "europe": ("europe-key", ["invoices:read", "invoices:write"], ["eu"]),
     "ops": ("ops-key", ["invoices:read", "invoices:write", "invoices:admin"], ["default"]),
+    "both": ("both-key", ["invoices:read", "invoices:write"], ["default", "eu"]),
 }
 EU = {"X-Merchant-Profile": "eu"}
 
@@ -130,3 +131,17 @@ async def test_admins_are_bound_to_their_profiles_too(facade: str):
         assert events and all(event["merchantProfile"] == "default" for event in events)
         own = (await europe.get("/v1/events", params={"limit": 500})).json()["items"]
         assert any(event["invoiceNumber"] == number for event in own)
+
+
+async def test_a_caller_of_two_profiles_uses_each_and_a_key_remembers_its_profile(facade: str):
+    async with as_caller(facade, "both") as both:
+        headers = key()
+        home = await both.post("/v1/invoices", headers=headers, json=invoice_body())
+        assert home.status_code == 201, home.text
+        away = await both.post("/v1/invoices", headers={**key(), **EU}, json=invoice_body())
+        assert away.status_code == 201, away.text
+        assert away.json()["merchantProfile"] == "eu"
+        # The same Idempotency-Key under the other profile is another request: 422, not a replay.
+        reused = await both.post("/v1/invoices", headers={**headers, **EU}, json=invoice_body())
+        assert reused.status_code == 422, reused.text
+        assert reused.json()["code"] == "idempotency_key_reused"

@@ -19,6 +19,7 @@ from app.observability.logging import configure_logging, get_logger
 from app.settings import LOCAL_KEY_ID, LOCAL_MERCHANT_ID, LOCAL_SHARED_SECRET, Settings
 from tests.integration.conftest import client_for, facade_settings, invoice_body, key
 from tests.integration.waiting import until
+from tests.support.postgres import fresh_database
 from tests.support.servers import serve
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -35,11 +36,12 @@ def exporter() -> Iterator[InMemorySpanExporter]:
         tracing.uninstall()
 
 
-async def test_one_trace_from_the_request_through_the_relay_to_cybersource(
-    exporter, database_url, simulator_url
-):
-    settings = facade_settings(database_url, simulator_url)
-    with serve(create_app(settings)) as url:
+async def test_one_trace_from_the_request_through_the_relay_to_cybersource(exporter, simulator_url):
+    # A database of its own: only this facade's relay (whose client traces) may deliver the command.
+    with (
+        fresh_database() as database_url,
+        serve(create_app(facade_settings(database_url, simulator_url))) as url,
+    ):
         async with client_for(url) as api:
             created = await api.post(
                 "/v1/invoices",
