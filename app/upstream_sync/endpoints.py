@@ -22,7 +22,7 @@ async def webhook_health() -> dict[str, str]:
 
 @router.post(
     "/cybersource",
-    responses=problem_responses(401, 403, 413, 429, 503),
+    responses=problem_responses(400, 401, 403, 413, 422, 429, 503),
     summary="Receive a Cybersource invoicing notification (signed with v-c-signature)",
 )
 async def receive(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -19,11 +20,13 @@ from app.cybersource.client import CybersourceClients
 from app.cybersource.errors import CybersourceError
 from app.cybersource.notifications import (
     Notification,
+    NotificationFieldInvalid,
     WebhookInvalid,
     read_notification,
     verify_signed,
 )
 from app.events.repository import EventRepository, NewEvent
+from app.http.json_body import read_json
 from app.invoices.commands import COMMAND_EVENTS
 from app.invoices.presenters import invoice_out
 from app.invoices.repository import InvoiceRepository, InvoiceRow
@@ -37,6 +40,7 @@ from app.observability.logging import get_logger
 from app.outbox.repository import OutboxRepository
 from app.settings import Settings
 from app.upstream_sync.adoption import NotAdoptable, adopt_into_store
+from app.upstream_sync.notification_events import record_notification_event
 from app.upstream_sync.repository import UpstreamSyncRepository
 
 log = get_logger(__name__)
@@ -166,13 +170,22 @@ class UpstreamSyncService:
         """A Cybersource notification: a hint to re-read the invoice, acknowledged once that is committed.
 
         A failure makes Cybersource retry; a redelivery of an accepted notification changes nothing.
+        Once the header checks out, the body is read by the one JSON reader (size and depth limits
+        before parsing: 413, 400 malformed_json); a signed field of the wrong JSON type is a 422.
         """
+        parse = partial(read_json, max_bytes=self.settings.webhook_max_body_bytes)
         try:
-            signed = verify_signed(raw, signature, self.settings.webhook_keys)
+            signed = verify_signed(raw, signature, self.settings.webhook_keys, parse=parse)
             notification = read_notification(signed.body, signed.content)
         except WebhookInvalid as exc:
             log.warning("webhook.refused", reason=str(exc))
             raise errors.Unauthenticated(f"The notification was refused: {exc}.") from exc
+        except NotificationFieldInvalid as exc:
+            log.warning("webhook.unusable", field=exc.field, reason=exc.message)
+            raise errors.ValidationFailed(
+                f"The notification cannot be used: {exc}.",
+                errors=[{"field": exc.field, "message": exc.message}],
+            ) from exc
         if notification.is_test or not notification.invoice_number:
             return {"status": "accepted", "action": "none"}
         profile = self._merchant_profile(notification)
@@ -182,7 +195,12 @@ class UpstreamSyncService:
         )
 
     async def _adopt(
-        self, conn: AsyncConnection, profile: str, number: str, state: UpstreamState
+        self,
+        conn: AsyncConnection,
+        profile: str,
+        number: str,
+        state: UpstreamState,
+        notification: Notification,
     ) -> dict[str, str]:
         """A notification about an invoice made outside the facade: adopt it under ADOPT_OWNER."""
         try:
@@ -199,6 +217,7 @@ class UpstreamSyncService:
             return {"status": "accepted", "action": "unknown invoice"}
         if adopted is None:  # adopted meanwhile through another door: nothing left to do
             return {"status": "accepted", "action": "none"}
+        await record_notification_event(conn, notification, adopted, state)
         log.info("webhook.adopted", invoice_number=number, owner=self.settings.adopt_owner)
         return {"status": "accepted", "action": "adopted"}
 
@@ -229,18 +248,23 @@ class UpstreamSyncService:
                 # Cybersource's retry is processed; a redelivery racing this one finds the receipt and
                 # changes nothing. What de-duplication needs, and no more: no body (it carries the
                 # payer's name and e-mail); purged after WEBHOOK_RECEIPT_RETENTION_HOURS.
-                return await UpstreamSyncRepository(conn).record_webhook_receipt(
+                recorded = await UpstreamSyncRepository(conn).record_webhook_receipt(
                     dedup_key=notification.dedup_key,
                     event_type=notification.event_type,
                     invoice_number=number,
                     merchant_profile=profile,
                 )
+                if recorded and seen is not None:
+                    # What the notification itself says (a reminder changes no status): once, with
+                    # its receipt.
+                    await record_notification_event(conn, notification, seen.id, state)
+                return recorded
 
             if seen is None and state is not None:
                 async with self.engine.begin() as conn:
                     if not await receipt(conn):
                         return {"status": "duplicate", "action": "none"}
-                    return await self._adopt(conn, profile, number, state)
+                    return await self._adopt(conn, profile, number, state, notification)
             if seen is None or state is None:
                 async with self.engine.begin() as conn:
                     if not await receipt(conn):
