@@ -70,11 +70,15 @@ class Plan:
     latency_commands: int
     direct_calls: int
     relay_limit_s: float
+    pool_size: int = (
+        20  # every process's DATABASE_POOL_SIZE, the raw app's pool and pgbench's clients
+    )
 
 
 FULL = Plan(3, 4.0, 1.0, 50, 10_000, 1_000_000, 20_000, 3_000, 300, 60.0)
 QUICK = Plan(1, 2.0, 0.0, 20, 10_000, 50_000, 2_000, 400, 50, 15.0)
-SMOKE = Plan(1, 1.0, 0.0, 4, 1_000, 1_200, 40, 20, 5, 30.0)
+# Checks only that everything runs: small pools, so that it fits beside other suites on one server.
+SMOKE = Plan(1, 1.0, 0.0, 4, 1_000, 1_200, 40, 20, 5, 30.0, pool_size=5)
 
 
 class Bench:
@@ -96,6 +100,7 @@ class Bench:
             "LOG_LEVEL": "WARNING",
             "DATABASE_URL": self.dsn.replace("postgresql://", "postgresql+asyncpg://", 1),
             "RELAY_IN_PROCESS": "false",
+            "DATABASE_POOL_SIZE": str(plan.pool_size),
             "API_KEYS": json.dumps(
                 [
                     {
@@ -306,8 +311,9 @@ class Bench:
         self.baseline("raw_create_rps", figures["raw"])
         await scale.drain(conn)
         payload = await conn.fetchval("SELECT payload::text FROM operations LIMIT 1")
+        seconds = self.plan.seconds * self.plan.rounds
         tps = scale.pgbench(
-            self.dsn, self.work, payload, seconds=self.plan.seconds * self.plan.rounds
+            self.dsn, self.work, payload, seconds=seconds, clients=self.plan.pool_size
         )
         self.results["baselines"]["pgbench_create_tps"] = tps
         print(f"  {'pgbench_create_tps':<16} {tps:9.1f} tps  (baseline)", flush=True)
