@@ -25,13 +25,16 @@ from tests.support.postgres import fresh_database
 from tests.support.servers import serve
 
 
-def signed_notification(number: str, organization: str = LOCAL_MERCHANT_ID, **envelope):
+def signed_notification(
+    number: str, organization: str = LOCAL_MERCHANT_ID, *, balance: str = "0.00", **envelope
+):
     payload = {
         "data": {
             "invoiceNumber": number,
             "eventType": "invoicing.customer.invoice.paid",
             "organizationID": organization,
             "emailTo": "tanya.lee@example.com",
+            "balanceAmount": balance,
         },
         "organizationId": organization,
     }

@@ -111,3 +111,29 @@ async def _receipts(database_url: str) -> list[dict]:
         return [dict(row) for row in await conn.fetch("SELECT * FROM webhook_receipts")]
     finally:
         await conn.close()
+
+
+async def test_rereads_caused_by_notifications_are_rate_limited_per_invoice(simulator_url):
+    with fresh_database() as db:
+        settings = facade_settings(db, simulator_url, webhook_rate_limit="2/minute")
+        with serve(create_app(settings)) as url:
+            async with client_for(url) as api, httpx.AsyncClient(base_url=url) as cybersource:
+                created = await api.post(
+                    "/v1/invoices", headers=key(), json=invoice_body(sendImmediately=True)
+                )
+                number = created.json()["invoiceNumber"]
+                answers = []
+                for balance in (
+                    "3.00",
+                    "2.00",
+                    "1.00",
+                ):  # three different (validly signed) notifications
+                    body, headers = signed_notification(number, balance=balance)
+                    answers.append(
+                        await cybersource.post(
+                            "/v1/webhooks/cybersource", content=body, headers=headers
+                        )
+                    )
+                assert [a.status_code for a in answers] == [200, 200, 429]
+                assert answers[2].json()["code"] == "rate_limited"
+                assert 1 <= int(answers[2].headers["Retry-After"]) <= 60
