@@ -107,7 +107,8 @@ def main() -> int:
         type=Path,
         action="append",
         required=True,
-        help="a tree to run the API of; `raw` runs bench/raw_app.py (trivial, read, list) instead",
+        help="a tree to run the API of, optionally with settings: DIR,LOG_LEVEL=INFO; `raw` runs "
+        "bench/raw_app.py (trivial, read, list) instead",
     )
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--scenarios", default="trivial,read,list,replay,create_async")
@@ -137,7 +138,10 @@ def main() -> int:
             for n, tree in enumerate(args.tree):
                 port = free_port()
                 out_file = work / f"callgrind.{n}.out"
-                raw = str(tree) == "raw"
+                spec = str(tree).split(",")
+                tree = Path(spec[0])
+                overrides = dict(item.split("=", 1) for item in spec[1:])
+                raw = spec[0] == "raw"
                 server = ["bench.raw_app"] if raw else ["app", "api", "--host", HOST]
                 child = Located(
                     f"api-{n}",
@@ -156,6 +160,7 @@ def main() -> int:
                         **bench.env,
                         "CYBERSOURCE_BASE_URL": bench.upstream_url(0),
                         "PYTHONHASHSEED": "0",
+                        **overrides,
                     },
                     work,
                     Path.cwd() if raw else tree.resolve(),
@@ -163,13 +168,15 @@ def main() -> int:
                 bench.children.append(child)
                 child.wait_ready(f"http://{HOST}:{port}/{'trivial' if raw else 'readyz'}", 900)
                 pid = child.process.pid
-                row = table.setdefault(str(tree), {})
+                row = table.setdefault(str(args.tree[n]), {})
                 for scenario in scenarios:
+                    if raw and scenario not in RAW_PATHS:
+                        row[scenario] = float("nan")
+                        continue
                     control(pid, "-i", "on")
-                    send(
-                        port, requests_of(scenario, numbers, keys, 30), args.concurrency
-                    )  # warm-up
-                    batch = requests_of(scenario, numbers, keys, args.requests)
+                    warm_up = requests_of(scenario, numbers, keys, 30, raw=raw)
+                    send(port, warm_up, args.concurrency)
+                    batch = requests_of(scenario, numbers, keys, args.requests, raw=raw)
                     control(pid, "-z")
                     send(port, batch, args.concurrency)
                     row[scenario] = collected(out_file, pid) / args.requests
