@@ -149,6 +149,23 @@ def _current_http_date() -> str:
     return _date_cache[1]
 
 
+# --- answer decoding -----------------------------------------------------------------------------
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def read_answer(payload: bytes | str) -> Any:
+    """An answer's JSON: numbers with a fraction or an exponent as `Decimal` (never `float`: 2623.64
+    stays exactly that), integers as `int`; `NaN`, `Infinity` and `-Infinity` (not JSON) are refused
+    with a ValueError, as is anything else that is not JSON (also nesting too deep to parse)."""
+    try:
+        return json.loads(payload, parse_float=Decimal, parse_constant=_not_a_number)
+    except RecursionError as exc:
+        raise ValueError("the answer is nested too deeply") from exc
+
+
 # --- body encoding -------------------------------------------------------------------------------
 
 
@@ -801,7 +818,7 @@ class CybersourceClient:
                 None, correlation_id=correlation_id, http_status=status
             )
         return result_type.from_upstream(
-            json.loads(payload), correlation_id=correlation_id, http_status=status
+            read_answer(payload), correlation_id=correlation_id, http_status=status
         )
 
     def _log_call(
@@ -845,7 +862,7 @@ def _parse_error_payload(payload: bytes) -> Any:
     if not payload.strip():
         return None
     try:
-        return json.loads(payload)
+        return read_answer(payload)
     except ValueError:
         return _text(payload)
 

@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
+from typing import Any
+
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from app.errors import PROBLEM_JSON
 from app.idempotency.executor import Outcome
 from app.idempotency.keys import REPLAYED_HEADER
+
+
+def _decimal_text(value: Any) -> str:
+    if isinstance(value, Decimal) and value.is_finite():
+        return format(value, "f")
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+class PassThroughJSON(JSONResponse):
+    """A body passed through from Cybersource: its numbers were read as `Decimal` (never a float), and
+    are answered as decimal text (`1.50` stays `"1.50"`), the form the facade sends amounts in."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            content,
+            ensure_ascii=False,
+            allow_nan=False,
+            separators=(",", ":"),
+            default=_decimal_text,
+        ).encode("utf-8")
 
 
 def as_json(model: BaseModel) -> Response:
@@ -22,4 +46,6 @@ def respond(answer: tuple[Outcome, bool]) -> JSONResponse:
     if replayed:
         headers[REPLAYED_HEADER] = "true"
     media = PROBLEM_JSON if outcome.status >= 400 else "application/json"
-    return JSONResponse(outcome.body, status_code=outcome.status, headers=headers, media_type=media)
+    return PassThroughJSON(
+        outcome.body, status_code=outcome.status, headers=headers, media_type=media
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from decimal import Decimal
 from typing import Any
 
 from app import errors
@@ -33,7 +34,17 @@ def parse_idempotency_key(value: str | None) -> str:
     return key
 
 
+def _decimal_text(value: Any) -> str:
+    """A number the JSON reader made a Decimal, as the text it is sent upstream with (`1.50` stays
+    `"1.50"`, `2.25e1` is `"22.5"`): what Cybersource receives is what is compared."""
+    if isinstance(value, Decimal) and value.is_finite():
+        return format(value, "f")
+    raise TypeError(f"a {type(value).__name__} is not part of a JSON body")
+
+
 def fingerprint(method: str, path: str, body: Any, *, scope: str = "") -> str:
     """Hash of the request's meaning: method, path, merchant scope and the canonical JSON body."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = json.dumps(
+        body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_decimal_text
+    )
     return hashlib.sha256(f"{method.upper()}\n{path}\n{scope}\n{canonical}".encode()).hexdigest()

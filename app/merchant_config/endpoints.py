@@ -13,7 +13,7 @@ from app.http.deps import MerchantProfileHeader, provide
 from app.http.json_body import JsonBodyRoute, SettingsBodyRoute
 from app.http.mutations import KeyedMutationDep
 from app.http.problems import problem_responses
-from app.http.responses import respond
+from app.http.responses import PassThroughJSON, respond
 from app.merchant_config.fields import MerchantDefinedFieldService
 from app.merchant_config.schemas import (
     MerchantDefinedFieldDefinition,
@@ -31,6 +31,7 @@ Service = Annotated[InvoiceSettingsService, Depends(provide(InvoiceSettingsServi
 
 @router.get(
     "",
+    response_model=dict[str, Any],
     responses=problem_responses(400, 401, 403, 422, 502),
     summary="Read the payment-page settings from Cybersource",
 )
@@ -39,8 +40,8 @@ async def get_settings(
     service: Service,
     productType: ProductType | None = None,
     profile: MerchantProfileHeader = "default",
-) -> dict[str, Any]:
-    return await service.read(profile, productType)
+) -> Response:
+    return PassThroughJSON(await service.read(profile, productType))
 
 
 @router.put(

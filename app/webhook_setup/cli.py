@@ -129,7 +129,7 @@ async def _run(settings: Settings, args: argparse.Namespace, out: TextIO, err: T
             webhook_id = await resolve(admin, url=args.url, webhook_id=args.webhook_id)
             sample = await admin.send_test(webhook_id)
             print(f"test notification requested for {webhook_id}", file=err)
-            out.write(json.dumps(sample.raw) + "\n")
+            out.write(json.dumps(sample.raw, default=str) + "\n")  # Decimals as text
 
         async def do_delete() -> None:
             webhook_id = await resolve(admin, url=args.url, webhook_id=args.webhook_id)

@@ -15,6 +15,9 @@ import httpx
 import pytest
 
 from app.main import create_app
+from app.settings import LOCAL_KEY_ID, LOCAL_MERCHANT_ID, LOCAL_SHARED_SECRET
+from app.simulator.app import create_simulator_app
+from app.simulator.config import MerchantConfig, SimulatorConfig
 from tests.integration.conftest import client_for, facade_settings, invoice_body, key
 from tests.integration.waiting import add_fault, until
 from tests.support.servers import serve
@@ -106,6 +109,55 @@ async def test_pass_through_settings_are_checked_before_they_are_parsed_or_store
         assert answer.status_code == 400, answer.text
         assert answer.json()["code"] == "malformed_json"
         assert (await ops.get("/v1/invoice-settings")).status_code == 200
+
+
+async def test_pass_through_settings_with_json_numbers_are_sent_as_decimals_and_replayed(
+    database_url: str,
+):
+    """A settings body is read without floats; its Decimals broke the idempotency fingerprint
+    (json.dumps could not write them): a 500 for any number with a fraction, found by
+    `CONTRACT_EXAMPLES=1000 make contract-fuzz`."""
+    config = SimulatorConfig(
+        merchants=(
+            MerchantConfig(
+                merchant_id=LOCAL_MERCHANT_ID,
+                key_id=LOCAL_KEY_ID,
+                shared_secret=LOCAL_SHARED_SECRET,
+            ),
+        ),
+        log_requests=False,
+    )
+    content = (
+        b'{"invoiceSettingsInformation": {"merchantDisplayName": "Decimals", "surchargeRate": 1.50,'
+        b' "tiers": [0.1, 2.25e1], "count": 3}}'
+    )
+    with (
+        serve(create_simulator_app(config), ready_path="/__sim/faults") as sim_url,
+        serve(create_app(facade_settings(database_url, sim_url))) as url,
+    ):
+        async with client_for(url, "ops") as ops, httpx.AsyncClient(base_url=sim_url) as sim:
+            headers = {**key(), "Content-Type": "application/json"}
+            answer = await ops.put("/v1/invoice-settings", content=content, headers=headers)
+            assert answer.status_code == 200, answer.text
+            info = answer.json()["invoiceSettingsInformation"]
+            # Sent in Cybersource's canonical form: decimal text, never through a float.
+            assert (info["surchargeRate"], info["tiers"], info["count"]) == (
+                "1.50",
+                ["0.1", "22.5"],
+                3,
+            )
+            received = (await sim.get("/__sim/requests", params={"method": "PUT"})).json()
+            assert '"surchargeRate":"1.50"' in received[-1]["body"]
+            again = await ops.put("/v1/invoice-settings", content=content, headers=headers)
+            assert again.status_code == 200, again.text
+            assert again.headers.get("Idempotent-Replayed") == "true"
+            assert again.json() == answer.json()
+            other = content.replace(b"1.50", b"1.5")
+            reused = await ops.put("/v1/invoice-settings", content=other, headers=headers)
+            assert (reused.status_code, reused.json()["code"]) == (
+                422,
+                "idempotency_key_reused",
+            ), reused.text
 
 
 def totals_body(total: str) -> dict[str, Any]:
