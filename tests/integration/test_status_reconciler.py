@@ -133,9 +133,12 @@ async def test_a_payment_under_review_is_followed_until_decided(
         assert decided.status_code == 200, decided.text
         await until(lambda: _status(own.api, number, "PAID"), what="PAID in the store")
         events = (await own.api.get("/v1/events", params={"limit": 100})).json()["items"]
+        # Issue 9: the review is an event of its own, and its acceptance is the payment (never a
+        # second invoice.sent).
         assert [e["type"] for e in events if e["invoiceNumber"] == number] == [
             "invoice.created",
             "invoice.sent",
+            "invoice.payment_pending",
             "invoice.paid",
         ]
 
