@@ -309,15 +309,15 @@ class Bench:
         figures = self.measure({"create_async": self.api_side(create), "raw": self.raw_side(raw)})
         self.record("create_async", figures["create_async"])
         self.baseline("raw_create_rps", figures["raw"])
-        await scale.drain(conn)
-        payload = await conn.fetchval("SELECT payload::text FROM operations LIMIT 1")
+        print(f"  (took {await scale.settle(conn):,} queued commands off the queue)", flush=True)
+        payload = await conn.fetchval("SELECT payload::text FROM operations ORDER BY seq LIMIT 1")
         seconds = self.plan.seconds * self.plan.rounds
         tps = scale.pgbench(
             self.dsn, self.work, payload, seconds=seconds, clients=self.plan.pool_size
         )
         self.results["baselines"]["pgbench_create_tps"] = tps
         print(f"  {'pgbench_create_tps':<16} {tps:9.1f} tps  (baseline)", flush=True)
-        await scale.drain(conn)
+        print(f"  (took {await scale.settle(conn):,} queued commands off the queue)", flush=True)
 
         print("direct upstream call, create_sync at 1 and 32 connections", flush=True)
         direct = await scale.direct_upstream_p50_ms(self.upstream_url(0), self.plan.direct_calls)

@@ -103,6 +103,19 @@ async def drain(conn: asyncpg.Connection, limit_s: float = 300.0) -> None:
         await asyncio.sleep(0.1)
 
 
+async def settle(conn: asyncpg.Connection) -> int:
+    """Take what the create scenarios queued off the queue (what is in flight finishes), so that the
+    next scenario does not share the machine with a relay draining thousands of commands (which it
+    does slowly: see relay_rate). Returns how many commands were taken off."""
+    await conn.execute("ANALYZE operations")
+    removed = await conn.fetchval(
+        "WITH gone AS (DELETE FROM operations WHERE state = 'pending' RETURNING 1) "
+        "SELECT count(*) FROM gone"
+    )
+    await drain(conn)
+    return int(removed)
+
+
 async def relay_rate(conn: asyncpg.Connection, commands: int, limit_s: float) -> dict[str, Any]:
     """Queue `commands` creates (invoice rows + commands, one transaction), then the rate they are
     delivered at, until all are or `limit_s` has passed (what is left then is taken off the queue).
@@ -115,7 +128,7 @@ async def relay_rate(conn: asyncpg.Connection, commands: int, limit_s: float) ->
         "SELECT invoice_number FROM invoices WHERE upstream IS NOT NULL ORDER BY id LIMIT 1"
     )
     payload = await conn.fetchval(
-        "SELECT payload::text FROM operations WHERE kind = 'create' LIMIT 1"
+        "SELECT payload::text FROM operations WHERE kind = 'create' ORDER BY seq LIMIT 1"
     )
     tag = f"Q{time.monotonic_ns() % 10**9}-"
     async with conn.transaction():
