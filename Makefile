@@ -10,7 +10,7 @@ export PATH := $(PATH):$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.g
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help install db test-deps lint format typecheck openapi openapi-check chart-check test image contract-fuzz run \
-	bench-client bench-api bench-deps bench bench-receivables
+	bench-client bench-api bench-deps bench bench-receivables reliability soak
 
 CHART := helm/invoicing-gateway
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest kubernetes-validate knows.
@@ -51,13 +51,13 @@ test-deps: ## install what some tests drive for real if missing: chromium (Swagg
 	fi
 
 lint: install ## ruff (checks and the formatter) and the import contracts that encode the layering
-	uv run ruff check app tests bench scripts migrations
-	uv run ruff format --check app tests bench scripts migrations
+	uv run ruff check app tests bench scripts migrations reliability
+	uv run ruff format --check app tests bench scripts migrations reliability
 	uv run lint-imports
 
 format: install ## apply ruff format and the fixable ruff checks
-	uv run ruff format app tests bench scripts migrations
-	uv run ruff check --fix app tests bench scripts migrations
+	uv run ruff format app tests bench scripts migrations reliability
+	uv run ruff check --fix app tests bench scripts migrations reliability
 
 typecheck: install ## mypy --strict on app/
 	uv run mypy
@@ -128,3 +128,11 @@ bench: install db bench-deps ## every scenario of issue 14 beside its baselines;
 
 bench-receivables: install db ## receivables filters and sorts on 1,000,000 invoices (BENCH_RECEIVABLES_ROWS)
 	uv run python -m bench.bench_receivables
+
+# The suite starts its own PostgreSQL cluster (the machine's binaries, /usr/lib/postgresql/15/bin) on a
+# port of its own: it needs no `db`, and kills that cluster, never the shared one.
+reliability: install ## two APIs, two relays, the simulator, a private PostgreSQL: six fault scenarios (reliability/results.json)
+	uv run python -m reliability
+
+soak: install ## the first three reliability scenarios at ten times the size (reliability/soak.json)
+	uv run python -m reliability --soak

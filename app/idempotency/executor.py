@@ -12,7 +12,8 @@ at its command (the retry gets that command's answer). Rules:
   re-drive's transaction (`IdempotencyRepository.follow_again`), so the key then answers what the
   command does next, never the outcome it had before;
 - once the command is committed, a failure to read its outcome (the database went away) is a 503 that
-  says so: the request was accepted and the same key gets its answer; never "nothing was applied".
+  says so: the request was accepted and the same key gets its answer; never "nothing was applied". A
+  connection lost while committing is a 503 that says it may or may not have been applied.
 """
 
 from __future__ import annotations
@@ -133,40 +134,63 @@ class IdempotentExecutor:
             return await self._existing(
                 caller, key, record, request_fingerprint, replay_wait_seconds
             ), True
-        async with self.engine.begin() as conn:
-            repo = IdempotencyRepository(conn)
-            claimed = await repo.claim(
-                client=caller.client,
-                key=key,
-                fingerprint=request_fingerprint,
-                method=method,
-                path=path,
-                lock_seconds=self.settings.idempotency_lock_seconds,
-            )
-            if claimed:
-                result = await enqueue(conn)
-                if isinstance(result, Accepted):
-                    await repo.attach_operation(caller.client, key, result.operation_id)
-                else:
-                    await repo.complete(
-                        caller.client,
-                        key,
-                        status=result.status,
-                        headers=result.headers,
-                        body=result.body,
-                    )
-            else:
-                record = await repo.get(caller.client, key)
+        committing = False
+        try:
+            async with self.engine.begin() as conn:
+                claimed, result, record = await self._claim_and_enqueue(
+                    conn, caller, key, request_fingerprint, method, path, enqueue
+                )
+                committing = True  # from here on, a failure may come after the commit went through
+        except Exception as exc:
+            if not (committing and database_unavailable(exc)):
+                raise
+            raise errors.ServiceUnavailable(
+                "The database went away while the request was being committed: it may or may not "
+                "have been applied. Retry with the same Idempotency-Key; the retry answers either way.",
+                headers={"Retry-After": "2"},
+            ) from exc
         if not claimed:
             return await self._existing(
                 caller, key, record, request_fingerprint, replay_wait_seconds
             ), True
         if isinstance(result, Outcome):
             return result, False
+        assert result is not None
         outcome = await self._accepted_outcome(
             caller, key, result.operation_id, wait_seconds, store_accepted=True
         )
         return outcome, False
+
+    async def _claim_and_enqueue(
+        self,
+        conn: AsyncConnection,
+        caller: Caller,
+        key: str,
+        request_fingerprint: str,
+        method: str,
+        path: str,
+        enqueue: Enqueue,
+    ) -> tuple[bool, Accepted | Outcome | None, IdempotencyRecord | None]:
+        """In the caller's transaction: claim the key and run `enqueue`, or find the key's record."""
+        repo = IdempotencyRepository(conn)
+        claimed = await repo.claim(
+            client=caller.client,
+            key=key,
+            fingerprint=request_fingerprint,
+            method=method,
+            path=path,
+            lock_seconds=self.settings.idempotency_lock_seconds,
+        )
+        if not claimed:
+            return False, None, await repo.get(caller.client, key)
+        result = await enqueue(conn)
+        if isinstance(result, Accepted):
+            await repo.attach_operation(caller.client, key, result.operation_id)
+        else:
+            await repo.complete(
+                caller.client, key, status=result.status, headers=result.headers, body=result.body
+            )
+        return True, result, None
 
     async def _accepted_outcome(
         self,

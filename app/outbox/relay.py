@@ -309,14 +309,21 @@ class Relay(Generic[Job, Effects]):
             RELAY_DELIVERIES.labels(operation.kind, "lease_lost").inc()
             self.leases.forget(operation.id, lease.token)
             return
-        except Exception:  # a bug must not kill the relay or lose the command: back off and keep it
-            log.exception("relay.unexpected_error", operation_id=str(operation.id))
-            error = {
-                "kind": "transient",
-                "status": None,
-                "message": "internal error while delivering",
-            }
-            delivery = TryAgain(error, "transient", message="internal error while delivering")
+        except (
+            Exception
+        ) as exc:  # a bug must not kill the relay or lose the command: back off, keep it
+            if database_unavailable(exc):  # its own writes (a baseline) met an outage: no bug
+                log.warning(
+                    "relay.database_unavailable",
+                    operation_id=str(operation.id),
+                    error=type(exc).__name__,
+                )
+                message = "the database was unavailable while delivering"
+            else:
+                log.exception("relay.unexpected_error", operation_id=str(operation.id))
+                message = "internal error while delivering"
+            error = {"kind": "transient", "status": None, "message": message}
+            delivery = TryAgain(error, "transient", message=message)
         self.leases.delivered(lease)
         match delivery:
             case Succeeded(result=result, effects=effects):

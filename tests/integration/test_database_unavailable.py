@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from contextvars import ContextVar
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncTransaction
 
+from app.idempotency.repository import IdempotencyRepository
 from app.main import create_app
 from app.outbox.repository import OutboxRepository
 from tests.integration.conftest import client_for, facade_settings, invoice_body, key
@@ -149,3 +152,44 @@ async def test_an_outage_after_commit_says_the_request_was_accepted(
             assert retried.headers["idempotent-replayed"] == "true"
             operation = await api.get(f"/v1/operations/{problem['operationId']}")
             assert operation.json()["invoiceNumber"] == retried.json()["invoiceNumber"]
+
+
+async def test_a_connection_lost_while_committing_says_it_may_have_been_applied(
+    database_url: str, simulator_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    """The create's transaction commits, and the connection is lost before the confirmation arrives
+    (the database was killed at that moment): the 503 must not say "nothing was applied"."""
+    lost_after_commit: ContextVar[bool] = ContextVar("lost_after_commit", default=False)
+    first = {"request": True}
+    attach = IdempotencyRepository.attach_operation
+
+    async def attach_then_arm(self: IdempotencyRepository, *args: Any) -> None:
+        await attach(self, *args)
+        if first["request"]:
+            first["request"] = False
+            lost_after_commit.set(True)  # this request's transaction, and no other
+
+    leave = AsyncTransaction.__aexit__
+
+    async def commit_then_lose(self: AsyncTransaction, *exc_info: Any) -> Any:
+        result = await leave(self, *exc_info)
+        if exc_info[0] is None and lost_after_commit.get():
+            lost_after_commit.set(False)
+            raise ConnectionResetError("connection lost after COMMIT was sent")
+        return result
+
+    monkeypatch.setattr(IdempotencyRepository, "attach_operation", attach_then_arm)
+    monkeypatch.setattr(AsyncTransaction, "__aexit__", commit_then_lose)
+    with serve(create_app(facade_settings(database_url, simulator_url))) as url:
+        async with client_for(url) as api:
+            create_key = key()
+            body = invoice_body()
+            answer = await api.post("/v1/invoices", json=body, headers=create_key)
+            assert (answer.status_code, answer.json()["code"]) == (503, "service_unavailable")
+            assert "nothing was applied" not in answer.json()["detail"]
+            assert "may or may not have been applied" in answer.json()["detail"]
+            retried = await api.post(
+                "/v1/invoices", json=body, headers={**create_key, "Prefer": "wait=10"}
+            )
+            assert retried.status_code == 201, retried.text  # it had been applied
+            assert retried.headers["idempotent-replayed"] == "true"
