@@ -8,7 +8,8 @@ Cybersource (bench/fake_upstream.py), `invoicing-gateway api`, `invoicing-gatewa
 ASGI app of the baselines (bench/raw_app.py) under the same uvicorn settings. Load: wrk (bench/harness.py
 says why), 32 connections unless a scenario says otherwise. A scenario and its baseline take turns in
 rounds, so that whatever else the machine does hits both alike; the rate is over all rounds, p50 and p99
-the median of the rounds'. What each row means and the targets: bench/README.md. Nothing is asserted.
+the median of the rounds'. What each row means, the targets and the latest table: the README,
+"Benchmarks of the facade". Nothing is asserted.
 """
 
 from __future__ import annotations
