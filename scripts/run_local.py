@@ -46,15 +46,21 @@ def fail(message: str) -> None:
     raise SystemExit(1)
 
 
+# Where the LOCAL_* constants live: the simulator's public credentials, and the facade's local key.
+LOCAL_CONSTANT_FILES = ("app/cybersource/profiles.py", "app/settings.py")
+
+
 def local_constants() -> dict[str, str]:
-    """The LOCAL_* credentials from app/settings.py, read without importing the app."""
-    tree = ast.parse((ROOT / "app" / "settings.py").read_text(encoding="utf-8"))
+    """The LOCAL_* credentials, read from the sources without importing the app (it is not installed
+    yet when this starts)."""
     found: dict[str, str] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
-            for target in node.targets:
-                if isinstance(target, ast.Name) and target.id.startswith("LOCAL_"):
-                    found[target.id] = str(node.value.value)
+    for name in LOCAL_CONSTANT_FILES:
+        tree = ast.parse((ROOT / name).read_text(encoding="utf-8"))
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+                for target in node.targets:
+                    if isinstance(target, ast.Name) and target.id.startswith("LOCAL_"):
+                        found[target.id] = str(node.value.value)
     return found
 
 
