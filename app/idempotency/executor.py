@@ -63,6 +63,19 @@ class CommandWaiter(Protocol):
 Enqueue = Callable[[AsyncConnection], Awaitable[Accepted | Outcome]]
 
 
+class KeyedRequest(Protocol):
+    """What the executor needs of a mutating request (app/http/mutations.Mutation has it)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+
+    def fingerprint(self, body: object, *, scope: str = "") -> str: ...
+
+
 class IdempotentExecutor:
     def __init__(
         self,
@@ -109,6 +122,29 @@ class IdempotentExecutor:
                     body=outcome.body,
                 )
         return outcome
+
+    async def run_request(
+        self,
+        caller: Caller,
+        request: KeyedRequest,
+        meaning: object,
+        enqueue: Enqueue,
+        *,
+        scope: str = "",
+        wait_seconds: float = 0.0,
+        replay_wait_seconds: float = 0.0,
+    ) -> tuple[Outcome, bool]:
+        """`run` for a parsed request: its key, method and path, fingerprinted on `meaning` + `scope`."""
+        return await self.run(
+            caller=caller,
+            key=request.key,
+            method=request.method,
+            path=request.path,
+            wait_seconds=wait_seconds,
+            replay_wait_seconds=replay_wait_seconds,
+            request_fingerprint=request.fingerprint(meaning, scope=scope),
+            enqueue=enqueue,
+        )
 
     async def run(
         self,

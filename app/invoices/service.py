@@ -155,15 +155,14 @@ class InvoiceService:
         enqueue: Enqueue,
     ) -> tuple[Outcome, bool]:
         meaning = None if body is None else body.model_dump(mode="json", exclude_unset=True)
-        return await self.executor.run(
-            caller=caller,
-            key=request.key,
-            method=request.method,
-            path=request.path,
+        return await self.executor.run_request(
+            caller,
+            request,
+            meaning,
+            enqueue,
+            scope=profile,
             wait_seconds=request.wait(self.settings.request_wait_seconds),
             replay_wait_seconds=request.replay_wait,
-            request_fingerprint=request.fingerprint(meaning, scope=profile),
-            enqueue=enqueue,
         )
 
     # --- the writes of each command (inside the key's transaction) ----------------------------------

@@ -130,12 +130,4 @@ class MerchantDefinedFieldService:
             return Outcome(status, _definitions(result), {})
 
         async with self._changes:
-            return await self.executor.run(
-                caller=caller,
-                key=request.key,
-                method=request.method,
-                path=request.path,
-                wait_seconds=0,
-                request_fingerprint=request.fingerprint(meaning, scope=profile),
-                enqueue=change,
-            )
+            return await self.executor.run_request(caller, request, meaning, change, scope=profile)

@@ -63,14 +63,5 @@ class InvoiceSettingsService:
             return Outcome(200, dict(result.raw), {})
 
         async with self._changes:
-            return await self.executor.run(
-                caller=caller,
-                key=request.key,
-                method=request.method,
-                path=request.path,
-                wait_seconds=0,
-                request_fingerprint=request.fingerprint(
-                    {"q": product_type, "body": body}, scope=profile
-                ),
-                enqueue=call,
-            )
+            meaning = {"q": product_type, "body": body}
+            return await self.executor.run_request(caller, request, meaning, call, scope=profile)

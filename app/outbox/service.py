@@ -92,12 +92,4 @@ class OperationService:
             body = operation_out(row).model_dump(mode="json")
             return Outcome(202, body, {"Location": f"/v1/operations/{operation_id}"})
 
-        return await self.executor.run(
-            caller=caller,
-            key=request.key,
-            method=request.method,
-            path=request.path,
-            wait_seconds=0,
-            request_fingerprint=request.fingerprint(None),
-            enqueue=requeue,
-        )
+        return await self.executor.run_request(caller, request, None, requeue)

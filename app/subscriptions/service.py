@@ -168,15 +168,7 @@ class SubscriptionService:
         body: Any,
         change: Callable[[AsyncConnection], Awaitable[Outcome]],
     ) -> tuple[Outcome, bool]:
-        return await self.executor.run(
-            caller=caller,
-            key=request.key,
-            method=request.method,
-            path=request.path,
-            wait_seconds=0,
-            request_fingerprint=request.fingerprint(body),
-            enqueue=change,
-        )
+        return await self.executor.run_request(caller, request, body, change)
 
     async def _owned(
         self, conn: AsyncConnection, caller: Caller, subscription_id: uuid.UUID

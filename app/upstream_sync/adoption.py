@@ -180,17 +180,8 @@ class AdoptionService:
             return Outcome(201, answer, {"Location": f"/v1/invoices/{number}"})
 
         async with self._adoptions:
-            return await self.executor.run(
-                caller=caller,
-                key=request.key,
-                method=request.method,
-                path=request.path,
-                wait_seconds=0,
-                request_fingerprint=request.fingerprint(
-                    body.model_dump(mode="json", exclude_unset=True), scope=profile
-                ),
-                enqueue=adopt,
-            )
+            meaning = body.model_dump(mode="json", exclude_unset=True)
+            return await self.executor.run_request(caller, request, meaning, adopt, scope=profile)
 
     @staticmethod
     def _already_stored(number: str, profile: str) -> errors.InvoiceAlreadyStored:
