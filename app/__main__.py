@@ -1,8 +1,9 @@
-"""The `invoicing-gateway` command (also `python -m app`): api | relay | migrate | simulator | openapi.
+"""The `invoicing-gateway` command (also `python -m app`): api | relay | migrate | simulator |
+openapi.
 
-Configuration comes from environment variables (see `app.settings` and the README); the flags here only
-choose what runs and where it listens. Heavy modules are imported by the subcommand that needs them, so
-`--help` and `migrate` stay fast and do not build the web app.
+Configuration comes from environment variables (see `app.settings` and the README); the flags here
+only choose what runs and where it listens. Heavy modules are imported by the subcommand that needs
+them, so `--help` and `migrate` stay fast and do not build the web app.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ def _run_api(settings: Settings, host: str, port: int) -> None:
     from app.http.server import uvicorn_options
     from app.main import create_app
 
-    # log_config=None keeps our JSON logging for uvicorn's own loggers; the limits: app/http/server.py.
+    # log_config=None keeps our JSON logging for uvicorn's own loggers; the limits:
+    # app/http/server.py.
     uvicorn.run(
         create_app(settings), host=host, port=port, log_config=None, **uvicorn_options(settings)
     )

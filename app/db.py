@@ -45,10 +45,12 @@ def plain_url(url: str) -> str:
 
 
 def json_loads(text: str) -> Any:
-    """JSONB columns are decoded on every read: orjson is several times faster than the standard library.
+    """JSONB columns are decoded on every read: orjson is several times faster than the standard
+    library.
 
-    orjson reads integers beyond 64 bits as floats; every integer in Cybersource's invoicing schema is an
-    int64 at most (quantity, definitionId), and amounts are strings, so stored bodies decode exactly.
+    orjson reads integers beyond 64 bits as floats; every integer in Cybersource's invoicing schema
+    is an int64 at most (quantity, definitionId), and amounts are strings, so stored bodies decode
+    exactly.
     """
     return orjson.loads(text)
 
@@ -67,17 +69,19 @@ def create_engine(
 ) -> AsyncEngine:
     connect_args: dict[str, Any] = {"server_settings": {"application_name": "invoicing-gateway"}}
     if pgbouncer:
-        # PgBouncer in transaction mode hands each transaction any server connection: no statement cache,
-        # and unique statement names so two clients never collide on one server connection.
+        # PgBouncer in transaction mode hands each transaction any server connection: no statement
+        # cache, and unique statement names so two clients never collide on one server connection.
         connect_args.update(
             statement_cache_size=0,
             prepared_statement_cache_size=0,
             prepared_statement_name_func=lambda: f"__igw_{uuid.uuid4().hex}__",
         )
-    # No pre-ping: it would add a round trip to every checkout on the hot paths. A connection that died
-    # (database restart) fails its request once with 503, is discarded, and the retry gets a fresh one.
-    # No overflow: under sustained load beyond the pool, overflow connections are opened and closed per
-    # request (bench_api: reads 16-20 % faster without); past the pool, requests queue for `pool_timeout`.
+    # No pre-ping: it would add a round trip to every checkout on the hot paths. A connection that
+    # died (database restart) fails its request once with 503, is discarded, and the retry gets a
+    # fresh one.
+    # No overflow: under sustained load beyond the pool, overflow connections are opened and closed
+    # per request (bench_api: reads 16-20 % faster without); past the pool, requests queue for
+    # `pool_timeout`.
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,
@@ -96,9 +100,10 @@ def create_engine(
 def autocommit_reads(engine: AsyncEngine, *, pgbouncer: bool) -> AsyncEngine:
     """The engine for single-statement reads: autocommit saves the BEGIN/ROLLBACK round trips.
 
-    Not behind PgBouncer in transaction mode: asyncpg prepares a statement and executes it in two round trips,
-    and outside a transaction PgBouncer may run the second on another server connection, where the
-    statement does not exist. There reads keep their transaction, which pins one server connection.
+    Not behind PgBouncer in transaction mode: asyncpg prepares a statement and executes it in two
+    round trips, and outside a transaction PgBouncer may run the second on another server
+    connection, where the statement does not exist. There reads keep their transaction, which pins
+    one server connection.
     """
     return engine if pgbouncer else engine.execution_options(isolation_level="AUTOCOMMIT")
 
@@ -114,7 +119,8 @@ def engine_from_settings(settings: Settings, *, pool_size: int | None = None) ->
 
 
 def listen_dsn(settings: Settings) -> str | None:
-    """Where LISTEN connects (never through PgBouncer), or None when the relay is told not to listen."""
+    """Where LISTEN connects (never through PgBouncer), or None when the relay is told not to
+    listen."""
     if not settings.relay_listen:
         return None
     return plain_url(settings.database_listen_url or settings.database_url)
@@ -122,7 +128,8 @@ def listen_dsn(settings: Settings) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Database:
-    """A process's engines: `engine` for transactions, `reads` for single-statement reads (autocommit)."""
+    """A process's engines: `engine` for transactions, `reads` for single-statement reads
+    (autocommit)."""
 
     engine: AsyncEngine
     reads: AsyncEngine
@@ -141,7 +148,8 @@ class Database:
 
 
 def database_unavailable(exc: BaseException) -> bool:
-    """The database cannot be reached or refuses connections (down, restarting, out of connections)."""
+    """The database cannot be reached or refuses connections (down, restarting, out of
+    connections)."""
     if isinstance(
         exc, OSError | sa_exc.TimeoutError | sa_exc.InterfaceError | sa_exc.OperationalError
     ):

@@ -1,4 +1,5 @@
-"""create_app(settings): routers, error handlers, and the lifespan that owns engines, clients and services."""
+"""create_app(settings): routers, error handlers, and the lifespan that owns engines, clients and
+services."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ log = get_logger(__name__)
 DESCRIPTION = """Internal REST facade in front of the Cybersource Invoicing API (v2).
 
 Callers authenticate with `Authorization: Bearer <API key>`. Every POST and PUT needs an
-`Idempotency-Key`. Mutating calls are committed to an outbox and delivered to Cybersource by the relay;
+`Idempotency-Key`. Mutating calls are committed to an outbox and delivered to \
+Cybersource by the relay;
 they answer with the final result, or 202 and an operation to follow. Errors are
 `application/problem+json` with a stable `code`.
 """
@@ -94,8 +96,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             background = asyncio.create_task(
                 run_background_jobs(database, settings, clients, stop, readiness)
             )
-        # Start-up objects (modules, routes, models, services) live as long as the process: frozen, full
-        # collections stop walking them (under list load they were a third of the API's CPU, issue 14).
+        # Start-up objects (modules, routes, models, services) live as long as the process: frozen,
+        # full collections stop walking them (under list load they were a third of the API's CPU,
+        # issue 14).
         gc.collect()
         gc.freeze()
         gc.set_threshold(10_000, 20, 20)  # fewer young collections: fewer request objects promoted

@@ -1,6 +1,7 @@
 """ORM tables: invoices, invoice-number counters, idempotency records, outbox operations, events.
 
-Timestamps are `timestamptz`; relationships are not used (every query is explicit in the repository).
+Timestamps are `timestamptz`; relationships are not used (every query is explicit in the
+repository).
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ from app.invoices import commands
 INVOICE_NUMBER_SEQUENCE = Sequence("invoice_number_seq", start=1, metadata=Base.metadata)
 
 SYNC_STATES = ("pending", "in_sync", "failed", "unknown")
-# Statuses a payer can still move without a command of ours (README's lifecycle: payments, a pending review).
+# Statuses a payer can still move without a command of ours (README's lifecycle: payments, a pending
+# review).
 RECONCILED_STATUSES = tuple(status.value for status in commands.RECONCILED_STATUSES)
 OPERATION_KINDS = tuple(kind.value for kind in commands.OperationKind)
-# unknown: given up while no reading could tell whether it was applied (operators re-drive it: it reads
-# first); superseded: refused because a cancel reached the invoice first (nothing to re-drive).
+# unknown: given up while no reading could tell whether it was applied (operators re-drive it: it
+# reads first); superseded: refused because a cancel reached the invoice first (nothing to
+# re-drive).
 OPERATION_STATES = ("pending", "in_flight", "succeeded", "failed", "unknown", "superseded")
 
 
@@ -101,7 +104,8 @@ class Invoice(Base):
     merchant_profile: Mapped[str] = mapped_column(Text)
     invoice_number: Mapped[str] = mapped_column(Text)
     owner: Mapped[str] = mapped_column(Text)
-    # Cybersource's status (DRAFT, CREATED, SENT, PARTIAL, PAID, CANCELED, PENDING); NULL until created.
+    # Cybersource's status (DRAFT, CREATED, SENT, PARTIAL, PAID, CANCELED, PENDING); NULL until
+    # created.
     status: Mapped[str | None] = mapped_column(Text)
     sync_state: Mapped[str] = mapped_column(Text, server_default="pending")
     last_error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
@@ -113,23 +117,27 @@ class Invoice(Base):
     customer_name: Mapped[str | None] = mapped_column(Text)
     due_date: Mapped[date | None] = mapped_column(Date)
     merchant_customer_id: Mapped[str | None] = mapped_column(Text)
-    # The caller's own reference and metadata (README "References and metadata"): never sent upstream.
+    # The caller's own reference and metadata (README "References and metadata"): never sent
+    # upstream.
     external_reference: Mapped[str | None] = mapped_column(Text)
     metadata_: Mapped[dict[str, str]] = mapped_column(
         "metadata", JSONB, server_default=text("'{}'::jsonb")
     )
-    # What the caller asked for (Cybersource field names), and the last body Cybersource answered with.
+    # What the caller asked for (Cybersource field names), and the last body Cybersource answered
+    # with.
     content: Mapped[dict[str, Any]] = mapped_column(JSONB)
     upstream: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
-    # When Cybersource's state of the invoice was last seen (a command's answer, a refresh, a webhook, the
-    # reconciler): the reconciler re-reads open invoices not seen for a while, in case a webhook was lost.
+    # When Cybersource's state of the invoice was last seen (a command's answer, a refresh, a
+    # webhook, the reconciler): the reconciler re-reads open invoices not seen for a while, in case
+    # a webhook was lost.
     checked_at: Mapped[datetime] = _now()
 
 
 class InvoiceImport(Base):
-    """Where `invoicing-gateway invoices import` stands: a stopped import resumes from `next_offset`."""
+    """Where `invoicing-gateway invoices import` stands: a stopped import resumes from
+    `next_offset`."""
 
     __tablename__ = "invoice_imports"
 
@@ -150,7 +158,8 @@ class InvoiceImport(Base):
 
 
 class InvoiceNumberCounter(Base):
-    """Opt-in gap-free numbering: one row per merchant profile, updated in every create transaction."""
+    """Opt-in gap-free numbering: one row per merchant profile, updated in every create
+    transaction."""
 
     __tablename__ = "invoice_number_counters"
 
@@ -191,7 +200,8 @@ class Operation(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Set after an ambiguous failure: the next attempt first checks whether the call was applied.
     needs_reconcile: Mapped[bool] = mapped_column(Boolean, server_default="false")
-    # Attempts per failure class ({"account": 2}): a class with a limit of its own counts only its failures.
+    # Attempts per failure class ({"account": 2}): a class with a limit of its own counts only its
+    # failures.
     failure_counts: Mapped[dict[str, int]] = mapped_column(
         JSONB, server_default=text("'{}'::jsonb")
     )
@@ -228,7 +238,8 @@ class IdempotencyRecord(Base):
 
 
 class Event(Base):
-    """An invoice lifecycle event. `txid` lets readers page in commit order without skipping rows."""
+    """An invoice lifecycle event. `txid` lets readers page in commit order without skipping
+    rows."""
 
     __tablename__ = "events"
     __table_args__ = (Index("ix_events_txid_id", "txid", "id"),)
@@ -276,8 +287,8 @@ class Subscription(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, Identity(), unique=True)
-    # What the creator may read through the feed, taken at creation: its own invoices unless it was an
-    # admin, and only its merchant profiles.
+    # What the creator may read through the feed, taken at creation: its own invoices unless it was
+    # an admin, and only its merchant profiles.
     owner: Mapped[str] = mapped_column(Text)
     sees_all_owners: Mapped[bool] = mapped_column(Boolean, server_default="false")
     profiles: Mapped[list[str]] = mapped_column(ARRAY(Text))
@@ -296,7 +307,8 @@ class Subscription(Base):
 
 
 class SubscriptionDelivery(Base):
-    """One event (or ping) to POST to one subscription: the push relay's queue, in the feed's order."""
+    """One event (or ping) to POST to one subscription: the push relay's queue, in the feed's
+    order."""
 
     __tablename__ = "subscription_deliveries"
     __table_args__ = (

@@ -1,7 +1,7 @@
 """Service configuration from environment variables (pydantic-settings).
 
-Every variable is documented in the README. Secrets are `SecretStr` so they never end up in a log line or
-a repr. In production the settings refuse to load with a missing or placeholder secret.
+Every variable is documented in the README. Secrets are `SecretStr` so they never end up in a log
+line or a repr. In production the settings refuse to load with a missing or placeholder secret.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ class WebhookKey(BaseModel):
 
 
 class ApiKey(BaseModel):
-    """A caller of the facade: its name, the SHA-256 of its key, what it may do and for which merchants."""
+    """A caller of the facade: its name, the SHA-256 of its key, what it may do and for which
+    merchants."""
 
     model_config = {"frozen": True, "extra": "forbid"}
 
@@ -83,7 +84,8 @@ class ApiKey(BaseModel):
 
 
 class OidcCaller(BaseModel):
-    """A workload that proves itself with a JWT: its token's `sub`, and the client it is known as."""
+    """A workload that proves itself with a JWT: its token's `sub`, and the client it is known
+    as."""
 
     model_config = {"frozen": True, "extra": "forbid"}
 
@@ -158,7 +160,8 @@ class Settings(BaseSettings):
     cybersource_p12_path: Path | None = None
     cybersource_p12_password: SecretStr | None = None
     cybersource_portfolio_id: str | None = None
-    # Message-level encryption (README "Authentication"), JWT only: off, requests, responses or both.
+    # Message-level encryption (README "Authentication"), JWT only: off, requests, responses or
+    # both.
     cybersource_mle: MleMode = "off"
     # Cybersource's MLE certificate (PEM text; its serial number is the JWE's kid): requests are
     # encrypted to it.
@@ -173,9 +176,9 @@ class Settings(BaseSettings):
     cybersource_read_timeout: float = 30.0
     cybersource_total_timeout: float = 45.0
     cybersource_max_connections: int = 100
-    # Egress (README "Egress"): every Cybersource call through this proxy (http://user:password@host:port;
-    # secret: it may carry credentials); without it, HTTPS_PROXY/HTTP_PROXY/NO_PROXY decide unless
-    # CYBERSOURCE_PROXY_FROM_ENV=false.
+    # Egress (README "Egress"): every Cybersource call through this proxy
+    # (http://user:password@host:port; secret: it may carry credentials); without it,
+    # HTTPS_PROXY/HTTP_PROXY/NO_PROXY decide unless CYBERSOURCE_PROXY_FROM_ENV=false.
     cybersource_proxy_url: SecretStr | None = None
     cybersource_proxy_from_env: bool = True
     # Where `cybersource check` tries a key that production refused (a sandbox key on production?).
@@ -184,18 +187,22 @@ class Settings(BaseSettings):
 
     cybersource_webhook_key_id: str = LOCAL_WEBHOOK_KEY_ID
     cybersource_webhook_secret: SecretStr = SecretStr(LOCAL_WEBHOOK_SECRET)
-    # During a key rotation, the keys notifications may still be signed with: [{"key_id", "secret"}].
+    # During a key rotation, the keys notifications may still be signed with: [{"key_id",
+    # "secret"}].
     cybersource_webhook_previous_keys: Annotated[list[WebhookKey], NoDecode] = Field(
         default_factory=list
     )
-    # When the current webhook key expires (`cybersource-webhooks setup` prints it); warnings from 30 days.
+    # When the current webhook key expires (`cybersource-webhooks setup` prints it); warnings from
+    # 30 days.
     cybersource_webhook_key_expires_at: datetime | None = None
 
     api_keys: Annotated[list[ApiKey], NoDecode] = Field(default_factory=list)
-    # Callers with workload identity (projected service-account tokens, OIDC JWTs); README "Security".
+    # Callers with workload identity (projected service-account tokens, OIDC JWTs); README
+    # "Security".
     oidc_providers: Annotated[list[OidcProvider], NoDecode] = Field(default_factory=list)
     oidc_jwks_cache_seconds: float = Field(default=300.0, gt=0)
-    # An unknown `kid` fetches the JWKS again at most this often per issuer (a key rotation, not a flood).
+    # An unknown `kid` fetches the JWKS again at most this often per issuer (a key rotation, not a
+    # flood).
     oidc_jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
     oidc_leeway_seconds: float = Field(default=30.0, ge=0, le=300)
 
@@ -216,8 +223,9 @@ class Settings(BaseSettings):
     # Webhook receipts (what de-duplicates redeliveries) are purged after this; longer than the
     # signature's 60-minute window, so a replay inside the window is always recognised.
     webhook_receipt_retention_hours: float = Field(default=168.0, ge=2.0)
-    # Adoption (README "Adopting invoices made elsewhere"): a notification about an invoice the store
-    # does not know adopts it under ADOPT_OWNER when this is on (else it is acknowledged and dropped).
+    # Adoption (README "Adopting invoices made elsewhere"): a notification about an invoice the
+    # store does not know adopts it under ADOPT_OWNER when this is on (else it is acknowledged and
+    # dropped).
     webhook_adopt_unknown: bool = False
     adopt_owner: str = Field(default="adopted", min_length=1, max_length=64)
 
@@ -233,8 +241,9 @@ class Settings(BaseSettings):
     invoice_number_prefix: str = Field(default="INV", pattern=r"^[A-Za-z0-9_-]{0,20}$")
     invoice_number_width: int = Field(default=8, ge=1, le=20)
     invoice_number_mode: Literal["sequence", "gapless"] = "sequence"
-    # Cybersource's totals rule (README "Validation"): "warn" accepts and reports a break in the answer's
-    # `warnings`, "strict" refuses it ("check" is its old name), "pass-through" does not look.
+    # Cybersource's totals rule (README "Validation"): "warn" accepts and reports a break in the
+    # answer's `warnings`, "strict" refuses it ("check" is its old name), "pass-through" does not
+    # look.
     invoice_totals: Annotated[
         Literal["warn", "strict", "pass-through"],
         BeforeValidator(lambda value: "strict" if value == "check" else value),
@@ -262,8 +271,9 @@ class Settings(BaseSettings):
     # 502 "General system failure" is often an account problem: retry it only this many times.
     relay_account_error_attempts: int = Field(default=3, ge=1)
 
-    # The status reconciler (runs with the relay): re-read open invoices (CREATED, SENT, PARTIAL, PENDING) not
-    # seen upstream for this long, in case a payment's webhook was lost; 0 turns it off.
+    # The status reconciler (runs with the relay): re-read open invoices (CREATED, SENT, PARTIAL,
+    # PENDING) not seen upstream for this long, in case a payment's webhook was lost; 0 turns it
+    # off.
     reconcile_after_seconds: float = Field(default=3600.0, ge=0)
     reconcile_batch_size: int = Field(default=50, ge=1, le=1000)
     reconcile_concurrency: int = Field(default=4, ge=1, le=64)
@@ -273,8 +283,9 @@ class Settings(BaseSettings):
     idempotency_purge_batch: int = Field(default=1000, ge=1)
     housekeeping_interval_seconds: float = Field(default=60.0, gt=0)
 
-    # Push subscriptions (README "Receiving events"): where they may point, and how deliveries retry.
-    # strict: https unless the host is allowed, public addresses only; unset: strict in production.
+    # Push subscriptions (README "Receiving events"): where they may point, and how deliveries
+    # retry. strict: https unless the host is allowed, public addresses only; unset: strict in
+    # production.
     subscription_url_policy: Literal["strict", "open"] | None = None
     subscription_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     subscription_delivery_concurrency: int = Field(default=16, ge=1, le=1024)
@@ -349,13 +360,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _profiles_are_consistent(self) -> Settings:
-        # Refused at start, not at the first call: MLE without JWT, or without its key or certificate.
+        # Refused at start, not at the first call: MLE without JWT, or without its key or
+        # certificate.
         self.merchant_profiles  # noqa: B018 (builds and validates every profile)
         return self
 
     @model_validator(mode="after")
     def _invoice_numbers_fit(self) -> Settings:
-        # Cybersource's invoice id holds at most 26 characters (app.schemas.INVOICE_NUMBER_MAX_LENGTH).
+        # Cybersource's invoice id holds at most 26 characters
+        # (app.schemas.INVOICE_NUMBER_MAX_LENGTH).
         if len(self.invoice_number_prefix) + self.invoice_number_width > 26:
             raise ValueError(
                 "INVOICE_NUMBER_PREFIX plus INVOICE_NUMBER_WIDTH digits must fit in 26 characters"
@@ -428,7 +441,8 @@ class Settings(BaseSettings):
 
     @cached_property
     def effective_api_keys(self) -> list[ApiKey]:
-        """API_KEYS; locally, with none configured, the documented development key `local-dev-key`."""
+        """API_KEYS; locally, with none configured, the documented development key
+        `local-dev-key`."""
         if self.api_keys or self.app_env == "production":
             return self.api_keys
         return [

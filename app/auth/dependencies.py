@@ -1,5 +1,5 @@
-"""The caller dependencies: authenticate the API key or workload token, require a scope, and check the
-merchant profile the request acts for."""
+"""The caller dependencies: authenticate the API key or workload token, require a scope, and check
+the merchant profile the request acts for."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ log = get_logger(__name__)
 # Declared as security schemes so Swagger UI's Authorize button and the OpenAPI document show them.
 bearer_scheme = HTTPBearer(
     auto_error=False,
-    description="The caller's API key, or its workload token (a JWT): `Authorization: Bearer <key>`",
+    description=(
+        "The caller's API key, or its workload token (a JWT): `Authorization: Bearer <key>`"
+    ),
 )
 api_key_scheme = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="The caller's API key, alternatively"
@@ -45,7 +47,8 @@ async def authenticate(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None,
     api_key: Annotated[str | None, Depends(api_key_scheme)] = None,
 ) -> Caller:
-    """Callers send their key (or token) as `Authorization: Bearer <key>`, or a key as `X-API-Key`."""
+    """Callers send their key (or token) as `Authorization: Bearer <key>`, or a key as
+    `X-API-Key`."""
     key = bearer.credentials if bearer is not None else api_key
     if not key:
         raise _unauthenticated("Send your API key as `Authorization: Bearer <key>`.")
@@ -78,7 +81,9 @@ async def merchant_profile(
         str,
         Header(
             alias="X-Merchant-Profile",
-            description="Which configured Cybersource merchant to act for (one the caller may use).",
+            description=(
+                "Which configured Cybersource merchant to act for (one the caller may use)."
+            ),
         ),
     ] = "default",
 ) -> str:

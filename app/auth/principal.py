@@ -1,4 +1,5 @@
-"""Who is calling: the client an API key or a workload token belongs to, its scopes and merchant profiles."""
+"""Who is calling: the client an API key or a workload token belongs to, its scopes and merchant
+profiles."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ ADMIN = "invoices:admin"
 class Caller:
     client: str
     scopes: frozenset[str]
-    # The merchant profiles (X-Merchant-Profile) this caller may act for; admins too are bound to them.
+    # The merchant profiles (X-Merchant-Profile) this caller may act for; admins too are bound to
+    # them.
     profiles: frozenset[str] = frozenset({"default"})
 
     @property
@@ -24,10 +26,11 @@ class Caller:
         return profile in self.profiles
 
     def may_see(self, owner: str, profile: str) -> bool:
-        """The one owner-or-admin check: callers see their own invoices and commands, admins see all,
-        and nobody sees anything of a merchant profile it may not act for."""
+        """The one owner-or-admin check: callers see their own invoices and commands, admins see
+        all, and nobody sees anything of a merchant profile it may not act for."""
         return self.may_act_for(profile) and (owner == self.client or self.is_admin)
 
     def owner_filter(self, requested: str | None = None) -> str | None:
-        """The owner a list is limited to: the caller's own, unless an admin asks for any (or all)."""
+        """The owner a list is limited to: the caller's own, unless an admin asks for any (or
+        all)."""
         return requested if self.is_admin else self.client

@@ -1,12 +1,13 @@
-"""Workload identity: callers that present a JWT (a Kubernetes projected service-account token, or any
-OIDC issuer's token) instead of an API key.
+"""Workload identity: callers that present a JWT (a Kubernetes projected service-account token, or
+any OIDC issuer's token) instead of an API key.
 
-A token is accepted when its issuer is one of `OIDC_PROVIDERS`, its signature verifies against a key of
-that issuer's JWKS (asymmetric algorithms only: `none` and HMAC are refused), its audience is the
+A token is accepted when its issuer is one of `OIDC_PROVIDERS`, its signature verifies against a key
+of that issuer's JWKS (asymmetric algorithms only: `none` and HMAC are refused), its audience is the
 provider's, it has not expired and is not used before `nbf`, and its `sub` is one of the provider's
-callers. The JWKS is fetched on first use, cached for `OIDC_JWKS_CACHE_SECONDS`, and fetched again when a
-token names an unknown `kid` (a key rotation), at most once per `OIDC_JWKS_MIN_REFRESH_SECONDS` per
-issuer, so a flood of made-up `kid`s cannot turn into a flood of fetches. PyJWT does the JOSE work.
+callers. The JWKS is fetched on first use, cached for `OIDC_JWKS_CACHE_SECONDS`, and fetched again
+when a token names an unknown `kid` (a key rotation), at most once per
+`OIDC_JWKS_MIN_REFRESH_SECONDS` per issuer, so a flood of made-up `kid`s cannot turn into a flood of
+fetches. PyJWT does the JOSE work.
 """
 
 from __future__ import annotations

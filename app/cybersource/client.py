@@ -5,11 +5,11 @@
     invoice.invoice_information.payment_link, invoice.raw, invoice.correlation_id
     await clients.aclose()
 
-Every call is signed (HTTP Signature or JWT, per profile) over exactly the bytes it sends, logged once
-(method, path, status, elapsed ms, correlation id; never a secret or an auth header) and either returns a
-typed `UpstreamResult` or raises one of the errors of `app.cybersource.errors` (see `error_for_response`
-and `error_for_exception` for the table). The client never retries: a blind retry of a create could
-create the invoice twice; the outbox relay owns retries.
+Every call is signed (HTTP Signature or JWT, per profile) over exactly the bytes it sends, logged
+once (method, path, status, elapsed ms, correlation id; never a secret or an auth header) and either
+returns a typed `UpstreamResult` or raises one of the errors of `app.cybersource.errors` (see
+`error_for_response` and `error_for_exception` for the table). The client never retries: a blind
+retry of a create could create the invoice twice; the outbox relay owns retries.
 """
 
 from __future__ import annotations
@@ -101,10 +101,11 @@ MAX_LIST_LIMIT: Final = 1000
 RequestBody = BaseModel | Mapping[str, Any]
 
 CallObserver = Callable[[str, str], AbstractContextManager[Mapping[str, str]]]
-"""Wraps every call: given the method and the signed target, it yields headers to send along (a trace
-context); the caller of the client supplies it (tracing), so this package imports nothing of the
-facade."""
-"""A request body: one of the request models, or a mapping already in Cybersource's camelCase shape."""
+"""Wraps every call: given the method and the signed target, it yields headers to send along (a
+trace context); the caller of the client supplies it (tracing), so this package imports nothing of
+the facade."""
+"""A request body: one of the request models, or a mapping already in Cybersource's camelCase
+shape."""
 
 R = TypeVar("R", bound=UpstreamResult)
 
@@ -115,9 +116,9 @@ _stdlib_log = logging.getLogger(__name__)
 class GeneralSystemFailureError(TransientError):
     """502 `SERVER_ERROR`/`SYSTEM_ERROR` "General system failure".
 
-    Transient by status, but Cybersource also answers this for account configuration problems (a currency
-    the merchant is not set up for, ...), so retry it a few times at most, never forever (README, "Notes
-    from public issue threads").
+    Transient by status, but Cybersource also answers this for account configuration problems (a
+    currency the merchant is not set up for, ...), so retry it a few times at most, never forever
+    (README, "Notes from public issue threads").
     """
 
     possibly_account_problem: bool = True
@@ -243,8 +244,9 @@ def _normalise(text: str | None) -> str:
 
 
 def canonical_reason(reason: str | None, message: str | None) -> str | None:
-    """Cybersource's `reason`, spelled one way: `DUPLICATE_RECORD`, `ACTION_NOT_ALLOWED`, `NOT_FOUND`, or
-    the reason upper-cased with `_` separators. Without a reason, the message decides the first two."""
+    """Cybersource's `reason`, spelled one way: `DUPLICATE_RECORD`, `ACTION_NOT_ALLOWED`,
+    `NOT_FOUND`, or the reason upper-cased with `_` separators. Without a reason, the message
+    decides the first two."""
     text = _normalise(reason)
     if text:
         if "DUPLICATE" in text:
@@ -295,7 +297,8 @@ CLOCK_SKEW_NOTICE_SECONDS = 60.0
 
 
 def clock_skew(date_header: str | None, now: float | None = None) -> float | None:
-    """Seconds the answer's `Date` is ahead of this machine (negative: behind), when that is notable."""
+    """Seconds the answer's `Date` is ahead of this machine (negative: behind), when that is
+    notable."""
     if not date_header:
         return None
     try:
@@ -353,8 +356,8 @@ def error_for_response(
             ahead = "ahead of" if skew > 0 else "behind"
             summary += (
                 f" (clock skew: Cybersource's Date header is {abs(skew):.0f} s {ahead} this "
-                "machine's clock; a request whose Date is more than about 5 minutes off is refused: "
-                "synchronise the clock, e.g. with NTP)"
+                "machine's clock; a request whose Date is more than about 5 minutes off is "
+                "refused: synchronise the clock, e.g. with NTP)"
             )
         return AuthenticationError(summary, clock_skew_seconds=skew, **common)
     if status in (408, 425, 429):
@@ -378,10 +381,10 @@ def error_for_response(
 def error_for_exception(exc: BaseException, *, method: str) -> CybersourceError:
     """The error for a call that got no HTTP answer.
 
-    Failing to connect (refused, DNS, TLS, connect timeout, no pooled connection in time) means the request
-    never left: TransientError. Anything after that (read timeout, server disconnected, connection reset,
-    broken payload, total timeout) may have been applied upstream: AmbiguousError for POST/PUT/DELETE,
-    but TransientError for GET, which is safe to repeat.
+    Failing to connect (refused, DNS, TLS, connect timeout, no pooled connection in time) means the
+    request never left: TransientError. Anything after that (read timeout, server disconnected,
+    connection reset, broken payload, total timeout) may have been applied upstream: AmbiguousError
+    for POST/PUT/DELETE, but TransientError for GET, which is safe to repeat.
     """
     kind = type(exc).__name__
     if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
@@ -425,10 +428,11 @@ class CybersourceClient:
         proxy: str | None = None,
     ) -> None:
         self._observe = call_observer
-        # Where the calls go through (README "Egress"): a URL without credentials, and the credentials.
+        # Where the calls go through (README "Egress"): a URL without credentials, and the
+        # credentials.
         self._proxy, self._proxy_headers = split_proxy(proxy)
-        # Message-level encryption (README "Authentication"): whom requests are encrypted to, and the
-        # key answers are encrypted to.
+        # Message-level encryption (README "Authentication"): whom requests are encrypted to, and
+        # the key answers are encrypted to.
         self._mle_recipient: MleRecipient | None = None
         self._mle_key: MleKey | None = None
         if profile.mle_requests and profile.mle_certificate:
@@ -519,7 +523,8 @@ class CybersourceClient:
     # -- invoices --
 
     async def create_invoice(self, body: InvoiceCreateRequest | RequestBody) -> InvoiceResponse:
-        """POST /invoicing/v2/invoices. 201; 202 (`accepted_without_email`) if stored but not e-mailed."""
+        """POST /invoicing/v2/invoices. 201; 202 (`accepted_without_email`) if stored but not
+        e-mailed."""
         return await self._call(
             "POST", "/invoicing/v2/invoices", InvoiceResponse, body=encode_body(body), mle=True
         )
@@ -527,7 +532,8 @@ class CybersourceClient:
     async def list_invoices(
         self, *, offset: int, limit: int, status: str | None = None
     ) -> InvoiceListResponse:
-        """GET /invoicing/v2/invoices?offset=&limit=[&status=] (query in that order, signed as sent)."""
+        """GET /invoicing/v2/invoices?offset=&limit=[&status=] (query in that order, signed as
+        sent)."""
         if offset < 0 or not 1 <= limit <= MAX_LIST_LIMIT:
             raise ValueError(f"offset must be >= 0 and limit between 1 and {MAX_LIST_LIMIT}")
         query: list[tuple[str, str | int]] = [("offset", offset), ("limit", limit)]
@@ -648,7 +654,8 @@ class CybersourceClient:
     # -- lifecycle --
 
     async def aclose(self) -> None:
-        """Close the session if this client made it (a registry's clients leave that to the registry)."""
+        """Close the session if this client made it (a registry's clients leave that to the
+        registry)."""
         if self._owns_sessions:
             await self._sessions.aclose()
 
@@ -708,8 +715,8 @@ class CybersourceClient:
         extra: Mapping[str, str] | None = None,
         mle: bool = False,
     ) -> R:
-        """`mle`: the operation is one Cybersource allows MLE for (the invoice calls but publish, and
-        the settings); the profile's MLE setting decides whether it is used."""
+        """`mle`: the operation is one Cybersource allows MLE for (the invoice calls but publish,
+        and the settings); the profile's MLE setting decides whether it is used."""
         target = self._prefix + path
         if query:
             target += "?" + urlencode(query)
@@ -792,8 +799,8 @@ class CybersourceClient:
         raise error
 
     def _decrypted(self, payload: bytes, *, strict: bool = True) -> bytes:
-        """An answer encrypted to our MLE key (`{"encryptedResponse": "<JWE>"}`), decrypted; one that
-        does not decrypt is a ValueError (`strict`) or left as it is (an error answer)."""
+        """An answer encrypted to our MLE key (`{"encryptedResponse": "<JWE>"}`), decrypted; one
+        that does not decrypt is a ValueError (`strict`) or left as it is (an error answer)."""
         if self._mle_key is None or b'"' + RESPONSE_FIELD.encode() + b'"' not in payload:
             return payload
         try:
@@ -914,7 +921,8 @@ class CybersourceClients:
         return cls(clients, sessions)
 
     def get(self, name: str) -> CybersourceClient:
-        """The client of profile `name`; UnknownMerchantProfileError (a KeyError) if there is none."""
+        """The client of profile `name`; UnknownMerchantProfileError (a KeyError) if there is
+        none."""
         try:
             return self._clients[name]
         except KeyError:

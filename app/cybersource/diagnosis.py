@@ -1,21 +1,21 @@
 """Checking a merchant profile's credentials with one cheap signed call, and naming why Cybersource
 refuses them.
 
-The call reads the invoice settings (`GET /invoicing/v2/invoiceSettings`: no side effect, always there
-for an invoicing merchant). Cybersource's 401 says nothing of its cause, so a refusal is explained by
-what can be observed, most certain first:
+The call reads the invoice settings (`GET /invoicing/v2/invoiceSettings`: no side effect, always
+there for an invoicing merchant). Cybersource's 401 says nothing of its cause, so a refusal is
+explained by what can be observed, most certain first:
 
-1. `clock_skew`: the answer's `Date` is far from this machine's clock (a signature's Date, or a JWT's
-   `iat`, more than about five minutes off is refused).
-2. `ids_swapped`: the key id and the merchant id look exchanged (a key id is a UUID, a merchant id is
-   not), and the same call signed with the two exchanged is accepted.
-3. `sandbox_key_on_production`: the profile talks to a production host, and the same call sent to the
-   sandbox is accepted: the key was made in the sandbox's Business Center.
+1. `clock_skew`: the answer's `Date` is far from this machine's clock (a signature's Date, or a
+   JWT's `iat`, more than about five minutes off is refused).
+2. `ids_swapped`: the key id and the merchant id look exchanged (a key id is a UUID, a merchant id
+   is not), and the same call signed with the two exchanged is accepted.
+3. `sandbox_key_on_production`: the profile talks to a production host, and the same call sent to
+   the sandbox is accepted: the key was made in the sandbox's Business Center.
 4. `key_refused`: none of these; the key id is unknown or revoked, the shared secret (or the P12
    certificate) is not the key's, or the key belongs to another merchant.
 
-Probes (2, 3) are made only after a refusal, at most two more calls. This module belongs to the client
-package: it imports nothing of the facade.
+Probes (2, 3) are made only after a refusal, at most two more calls. This module belongs to the
+client package: it imports nothing of the facade.
 """
 
 from __future__ import annotations
@@ -48,14 +48,18 @@ CAUSES = {
     "ids_swapped": "The key id and the merchant id are swapped: the call is accepted with the two "
     "exchanged. Put the key's serial number (a UUID) in the key id and the organisation id in the "
     "merchant id.",
-    "ids_look_swapped": "The merchant id looks like a key id (a UUID) and the key id does not: they "
-    "are probably swapped.",
+    "ids_look_swapped": (
+        "The merchant id looks like a key id (a UUID) and the key id does not: they "
+        "are probably swapped."
+    ),
     "sandbox_key_on_production": "A sandbox key on the production host: the sandbox "
     "(apitest.cybersource.com) accepts this key, production does not. Make a key in the production "
     "Business Center, or set CYBERSOURCE_ENVIRONMENT=test.",
-    "key_refused": "Cybersource refuses the key: its id is unknown or revoked, the shared secret (or "
-    "P12 certificate) is not the key's, the key belongs to another merchant, or it was made for the "
-    "other environment (sandbox or production).",
+    "key_refused": (
+        "Cybersource refuses the key: its id is unknown or revoked, the shared secret (or "
+        "P12 certificate) is not the key's, the key belongs to another merchant, or it was made "
+        "for the other environment (sandbox or production)."
+    ),
     "unreachable": "Cybersource could not be reached (network, proxy, DNS or TLS).",
     "rejected": "Cybersource answered the credentials check with an error (invoicing may not be "
     "enabled for this merchant).",
@@ -93,8 +97,8 @@ class CheckResult:
 
 
 class CredentialChecker:
-    """Checks profiles over a shared session; `sandbox_base_url` is where a production refusal is tried
-    again (Cybersource's sandbox unless a test or a mirror says otherwise)."""
+    """Checks profiles over a shared session; `sandbox_base_url` is where a production refusal is
+    tried again (Cybersource's sandbox unless a test or a mirror says otherwise)."""
 
     def __init__(
         self,

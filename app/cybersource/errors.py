@@ -1,11 +1,15 @@
 """The upstream error tree the outbox relay decides on.
 
 CybersourceError
-├── TransientError        safe to retry: 5xx, 429 (with Retry-After), connect failures before sending
+├── TransientError        safe to retry: 5xx, 429 (with Retry-After), connect failures before
+│                         sending
 │   └── GeneralSystemFailureError (client.py): 502 "General system failure", which Cybersource also
-│                         answers for account configuration problems: retried a few times, never forever
-├── AmbiguousError        the request may have been applied: read timeout, connection reset after sending
-├── RejectedError         final: 400 (validation, DUPLICATE_RECORD, ACTION_NOT_ALLOWED), 404, 409, 412
+│                         answers for account configuration problems: retried a few times, never
+│                         forever
+├── AmbiguousError        the request may have been applied: read timeout, connection reset after
+│                         sending
+├── RejectedError         final: 400 (validation, DUPLICATE_RECORD, ACTION_NOT_ALLOWED), 404, 409,
+│                         412
 └── AuthenticationError   401/403: credentials or signing are wrong; retrying will not help
 """
 
@@ -41,7 +45,8 @@ class TransientError(CybersourceError):
 
 
 class AmbiguousError(CybersourceError):
-    """The request left this process and no answer came back: it may or may not have been applied."""
+    """The request left this process and no answer came back: it may or may not have been
+    applied."""
 
 
 class RejectedError(CybersourceError):

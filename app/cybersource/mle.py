@@ -2,15 +2,15 @@
 Encryption"): a JWE in compact serialisation, RSA-OAEP-256 for the content key and A256GCM for the
 content, its protected header naming the recipient's key (`kid`) and the time (`iat`).
 
-- Request MLE (JWT only): the body becomes `{"encryptedRequest": "<JWE>"}`, encrypted to Cybersource's
-  MLE certificate (`kid` = the certificate's serial number); the Digest and the JWT's `digest` cover
-  this wrapped body.
+- Request MLE (JWT only): the body becomes `{"encryptedRequest": "<JWE>"}`, encrypted to
+  Cybersource's MLE certificate (`kid` = the certificate's serial number); the Digest and the JWT's
+  `digest` cover this wrapped body.
 - Response MLE: the JWT carries the claim `v-c-response-mle-kid` (the merchant's key registered with
-  Cybersource) and the answer comes back as `{"encryptedResponse": "<JWE>"}`, encrypted to that key's
-  public half; the client decrypts it with the private half.
+  Cybersource) and the answer comes back as `{"encryptedResponse": "<JWE>"}`, encrypted to that
+  key's public half; the client decrypts it with the private half.
 
-The client encrypts requests and decrypts answers; the simulator decrypts requests and encrypts answers;
-both use this module, as both use `signing.py`.
+The client encrypts requests and decrypts answers; the simulator decrypts requests and encrypts
+answers; both use this module, as both use `signing.py`.
 """
 
 from __future__ import annotations
@@ -158,7 +158,8 @@ def wrap_request(body: bytes, recipient: MleRecipient) -> bytes:
 
 
 def encrypted_field(payload: Any, name: str) -> str | None:
-    """The JWE of a one-member object `{name: "<JWE>"}` (how the SDK recognises an encrypted body)."""
+    """The JWE of a one-member object `{name: "<JWE>"}` (how the SDK recognises an encrypted
+    body)."""
     if isinstance(payload, dict) and len(payload) == 1 and isinstance(payload.get(name), str):
         return str(payload[name])
     return None

@@ -1,7 +1,7 @@
 """Typed request and response bodies of the Cybersource Invoicing v2 API.
 
-Attributes are snake_case; every field is aliased to Cybersource's camelCase name, so a model reads the
-wire shape (`InvoiceResponse.model_validate(json_body)`) and writes it back
+Attributes are snake_case; every field is aliased to Cybersource's camelCase name, so a model reads
+the wire shape (`InvoiceResponse.model_validate(json_body)`) and writes it back
 (`model.to_cybersource()` / `model.to_wire()`, which use the aliases and drop unset fields).
 
 The models are lenient on input because real traffic and the official samples disagree with the spec
@@ -15,9 +15,9 @@ The models are lenient on input because real traffic and the official samples di
 - `customerVisible`/`readOnly` may be `"true"`/`"false"` strings;
 - unknown fields are kept (`extra="allow"`) and written back unchanged.
 
-Every response model a client method returns derives from `UpstreamResult`: besides its fields it carries
-`.raw` (the parsed JSON body exactly as received), `.correlation_id` (the `v-c-correlation-id` response
-header) and `.http_status`.
+Every response model a client method returns derives from `UpstreamResult`: besides its fields it
+carries `.raw` (the parsed JSON body exactly as received), `.correlation_id` (the
+`v-c-correlation-id` response header) and `.http_status`.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ def _to_decimal(value: Any) -> Any:
 
 
 def decimal_text(value: Decimal | None) -> str | None:
-    """`Decimal` as Cybersource wants it: plain notation, scale kept (`Decimal("5.0")` -> `"5.0"`)."""
+    """`Decimal` as Cybersource wants it: plain notation, scale kept (`Decimal("5.0")` ->
+    `"5.0"`)."""
     return None if value is None else format(value, "f")
 
 
@@ -109,7 +110,8 @@ Amount = Annotated[
 Quantity = Annotated[int | None, BeforeValidator(_to_int)]
 LowerText = Annotated[str | None, BeforeValidator(_lower)]
 UpperText = Annotated[str | None, BeforeValidator(_upper)]
-# `YYYY-MM-DD` becomes a `date`; anything else stays the text that came (responses are not ours to refuse).
+# `YYYY-MM-DD` becomes a `date`; anything else stays the text that came (responses are not ours to
+# refuse).
 DateOrText = Annotated[
     date | str | None, Field(union_mode="left_to_right"), BeforeValidator(_blank_to_none)
 ]
@@ -121,7 +123,8 @@ class CybersourceModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
 
     def to_cybersource(self) -> dict[str, Any]:
-        """The wire shape as a JSON-ready dict: Cybersource names, unset fields dropped, amounts as text."""
+        """The wire shape as a JSON-ready dict: Cybersource names, unset fields dropped, amounts as
+        text."""
         data: dict[str, Any] = self.model_dump(mode="json", by_alias=True, exclude_none=True)
         return data
 
@@ -256,7 +259,8 @@ class InvoiceHistoryEntry(CybersourceModel):
 
 
 class MerchantDefinedField(CybersourceModel):
-    """A merchant-defined field definition (also each `merchantDefinedFieldValuesWithDefinition` entry)."""
+    """A merchant-defined field definition (also each `merchantDefinedFieldValuesWithDefinition`
+    entry)."""
 
     id: int | None = None
     field_type: str | None = None
@@ -350,7 +354,8 @@ class InvoiceCreateRequest(_InvoiceRequestBase):
 
 
 class InvoiceUpdateRequest(_InvoiceRequestBase):
-    """Body of `PUT /invoicing/v2/invoices/{id}`: a full replacement; the invoice number cannot change."""
+    """Body of `PUT /invoicing/v2/invoices/{id}`: a full replacement; the invoice number cannot
+    change."""
 
     @model_validator(mode="after")
     def _no_invoice_number(self) -> Self:
@@ -416,7 +421,8 @@ class UpstreamResult(CybersourceModel):
         ):  # pragma: no cover - pydantic always initialises it for models with PrivateAttr
             private = {}
             object.__setattr__(result, "__pydantic_private__", private)
-        # Straight into the private dict: three BaseModel.__setattr__ calls cost more than the rest of this.
+        # Straight into the private dict: three BaseModel.__setattr__ calls cost more than the rest
+        # of this.
         private["_raw"] = body
         private["_correlation_id"] = correlation_id
         private["_http_status"] = http_status
@@ -477,7 +483,8 @@ class InvoiceSettingsResponse(UpstreamResult):
 
 
 class MerchantDefinedFieldList(UpstreamResult):
-    """Result of the merchant-defined-field list, create and update calls (a JSON array upstream)."""
+    """Result of the merchant-defined-field list, create and update calls (a JSON array
+    upstream)."""
 
     definitions: list[MerchantDefinedField] = Field(default_factory=list)
 
@@ -504,8 +511,9 @@ class ErrorDetail(CybersourceModel):
 
 
 class CybersourceErrorBody(CybersourceModel):
-    """Any error body: the invoicing shape, the merchant-defined-field envelope (`responseData`), the
-    `errorInformation` wrapper some 5xx carry, and the gateway's 401 `{"response": {"rmsg": ...}}`."""
+    """Any error body: the invoicing shape, the merchant-defined-field envelope (`responseData`),
+    the `errorInformation` wrapper some 5xx carry, and the gateway's
+    401 `{"response": {"rmsg": ...}}`."""
 
     submit_time_utc: str | None = None
     status: str | int | None = None

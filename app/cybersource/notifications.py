@@ -1,14 +1,15 @@
 """Validate Cybersource invoicing webhook notifications (README, "Webhooks from Cybersource").
 
 The `v-c-signature` header is `t=<ms>;keyId=<id>;sig=<base64 HMAC-SHA256>`; the HMAC key is the
-base64-decoded digital signature key. What is signed is not settled publicly, so the candidates are tried
-in order: `t.compact(payload)`, `t.compact(payloads)`, `t.raw body`. Timestamps more than 60 minutes old
-or 5 minutes ahead are refused.
+base64-decoded digital signature key. What is signed is not settled publicly, so the candidates are
+tried in order: `t.compact(payload)`, `t.compact(payloads)`, `t.raw body`. Timestamps more than
+60 minutes old or 5 minutes ahead are refused.
 
-The header is checked before the body is parsed; the body is parsed by the caller's `parse` (the facade
-passes its one JSON reader, with its size and depth limits), else by a parser here that makes no float
-and refuses `NaN`. The fields a receiver acts on are typed: `invoiceNumber`, `eventType` and the
-organisation are strings (or absent); any other JSON type is `NotificationFieldInvalid`, naming the field.
+The header is checked before the body is parsed; the body is parsed by the caller's `parse` (the
+facade passes its one JSON reader, with its size and depth limits), else by a parser here that makes
+no float and refuses `NaN`. The fields a receiver acts on are typed: `invoiceNumber`, `eventType`
+and the organisation are strings (or absent); any other JSON type is `NotificationFieldInvalid`,
+naming the field.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ class WebhookInvalid(Exception):
 
 
 class NotificationFieldInvalid(Exception):
-    """A validly signed notification whose field has a JSON type no notification has (a number, list or
-    object where Cybersource sends a string)."""
+    """A validly signed notification whose field has a JSON type no notification has (a number, list
+    or object where Cybersource sends a string)."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field} {message}")
@@ -44,7 +45,8 @@ class NotificationFieldInvalid(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Signed:
-    """A notification whose signature verified: the parsed body and the exact text that was signed."""
+    """A notification whose signature verified: the parsed body and the exact text that was
+    signed."""
 
     body: Any
     content: str
@@ -60,7 +62,8 @@ class Notification:
 
 
 def _as_signed(value: Any) -> Any:
-    """Numbers as the signer's JSON.stringify wrote them (a double): only to rebuild the signed text."""
+    """Numbers as the signer's JSON.stringify wrote them (a double): only to rebuild the signed
+    text."""
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, dict):
@@ -162,14 +165,16 @@ def _json_type(value: Any) -> str:
 
 
 def _text(value: Any, field: str) -> str | None:
-    """A string field: absent, null or empty is None; a number, boolean, array or object is refused."""
+    """A string field: absent, null or empty is None; a number, boolean, array or object is
+    refused."""
     if value is None or isinstance(value, str):
         return value or None
     raise NotificationFieldInvalid(field, f"must be a string, not {_json_type(value)}")
 
 
 def signed_organization(body: Any) -> str | None:
-    """The merchant a notification is for, from the signed part only (the envelope is not signed)."""
+    """The merchant a notification is for, from the signed part only (the envelope is not
+    signed)."""
     if not isinstance(body, dict):
         return None
     where, payload = _payload(body)

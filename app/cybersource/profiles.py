@@ -25,9 +25,11 @@ CYBERSOURCE_HOSTS: dict[str, str] = {
 # The simulator's well-known local credentials (README); fine locally, never in production.
 LOCAL_MERCHANT_ID = "local_merchant"
 LOCAL_KEY_ID = "00000000-0000-4000-8000-00000000000a"
-LOCAL_SHARED_SECRET = "bG9jYWwtc2ltdWxhdG9yLXNoYXJlZC1zZWNyZXQtMDE="  # noqa: S105 (public local simulator credential) base64 of a 32-byte local text
+# A public local simulator credential (hence the noqa: S105); base64 of a 32-byte local text.
+LOCAL_SHARED_SECRET = "bG9jYWwtc2ltdWxhdG9yLXNoYXJlZC1zZWNyZXQtMDE="  # noqa: S105
 LOCAL_WEBHOOK_KEY_ID = "00000000-0000-4000-8000-00000000000b"
-LOCAL_WEBHOOK_SECRET = "bG9jYWwtc2ltdWxhdG9yLXdlYmhvb2stc2VjcmV0LTAx"  # noqa: S105 (public local simulator credential)
+# A public local simulator credential (hence the noqa: S105).
+LOCAL_WEBHOOK_SECRET = "bG9jYWwtc2ltdWxhdG9yLXdlYmhvb2stc2VjcmV0LTAx"  # noqa: S105
 
 
 class MerchantProfile(BaseModel):
@@ -40,7 +42,8 @@ class MerchantProfile(BaseModel):
     key_id: str
     shared_secret: SecretStr | None = None
     auth: AuthScheme = "http-signature"
-    # JWT: "shared-secret" signs HS256 with the shared secret; "p12" signs RS256 with the certificate.
+    # JWT: "shared-secret" signs HS256 with the shared secret; "p12" signs RS256 with the
+    # certificate.
     jwt_key_type: Literal["shared-secret", "p12"] = "shared-secret"
     p12_path: Path | None = None
     p12_password: SecretStr | None = None
@@ -48,8 +51,9 @@ class MerchantProfile(BaseModel):
     portfolio_id: str | None = None
     environment: CybersourceEnvironment = "test"
     base_url: str | None = None
-    # MLE: requests are encrypted to Cybersource's MLE certificate (PEM; its serial number is the kid),
-    # answers to the merchant's key registered with Cybersource (its private half, PEM, and its kid).
+    # MLE: requests are encrypted to Cybersource's MLE certificate (PEM; its serial number is the
+    # kid), answers to the merchant's key registered with Cybersource (its private half, PEM, and
+    # its kid).
     mle: MleMode = "off"
     mle_certificate: str | None = None
     mle_response_private_key: SecretStr | None = None
@@ -83,7 +87,8 @@ class MerchantProfile(BaseModel):
             )
         if self.mle_requests and not self.mle_certificate:
             raise ValueError(
-                f"merchant profile {self.name!r}: MLE of requests needs Cybersource's MLE certificate"
+                f"merchant profile {self.name!r}: MLE of requests needs Cybersource's MLE "
+                "certificate"
             )
         if self.mle_responses and not (self.mle_response_private_key and self.mle_response_key_id):
             raise ValueError(
@@ -93,7 +98,8 @@ class MerchantProfile(BaseModel):
 
 
 class ClientSettings(Protocol):
-    """The settings a set of Cybersource clients is built from (the facade's `Settings` has them)."""
+    """The settings a set of Cybersource clients is built from (the facade's `Settings` has
+    them)."""
 
     @property
     def merchant_profiles(self) -> dict[str, MerchantProfile]: ...

@@ -1,9 +1,9 @@
 """Cybersource request authentication: HTTP Signature and JWT, signer and verifier side by side.
 
-A signer and a verifier are two sides of one algorithm, so both live here: the client signs with it and
-the simulator verifies with it. The rules follow Cybersource's authentication guide (README: "Upstream
-authentication"): the label `request-target` without parentheses, a Digest over the exact body bytes,
-`{}` for bodiless action POSTs, HmacSHA256 keyed with the base64-decoded shared secret.
+A signer and a verifier are two sides of one algorithm, so both live here: the client signs with it
+and the simulator verifies with it. The rules follow Cybersource's authentication guide (README:
+"Upstream authentication"): the label `request-target` without parentheses, a Digest over the exact
+body bytes, `{}` for bodiless action POSTs, HmacSHA256 keyed with the base64-decoded shared secret.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ class SigningCredentials:
     merchant_id: str
     key_id: str
     secret: bytes = field(repr=False)
-    # With a meta key the signature names the portfolio; the v-c-merchant-id header stays the merchant.
+    # With a meta key the signature names the portfolio; the v-c-merchant-id header stays the
+    # merchant.
     portfolio_id: str | None = None
 
     @property
@@ -97,7 +98,8 @@ def sign_http_signature(
     body: bytes | None,
     date: str | None = None,
 ) -> dict[str, str]:
-    """Headers that authenticate one request. `target` is the path with its query exactly as sent."""
+    """Headers that authenticate one request. `target` is the path with its query exactly as
+    sent."""
     method = method.upper()
     date = date or http_date()
     has_body = method in METHODS_WITH_BODY
@@ -125,7 +127,7 @@ def sign_http_signature(
     return headers
 
 
-# --- verifying -------------------------------------------------------------------------------------
+# --- verifying ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +244,7 @@ def verify_http_signature(
     return merchant_id
 
 
-# --- JWT (v-c-jwt-version 2) -----------------------------------------------------------------------
+# --- JWT (v-c-jwt-version 2) ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +278,8 @@ def sign_jwt(
     jti: str | None = None,
     extra_claims: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
-    """`Authorization: Bearer` for one request; HS256 with the shared secret, or RS256 with a P12 key.
+    """`Authorization: Bearer` for one request; HS256 with the shared secret, or RS256 with a P12
+    key.
     `extra_claims`: e.g. `v-c-response-mle-kid`, asking for an encrypted answer."""
     method = method.upper()
     iat = int(time.time()) if iat is None else iat

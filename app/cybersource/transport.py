@@ -2,7 +2,8 @@
 
 One `aiohttp.ClientSession` per process: every merchant profile's client sends through the same
 connection pool (a `TCPConnector` limited to `cybersource_max_connections`). The session is created
-lazily on first use, inside the running event loop, unless one is passed in; whoever created it closes it.
+lazily on first use, inside the running event loop, unless one is passed in; whoever created it
+closes it.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ USER_AGENT = "invoicing-gateway (aiohttp)"
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Seconds. `connect` bounds getting a connection (pool wait plus TCP/TLS connect): a request that
-    hits it was never sent. `read` bounds each wait for response bytes once sent; `total` the whole call."""
+    """Seconds. `connect` bounds getting a connection (pool wait plus TCP/TLS connect): a request
+    that hits it was never sent. `read` bounds each wait for response bytes once sent; `total` the
+    whole call."""
 
     connect: float = 5.0
     read: float = 30.0
@@ -82,10 +84,11 @@ def split_proxy(proxy: str | None) -> tuple[URL | None, dict[str, str] | None]:
 
 
 def _no_silent_retries(session: aiohttp.ClientSession) -> aiohttp.ClientSession:
-    """Turn off aiohttp's own resend of GET/PUT/DELETE when a reused keep-alive connection turns out closed
-    (aiohttp >= 3.10, RFC 9112 9.3.1). The client promises never to retry: a PUT or DELETE resent behind the
-    outbox relay's back is exactly what it must not do. `_retry_connection` is a declared ClientSession
-    attribute (listed in ClientSession.ATTRS), so setting it raises no warning; older versions ignore it."""
+    """Turn off aiohttp's own resend of GET/PUT/DELETE when a reused keep-alive connection turns out
+    closed (aiohttp >= 3.10, RFC 9112 9.3.1). The client promises never to retry: a PUT or DELETE
+    resent behind the outbox relay's back is exactly what it must not do. `_retry_connection` is a
+    declared ClientSession attribute (listed in ClientSession.ATTRS), so setting it raises no
+    warning; older versions ignore it."""
     session._retry_connection = False
     return session
 
@@ -93,8 +96,9 @@ def _no_silent_retries(session: aiohttp.ClientSession) -> aiohttp.ClientSession:
 class SessionProvider:
     """Hands out the shared `aiohttp.ClientSession`, creating it lazily inside the running loop.
 
-    A session passed in belongs to the caller and is never closed here (but its silent aiohttp resend of
-    idempotent requests on a stale keep-alive connection is turned off, as for our own session).
+    A session passed in belongs to the caller and is never closed here (but its silent aiohttp
+    resend of idempotent requests on a stale keep-alive connection is turned off, as for our own
+    session).
     """
 
     def __init__(
@@ -128,14 +132,16 @@ class SessionProvider:
             return session
         if self._closed or not self._owned:
             raise RuntimeError("the Cybersource client session is closed")
-        asyncio.get_running_loop()  # a ClientSession belongs to a loop: refuse to make one outside it
+        # a ClientSession belongs to a loop: refuse to make one outside it
+        asyncio.get_running_loop()
         connector = aiohttp.TCPConnector(
             limit=self._max_connections,
             limit_per_host=0,
             ttl_dns_cache=300,
             keepalive_timeout=self._keepalive_timeout,
         )
-        # DummyCookieJar: cookies from upstream must never travel from one merchant's call to another's.
+        # DummyCookieJar: cookies from upstream must never travel from one merchant's call to
+        # another's.
         session = aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),

@@ -6,9 +6,10 @@
     sub = await admin.create_subscription(url, event_types=INVOICING_EVENTS)
     await admin.set_status(sub.webhook_id, "ACTIVE")
 
-- `POST /kms/egress/v2/keys-sym`: the digital signature key notifications are signed with (its secret
-  is shown in this answer only; a new key replaces the old one for new notifications);
-- `GET /notification-subscriptions/v2/products/{organizationId}`: what the organisation may subscribe to;
+- `POST /kms/egress/v2/keys-sym`: the digital signature key notifications are signed with (its
+  secret is shown in this answer only; a new key replaces the old one for new notifications);
+- `GET /notification-subscriptions/v2/products/{organizationId}`: what the organisation may
+  subscribe to;
 - `POST|GET /notification-subscriptions/v2/webhooks`, `GET|PATCH|DELETE .../webhooks/{id}`,
   `PUT .../webhooks/{id}/status`: the subscriptions;
 - `POST /notification-subscriptions/v1/webhooks/{id}` (v1): Cybersource sends a test notification.

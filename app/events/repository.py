@@ -1,4 +1,5 @@
-"""The events table: lifecycle events written with the change they describe, read in commit order."""
+"""The events table: lifecycle events written with the change they describe, read in commit
+order."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ class EventRow:
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
-    """An event to write for an invoice (its number, profile and owner are copied from the invoice row),
-    or about no invoice (`invoice_id` None: `owner` and `merchant_profile` say who may read it)."""
+    """An event to write for an invoice (its number, profile and owner are copied from the invoice
+    row), or about no invoice (`invoice_id` None: `owner` and `merchant_profile` say who may read
+    it)."""
 
     type: str
     invoice_id: int | None
@@ -37,9 +39,9 @@ class NewEvent:
     merchant_profile: str | None = None
 
 
-# The newest transaction id below which every row is committed or will never be (the feed's visibility
-# rule, also the push relay's): below the oldest transaction of this database still in progress, as the
-# statement's snapshot sees it. A CTE named `cutoff` with one column `txid`.
+# The newest transaction id below which every row is committed or will never be (the feed's
+# visibility rule, also the push relay's): below the oldest transaction of this database still in
+# progress, as the statement's snapshot sees it. A CTE named `cutoff` with one column `txid`.
 COMMITTED_CUTOFF_CTES = """
     snap AS (SELECT pg_current_snapshot() AS s),
     elsewhere AS (
@@ -58,9 +60,9 @@ PUSH_CHANNEL = "igw_push"
 
 class EventRepository(BaseRepository):
     async def insert(self, events: Sequence[NewEvent]) -> None:
-        """Write a batch of events, and a push delivery for every enabled subscription that may read each,
-        in one statement (so in the change's transaction: never "publish after commit"); relays that push
-        are woken at commit."""
+        """Write a batch of events, and a push delivery for every enabled subscription that may read
+        each, in one statement (so in the change's transaction: never "publish after commit");
+        relays that push are woken at commit."""
         if not events:
             return
         items = [
@@ -79,10 +81,12 @@ class EventRepository(BaseRepository):
             """
             WITH x AS (
                 SELECT * FROM jsonb_to_recordset(CAST(:items AS jsonb))
-                AS x(n int, type text, invoice_id bigint, op uuid, data jsonb, owner text, profile text)
+                AS x(n int, type text, invoice_id bigint, op uuid, data jsonb, \
+owner text, profile text)
             ),
             written AS (
-                INSERT INTO events (type, invoice_id, invoice_number, merchant_profile, owner, operation_id, data)
+                INSERT INTO events (type, invoice_id, invoice_number, merchant_profile, owner, \
+operation_id, data)
                 SELECT x.type, i.id, i.invoice_number, COALESCE(i.merchant_profile, x.profile),
                        COALESCE(i.owner, x.owner), x.op,
                        -- the caller's own reference and metadata ride along (README "References")
@@ -95,7 +99,8 @@ class EventRepository(BaseRepository):
                 RETURNING id, type, owner, merchant_profile
             ),
             queued AS (
-                -- What the feed would show the subscription's creator: its own invoices unless admin,
+                -- What the feed would show the subscription's creator: its own \
+invoices unless admin,
                 -- its merchant profiles only.
                 INSERT INTO subscription_deliveries (subscription_id, kind, event_id)
                 SELECT s.id, 'event', e.id FROM written e
@@ -124,8 +129,8 @@ class EventRepository(BaseRepository):
 
         Ids are handed out before commit, so a reader must not move past a transaction that is still
         running: rows are shown only below the oldest in-progress transaction id of the statement's
-        snapshot. Transactions known to run in another database cannot write our events and do not hold
-        the feed back; anything unknown (including one that just finished) does, for one poll.
+        snapshot. Transactions known to run in another database cannot write our events and do not
+        hold the feed back; anything unknown (including one that just finished) does, for one poll.
         """
         clauses = ["e.txid < cutoff.txid"]
         params: dict[str, Any] = {"limit": limit}

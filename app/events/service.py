@@ -1,4 +1,5 @@
-"""The events feed: lifecycle events after a position, in commit order, limited to what the caller may see."""
+"""The events feed: lifecycle events after a position, in commit order, limited to what the caller
+may see."""
 
 from __future__ import annotations
 

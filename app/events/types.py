@@ -1,8 +1,9 @@
-"""Every event type of the feed (`GET /v1/events`), in one place: OpenAPI and the README list them from here.
+"""Every event type of the feed (`GET /v1/events`), in one place: OpenAPI and the README list them
+from here.
 
-Each one stands for something that happened at Cybersource, never for a status that merely came back:
-a payment under review that is rejected is `invoice.payment_rejected`, not a second `invoice.sent` or
-`invoice.partially_paid`.
+Each one stands for something that happened at Cybersource, never for a status that merely came
+back: a payment under review that is rejected is `invoice.payment_rejected`, not a second
+`invoice.sent` or `invoice.partially_paid`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ class EventType(StrEnum):
     SENT = "invoice.sent"
     # Cybersource created the invoice but could not e-mail it (its 202 ACCEPTED); a send retries it.
     EMAIL_FAILED = "invoice.email_failed"
-    # A reminder e-mail went out (Cybersource's `reminder`, or `overdue-reminder` with overdue=true).
+    # A reminder e-mail went out (Cybersource's `reminder`, or `overdue-reminder` with
+    # overdue=true).
     REMINDER_SENT = "invoice.reminder_sent"
     # A payment waits for a decision (status PENDING); then it is paid, partially paid, or rejected.
     PAYMENT_PENDING = "invoice.payment_pending"

@@ -1,8 +1,9 @@
-"""Dependencies every router shares: typed access to the services, the merchant profile, one-valued queries.
+"""Dependencies every router shares: typed access to the services, the merchant profile, one-valued
+queries.
 
 Services are created in the lifespan and registered by type (`register`); a router asks for one with
-`provide(ServiceType)`, so nothing reads untyped attributes of `app.state`, and the HTTP layer imports no
-feature.
+`provide(ServiceType)`, so nothing reads untyped attributes of `app.state`, and the HTTP layer
+imports no feature.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def register(app: FastAPI, *services: Any) -> None:
 
 
 def provide(kind: type[T]) -> Callable[[Request], Awaitable[T]]:
-    # async: FastAPI runs a plain `def` dependency in a worker thread, which costs a read a third more.
+    # async: FastAPI runs a plain `def` dependency in a worker thread, which costs a read a third
+    # more.
     async def dependency(request: Request) -> T:
         service = request.app.state.services[kind]
         assert isinstance(service, kind)
@@ -36,7 +38,8 @@ def provide(kind: type[T]) -> Callable[[Request], Awaitable[T]]:
 
 
 async def single_valued_query(request: Request) -> None:
-    """Every query parameter of v1 takes one value: a repeated one is refused, not silently cut to its last."""
+    """Every query parameter of v1 takes one value: a repeated one is refused, not silently cut to
+    its last."""
     query = request.query_params
     if len(query.multi_items()) != len(query):
         repeated = sorted(name for name in query if len(query.getlist(name)) > 1)

@@ -1,7 +1,8 @@
 """Swagger UI at /docs, served from the vendored Swagger UI 5 files in app/static/swagger-ui/.
 
-FastAPI's default /docs page loads its JavaScript and CSS from a CDN; our machines cannot reach it, so
-the page would stay blank. `create_app` passes `docs_url=None` and calls `mount_swagger_ui` instead.
+FastAPI's default /docs page loads its JavaScript and CSS from a CDN; our machines cannot reach it,
+so the page would stay blank. `create_app` passes `docs_url=None` and calls `mount_swagger_ui`
+instead.
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
-"""What every request and answer passes at the edge of the app: the body limit and the security headers.
+"""What every request and answer passes at the edge of the app: the body limit and the security
+headers.
 
 The body limit is checked before anything reads or parses the body, and before authentication: a
 `Content-Length` above the limit is answered 413 at once, and a body sent without one (chunked) is
 counted as it arrives and cut off at the limit. Webhooks get a smaller limit of their own.
 
 Every answer carries `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer`, frame
-protection, `Cache-Control: no-store` (invoice bodies and errors must not sit in a shared cache) and a
-Content-Security-Policy that allows nothing (JSON needs none). Swagger UI's page sets its own, narrower
-policy (`app/http/docs.py`); its static assets may be cached.
+protection, `Cache-Control: no-store` (invoice bodies and errors must not sit in a shared cache) and
+a Content-Security-Policy that allows nothing (JSON needs none). Swagger UI's page sets its own,
+narrower policy (`app/http/docs.py`); its static assets may be cached.
 """
 
 from __future__ import annotations

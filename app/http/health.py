@@ -1,12 +1,14 @@
-"""/livez, /readyz and /metrics: what Kubernetes probes and Prometheus scrape (API and worker alike).
+"""/livez, /readyz and /metrics: what Kubernetes probes and Prometheus scrape (API and worker
+alike).
 
-/readyz answers 200 when the database answers and every LISTEN connection of the process listens; while
-one is reconnecting (after a database restart) it answers 503 and names it, although requests are still
-served (their waits fall back to polling).
+/readyz answers 200 when the database answers and every LISTEN connection of the process listens;
+while one is reconnecting (after a database restart) it answers 503 and names it, although requests
+are still served (their waits fall back to polling).
 
-`/readyz?deep=1` (an admin credential, or a call from the pod itself over loopback) also makes one cheap
-signed Cybersource call per merchant profile and names the likely cause of a refusal; any refusal makes
-it 503. Probes should not use it: a Cybersource outage would take every pod out of service.
+`/readyz?deep=1` (an admin credential, or a call from the pod itself over loopback) also makes one
+cheap signed Cybersource call per merchant profile and names the likely cause of a refusal; any
+refusal makes it 503. Probes should not use it: a Cybersource outage would take every pod out of
+service.
 """
 
 from __future__ import annotations
@@ -68,8 +70,8 @@ async def deep_check(
         ),
     ] = False,
 ) -> CredentialCheckService | None:
-    """The credentials check when `deep` was asked for and may be: 401/403 otherwise. The credential is
-    read here, not declared: the probe itself needs none, and OpenAPI must not say it does."""
+    """The credentials check when `deep` was asked for and may be: 401/403 otherwise. The credential
+    is read here, not declared: the probe itself needs none, and OpenAPI must not say it does."""
     if not deep:
         return None
     client = request.client.host if request.client else ""

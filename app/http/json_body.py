@@ -2,9 +2,10 @@
 
 Every body the facade takes (invoices, invoice settings, Cybersource's notifications) goes through
 `read_json`: its size and nesting depth are checked before anything is parsed (a body nested 100,000
-deep would otherwise exhaust the recursion limit), numbers become `int` or `Decimal` (an amount written as
-the JSON number 2623.64 stays exactly that), and `NaN`/`Infinity` (not JSON) are refused. Whatever makes
-a body unreadable is one answer: 400 `malformed_json`, saying what is wrong and where.
+deep would otherwise exhaust the recursion limit), numbers become `int` or `Decimal` (an amount
+written as the JSON number 2623.64 stays exactly that), and `NaN`/`Infinity` (not JSON) are refused.
+Whatever makes a body unreadable is one answer: 400 `malformed_json`, saying what is wrong and
+where.
 
 `JsonBodyRoute` makes FastAPI's routes use it: their bodies arrive parsed this way, whatever the
 Content-Type said (the routes take nothing but JSON).

@@ -1,4 +1,5 @@
-"""What every mutating request carries besides its body: the key, the caller's Prefer, where it was sent."""
+"""What every mutating request carries besides its body: the key, the caller's Prefer, where it was
+sent."""
 
 from __future__ import annotations
 
@@ -38,8 +39,10 @@ async def idempotency_key(
     idempotency_key: Annotated[
         str | None,
         Header(
-            description="Required on every mutating call: a retry with the same key gets the first answer "
-            'back. A quoted string (`"8e03978e-…"`) or a bare token; at most 255 characters.'
+            description=(
+                "Required on every mutating call: a retry with the same key gets the first answer "
+                'back. A quoted string (`"8e03978e-…"`) or a bare token; at most 255 characters.'
+            )
         ),
     ] = None,
 ) -> str:
@@ -49,7 +52,8 @@ async def idempotency_key(
 async def keyed_mutation(
     request: Request, key: Annotated[str, Depends(idempotency_key)]
 ) -> Mutation:
-    """A mutation that answers at once (no `Prefer` to honour): operators' re-drives, settings changes."""
+    """A mutation that answers at once (no `Prefer` to honour): operators' re-drives, settings
+    changes."""
     return Mutation(
         key=key,
         method=request.method,
@@ -65,8 +69,10 @@ async def mutation(
     prefer: Annotated[
         str | None,
         Header(
-            description="`respond-async` answers 202 at once; `wait=N` waits up to N seconds (also for a "
-            "request that is still running under the same Idempotency-Key)."
+            description=(
+                "`respond-async` answers 202 at once; `wait=N` waits up to N seconds (also for a "
+                "request that is still running under the same Idempotency-Key)."
+            )
         ),
     ] = None,
 ) -> Mutation:

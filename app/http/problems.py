@@ -20,11 +20,17 @@ from app.observability.logging import get_logger
 log = get_logger(__name__)
 
 DESCRIPTIONS = {
-    400: "Malformed request (malformed_json: the body is not JSON), or Idempotency-Key missing/invalid",
+    400: (
+        "Malformed request (malformed_json: the body is not JSON), or Idempotency-Key "
+        "missing/invalid"
+    ),
     401: "Missing or invalid API key or token",
     403: "The caller lacks the scope, or may not act for the merchant profile",
     404: "Not found",
-    409: "Conflict: state does not allow it, number taken, or the same Idempotency-Key is still running",
+    409: (
+        "Conflict: state does not allow it, number taken, or the same Idempotency-Key is still "
+        "running"
+    ),
     413: "The body is larger than the route takes",
     422: "Invalid body, Idempotency-Key reused with another request, or Cybersource rejected it",
     429: "Too many requests of this kind (rate_limited); retry after Retry-After seconds",
@@ -121,13 +127,13 @@ def install(app: FastAPI) -> None:
         )
 
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
-        # Registered on the database's exception types (not on Exception, whose handler runs after the
-        # response and makes the server drop the keep-alive connection).
+        # Registered on the database's exception types (not on Exception, whose handler runs after
+        # the response and makes the server drop the keep-alive connection).
         if unstorable_text(exc):
             return problem_response(
                 errors.MalformedRequest(
-                    "The request carries text PostgreSQL cannot hold (a NUL character, \\u0000); nothing was "
-                    "applied."
+                    "The request carries text PostgreSQL cannot hold (a NUL character, \\u0000); "
+                    "nothing was applied."
                 ),
                 request,
             )
@@ -136,7 +142,8 @@ def install(app: FastAPI) -> None:
         log.warning("api.database_unavailable", path=request.url.path, error=type(exc).__name__)
         return problem_response(
             errors.ServiceUnavailable(
-                "The database is unavailable; nothing was applied. Retry with the same Idempotency-Key.",
+                "The database is unavailable; nothing was applied. Retry with the same "
+                "Idempotency-Key.",
                 headers={"Retry-After": "2"},
             ),
             request,

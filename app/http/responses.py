@@ -21,8 +21,9 @@ def _decimal_text(value: Any) -> str:
 
 
 class PassThroughJSON(JSONResponse):
-    """A body passed through from Cybersource: its numbers were read as `Decimal` (never a float), and
-    are answered as decimal text (`1.50` stays `"1.50"`), the form the facade sends amounts in."""
+    """A body passed through from Cybersource: its numbers were read as `Decimal` (never a float),
+    and are answered as decimal text (`1.50` stays `"1.50"`), the form the facade sends amounts
+    in."""
 
     def render(self, content: Any) -> bytes:
         return json.dumps(
@@ -35,7 +36,8 @@ class PassThroughJSON(JSONResponse):
 
 
 def as_json(model: BaseModel) -> Response:
-    """Serialise once, straight from the model (a read hot path: no second validation by FastAPI)."""
+    """Serialise once, straight from the model (a read hot path: no second validation by
+    FastAPI)."""
     return Response(model.model_dump_json(), media_type="application/json")
 
 

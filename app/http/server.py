@@ -1,19 +1,20 @@
-"""The HTTP server the API runs under: uvicorn with httptools, and limits uvicorn does not set itself.
+"""The HTTP server the API runs under: uvicorn with httptools, and limits uvicorn does not set
+itself.
 
-uvicorn's httptools protocol (the fast one) accepts request heads of any size and count and waits for
-them forever: one client sending a 128 MB header stalled every other request. `GuardedHttpToolsProtocol`
-adds, per connection:
+uvicorn's httptools protocol (the fast one) accepts request heads of any size and count and waits
+for them forever: one client sending a 128 MB header stalled every other request.
+`GuardedHttpToolsProtocol` adds, per connection:
 
 - the request line and headers together at most `HTTP_MAX_HEADER_BYTES`, at most `HTTP_MAX_HEADERS`
-  headers: beyond either, 431 and the connection is closed (counted as bytes arrive, so nothing large
-  is ever buffered or parsed);
+  headers: beyond either, 431 and the connection is closed (counted as bytes arrive, so nothing
+  large is ever buffered or parsed);
 - the head must arrive within `HTTP_HEADER_TIMEOUT_SECONDS` of the connection (or of its first byte
-  for a later request on a kept-alive connection), the body within `HTTP_BODY_TIMEOUT_SECONDS` of the
-  head: otherwise 408 and the connection is closed (slow clients hold no connection for long).
+  for a later request on a kept-alive connection), the body within `HTTP_BODY_TIMEOUT_SECONDS` of
+  the head: otherwise 408 and the connection is closed (slow clients hold no connection for long).
 
 uvicorn's own settings do the rest: `timeout_keep_alive` (idle connections), `limit_concurrency`
-(connections and requests at once; beyond it 503), and `h11_max_incomplete_event_size` should the h11
-protocol ever be chosen instead.
+(connections and requests at once; beyond it 503), and `h11_max_incomplete_event_size` should the
+h11 protocol ever be chosen instead.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             },
         )
 
-    # --- connection ---------------------------------------------------------------------------------
+    # --- connection -------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -95,7 +96,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._reading_head and self._head_bytes > self.max_header_bytes:
             self._refuse(431)
 
-    # --- parser callbacks ---------------------------------------------------------------------------
+    # --- parser callbacks -------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -129,7 +130,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         super().on_message_complete()
 
-    # --- refusals -----------------------------------------------------------------------------------
+    # --- refusals ---------------------------------------------------------------------------------
 
     def _arm(self, seconds: float) -> None:
         self._disarm()
@@ -154,7 +155,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.send_400_response("Invalid HTTP request received.")
 
     def _refuse(self, status: int) -> None:
-        """Answer `status` in place of whatever the request would have got, and close the connection."""
+        """Answer `status` in place of whatever the request would have got, and close the
+        connection."""
         self._disarm()
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:

@@ -1,19 +1,23 @@
-"""Idempotency keys on every mutating call: run a request's writes once per key, replay its answer after.
+"""Idempotency keys on every mutating call: run a request's writes once per key, replay its answer
+after.
 
-The key is claimed in the same transaction as the invoice row and the outbox command, so a crash before
-commit leaves nothing behind (the retry runs again) and a crash after commit leaves a record that points
-at its command (the retry gets that command's answer). Rules:
+The key is claimed in the same transaction as the invoice row and the outbox command, so a crash
+before commit leaves nothing behind (the retry runs again) and a crash after commit leaves a record
+that points at its command (the retry gets that command's answer). Rules:
 
-- same client + key + same request (fingerprint) -> the first answer, replayed with `Idempotent-Replayed`;
-- same key, different request -> 422; first request still running -> 409 with Retry-After, or a bounded
-  wait when the caller sent `Prefer: wait=N`;
-- requests refused before anything was written (validation, state) keep no record: a retry re-checks;
-- the record follows its command: an answer stored for a command an operator re-drives is dropped in the
-  re-drive's transaction (`IdempotencyRepository.follow_again`), so the key then answers what the
-  command does next, never the outcome it had before;
-- once the command is committed, a failure to read its outcome (the database went away) is a 503 that
-  says so: the request was accepted and the same key gets its answer; never "nothing was applied". A
-  connection lost while committing is a 503 that says it may or may not have been applied.
+- same client + key + same request (fingerprint) -> the first answer, replayed with
+  `Idempotent-Replayed`;
+- same key, different request -> 422; first request still running -> 409 with Retry-After, or a
+  bounded wait when the caller sent `Prefer: wait=N`;
+- requests refused before anything was written (validation, state) keep no record: a retry
+  re-checks;
+- the record follows its command: an answer stored for a command an operator re-drives is dropped in
+  the re-drive's transaction (`IdempotencyRepository.follow_again`), so the key then answers what
+  the command does next, never the outcome it had before;
+- once the command is committed, a failure to read its outcome (the database went away) is a
+  503 that says so: the request was accepted and the same key gets its answer; never "nothing was
+  applied". A connection lost while committing is a 503 that says it may or may not have been
+  applied.
 """
 
 from __future__ import annotations
@@ -102,14 +106,15 @@ class IdempotentExecutor:
     ) -> Outcome:
         """Wait (bounded) for the command, then store its answer under the key, in one transaction.
 
-        A 202 is stored only by the request that answers it (`store_accepted`); a retry that finds the
-        command still running stores nothing and answers 409 instead. A first request with no wait
-        (`Prefer: respond-async`, or `REQUEST_WAIT_SECONDS=0`) always answers 202.
+        A 202 is stored only by the request that answers it (`store_accepted`); a retry that finds
+        the command still running stores nothing and answers 409 instead. A first request with no
+        wait (`Prefer: respond-async`, or `REQUEST_WAIT_SECONDS=0`) always answers 202.
         """
         if wait_seconds > 0:
             await self.waiter.wait(operation_id, wait_seconds)
         async with self.engine.begin() as conn:
-            # A first request that asked not to wait answers 202 even when a fast relay already finished.
+            # A first request that asked not to wait answers 202 even when a fast relay already
+            # finished.
             outcome = await self.answers(
                 conn, operation_id, accepted=store_accepted and wait_seconds <= 0
             )
@@ -134,7 +139,8 @@ class IdempotentExecutor:
         wait_seconds: float = 0.0,
         replay_wait_seconds: float = 0.0,
     ) -> tuple[Outcome, bool]:
-        """`run` for a parsed request: its key, method and path, fingerprinted on `meaning` + `scope`."""
+        """`run` for a parsed request: its key, method and path, fingerprinted on `meaning` +
+        `scope`."""
         return await self.run(
             caller=caller,
             key=request.key,
@@ -160,8 +166,9 @@ class IdempotentExecutor:
     ) -> tuple[Outcome, bool]:
         """Run `enqueue(conn)` once per key; returns the answer and whether it is a replay.
 
-        `wait_seconds` bounds the wait for this request's own command; `replay_wait_seconds` (only what the
-        caller asked for with `Prefer: wait=N`) bounds the wait for a request still running under the key.
+        `wait_seconds` bounds the wait for this request's own command; `replay_wait_seconds` (only
+        what the caller asked for with `Prefer: wait=N`) bounds the wait for a request still running
+        under the key.
         """
         # A retry usually finds its key: answer it with one read, without a write transaction.
         async with self.reads.connect() as conn:
@@ -182,7 +189,8 @@ class IdempotentExecutor:
                 raise
             raise errors.ServiceUnavailable(
                 "The database went away while the request was being committed: it may or may not "
-                "have been applied. Retry with the same Idempotency-Key; the retry answers either way.",
+                "have been applied. Retry with the same Idempotency-Key; the retry answers either "
+                "way.",
                 headers={"Retry-After": "2"},
             ) from exc
         if not claimed:
@@ -207,7 +215,8 @@ class IdempotentExecutor:
         path: str,
         enqueue: Enqueue,
     ) -> tuple[bool, Accepted | Outcome | None, IdempotencyRecord | None]:
-        """In the caller's transaction: claim the key and run `enqueue`, or find the key's record."""
+        """In the caller's transaction: claim the key and run `enqueue`, or find the key's
+        record."""
         repo = IdempotencyRepository(conn)
         claimed = await repo.claim(
             client=caller.client,
@@ -237,7 +246,8 @@ class IdempotentExecutor:
         *,
         store_accepted: bool,
     ) -> Outcome:
-        """`_final_outcome` for a command already committed: an outage now is no "nothing was applied"."""
+        """`_final_outcome` for a command already committed: an outage now is no "nothing was
+        applied"."""
         try:
             return await self._final_outcome(
                 caller, key, operation_id, wait_seconds, store_accepted=store_accepted
@@ -269,8 +279,8 @@ class IdempotentExecutor:
             )
         if record.fingerprint != request_fingerprint:
             raise errors.IdempotencyKeyReused(
-                f"Idempotency-Key was first used for {record.method} {record.path} with a different "
-                "body; use a new key for a different request."
+                f"Idempotency-Key was first used for {record.method} {record.path} with a "
+                "different body; use a new key for a different request."
             )
         if record.state == "completed":
             assert record.response_status is not None
@@ -284,8 +294,8 @@ class IdempotentExecutor:
             if outcome.status != 202:
                 return outcome
         raise errors.IdempotencyKeyInUse(
-            "A request with this Idempotency-Key is still being processed; retry after a moment, or send "
-            "`Prefer: wait=<seconds>` to wait for it.",
+            "A request with this Idempotency-Key is still being processed; retry after a moment, "
+            "or send `Prefer: wait=<seconds>` to wait for it.",
             headers={"Retry-After": "1"},
             retryAfter=1,
         )

@@ -1,4 +1,5 @@
-"""The Idempotency-Key header (draft-ietf-httpapi-idempotency-key-header) and the request fingerprint."""
+"""The Idempotency-Key header (draft-ietf-httpapi-idempotency-key-header) and the request
+fingerprint."""
 
 from __future__ import annotations
 
@@ -17,19 +18,20 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 def parse_idempotency_key(value: str | None) -> str:
-    """Accept the draft's structured-field string (`"abc"`) and a bare token (`abc`): the same key."""
+    """Accept the draft's structured-field string (`"abc"`) and a bare token (`abc`): the same
+    key."""
     if value is None or not value.strip():
         raise errors.IdempotencyKeyMissing(
-            "Every POST, PUT and PATCH needs an Idempotency-Key header (for example a UUID) so that a retry "
-            "never applies the request twice."
+            "Every POST, PUT and PATCH needs an Idempotency-Key header (for example a UUID) "
+            "so that a retry never applies the request twice."
         )
     value = value.strip()
     quoted = _SF_STRING.match(value)
     key = re.sub(r"\\(.)", r"\1", quoted.group(1)) if quoted else value
     if not key or len(key) > MAX_KEY_LENGTH or (not quoted and not _TOKEN.match(key)):
         raise errors.IdempotencyKeyInvalid(
-            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} visible ASCII characters, bare or as a quoted "
-            "string."
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} visible ASCII characters, bare or as a "
+            "quoted string."
         )
     return key
 

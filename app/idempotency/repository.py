@@ -1,4 +1,5 @@
-"""Idempotency records: claim a key, find it again, attach its command, store its final answer, purge."""
+"""Idempotency records: claim a key, find it again, attach its command, store its final answer,
+purge."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ class IdempotencyRepository(BaseRepository):
     ) -> bool:
         """Claim a key; blocks while another transaction holds an uncommitted claim on it."""
         row = await self._one(
-            "INSERT INTO idempotency_records (client, key, fingerprint, method, path, locked_until) "
+            "INSERT INTO idempotency_records "
+            "(client, key, fingerprint, method, path, locked_until) "
             "VALUES (:client, :key, :fp, :method, :path, now() + make_interval(secs => :lock)) "
             "ON CONFLICT (client, key) DO NOTHING RETURNING key",
             client=client,
@@ -56,7 +58,8 @@ class IdempotencyRepository(BaseRepository):
 
     async def attach_operation(self, client: str, key: str, operation_id: uuid.UUID) -> None:
         await self._execute(
-            "UPDATE idempotency_records SET operation_id = :op WHERE client = :client AND key = :key",
+            "UPDATE idempotency_records SET operation_id = :op WHERE client = :client "
+            "AND key = :key",
             op=operation_id,
             client=client,
             key=key,

@@ -1,4 +1,5 @@
-"""The answer a command's request gets (and its idempotency key replays), read from the store as it stands."""
+"""The answer a command's request gets (and its idempotency key replays), read from the store as it
+stands."""
 
 from __future__ import annotations
 

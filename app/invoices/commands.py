@@ -1,8 +1,8 @@
 """One table of commands: everything about each kind of outbox command of an invoice, in one place.
 
-A new kind is added to `OperationKind` and then to `command()`; mypy refuses the enum member until the
-table has its entry (`assert_never`), and the relay's dispatch (`delivery.py`) is exhaustive the same way,
-so a forgotten kind cannot fall through to another kind's upstream call.
+A new kind is added to `OperationKind` and then to `command()`; mypy refuses the enum member until
+the table has its entry (`assert_never`), and the relay's dispatch (`delivery.py`) is exhaustive the
+same way, so a forgotten kind cannot fall through to another kind's upstream call.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ class InvoiceStatus(StrEnum):
 
 
 class ReconcileRule(StrEnum):
-    """After an ambiguous failure, how to tell from the upstream invoice whether the call was applied."""
+    """After an ambiguous failure, how to tell from the upstream invoice whether the call was
+    applied."""
 
     MATCHES_REQUEST = "matches_request"  # create: an invoice with our number and our content exists
     REAPPLY = "reapply"  # update: a full replacement is safe to apply again

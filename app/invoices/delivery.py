@@ -1,15 +1,17 @@
 """Delivering invoice commands to Cybersource: the outbox relay's handler for invoices.
 
-Ambiguous failures (the call may have been applied) are reconciled before anything is re-sent: a create
-is looked up by its number, a send/publish/cancel compares the upstream status and e-mail history with
-what it was before the first attempt. Until such a reading has answered, the command's outcome is
-unknown: a failing reading is retried (class `reconcile`, no limit of its own) and never counted against
-the command's other classes. Every upstream call is fenced on the lease first. The dispatch is exhaustive
-over `OperationKind`: mypy refuses a kind without its upstream call or its reconcile rule.
+Ambiguous failures (the call may have been applied) are reconciled before anything is re-sent: a
+create is looked up by its number, a send/publish/cancel compares the upstream status and e-mail
+history with what it was before the first attempt. Until such a reading has answered, the command's
+outcome is unknown: a failing reading is retried (class `reconcile`, no limit of its own) and never
+counted against the command's other classes. Every upstream call is fenced on the lease first. The
+dispatch is exhaustive over `OperationKind`: mypy refuses a kind without its upstream call or its
+reconcile rule.
 
 Failure classes (each counts its own attempts): `transient` (5xx, 429, not sent), `account` (502
-"General system failure", `RELAY_ACCOUNT_ERROR_ATTEMPTS`), `authentication` (401/403, the same limit),
-`ambiguous` (the answer was lost after sending), `reconcile` (the reading that decides did not answer).
+"General system failure", `RELAY_ACCOUNT_ERROR_ATTEMPTS`), `authentication` (401/403, the same
+limit), `ambiguous` (the answer was lost after sending), `reconcile` (the reading that decides did
+not answer).
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ def invoice_command_relay(
     owner: str | None = None,
     listen_dsn: str | None = None,
 ) -> InvoiceRelay:
-    """The relay of invoice commands: the outbox table as its queue, Cybersource delivery as its handler."""
+    """The relay of invoice commands: the outbox table as its queue, Cybersource delivery as its
+    handler."""
     return Relay(
         engine,
         OutboxRepository,
@@ -103,7 +106,7 @@ class CybersourceDelivery:
         self.settings = settings
         self.clients = clients
 
-    # --- the handler protocol -----------------------------------------------------------------------
+    # --- the handler protocol ---------------------------------------------------------------------
 
     async def deliver(self, operation: ClaimedOperation, lease: Lease) -> Delivery[InvoiceEffects]:
         # The trace of the request that queued the command goes on here (and on to Cybersource).
@@ -133,7 +136,8 @@ class CybersourceDelivery:
         except AmbiguousError as exc:
             return self._again(exc, "ambiguous", reconcile=True)
         except TransientError as exc:
-            # 502 "General system failure" is often an account problem: a few of its own, not forever.
+            # 502 "General system failure" is often an account problem: a few of its own, not
+            # forever.
             if getattr(exc, "possibly_account_problem", False):
                 cls, limit = "account", account_limit
             else:
@@ -157,7 +161,8 @@ class CybersourceDelivery:
 
     @staticmethod
     def _superseded_effects(operation: ClaimedOperation) -> InvoiceEffects:
-        # The store already follows the cancel (ours, or a webhook's): nothing to change but the sync.
+        # The store already follows the cancel (ours, or a webhook's): nothing to change but the
+        # sync.
         state = DeliveredState(operation.invoice_id, True, None, None, None, None, None)
         return InvoiceEffects(state, None)
 
@@ -174,7 +179,7 @@ class CybersourceDelivery:
         if events:
             await EventRepository(conn).insert(events)
 
-    # --- delivering one command ---------------------------------------------------------------------
+    # --- delivering one command -------------------------------------------------------------------
 
     @staticmethod
     def _again(
@@ -208,8 +213,9 @@ class CybersourceDelivery:
             and asks_for_email(operation.payload)
             and not state.email_sent
         ):
-            # Cybersource's 202 ACCEPTED (or a create read back unsent): the invoice exists, its e-mail
-            # did not go out. The command succeeded; the invoice and an event say so; a send retries it.
+            # Cybersource's 202 ACCEPTED (or a create read back unsent): the invoice exists, its
+            # e-mail did not go out. The command succeeded; the invoice and an event say so; a send
+            # retries it.
             email_failure = {"message": str(accepted_message or EMAIL_NOT_SENT), "failedAt": now}
             result["emailFailure"] = email_failure
         delivered = DeliveredState(
@@ -247,7 +253,8 @@ class CybersourceDelivery:
             return await self._call(client, operation, kind)
         except RejectedError as exc:
             if kind is OperationKind.CREATE and exc.is_duplicate_record:
-                # A create we sent before (answer lost) or someone else's invoice: look before failing.
+                # A create we sent before (answer lost) or someone else's invoice: look before
+                # failing.
                 existing = await self._deciding_read(client, operation, lease)
                 payload = operation.payload or {}
                 if existing is not None and UpstreamState.from_body(existing).matches_request(
@@ -282,13 +289,14 @@ class CybersourceDelivery:
     ) -> dict[str, Any]:
         """After 202 ACCEPTED (no invoice in the answer, "ACCEPTED" is no status): read the invoice.
 
-        A failed read is retried like any transient failure; the retry's create meets DUPLICATE_RECORD,
-        reads the invoice and finds it ours, so the outcome is the same.
+        A failed read is retried like any transient failure; the retry's create meets
+        DUPLICATE_RECORD, reads the invoice and finds it ours, so the outcome is the same.
         """
         body = await self._fetch(client, number)
         if body is None:
             raise AmbiguousError(
-                f"Cybersource accepted the create of {number} (202) but does not show the invoice yet"
+                f"Cybersource accepted the create of {number} (202) but does not show the invoice "
+                "yet"
             )
         return {**body, ACCEPTED_MESSAGE: message}
 
@@ -303,7 +311,8 @@ class CybersourceDelivery:
     async def _deciding_read(
         self, client: CybersourceClient, operation: ClaimedOperation, lease: Lease
     ) -> dict[str, Any] | None:
-        """A read that decides whether the command was applied: until it answers, nothing is known."""
+        """A read that decides whether the command was applied: until it answers, nothing is
+        known."""
         await lease.fence()
         try:
             return await self._fetch(client, operation.invoice_number)
@@ -313,7 +322,8 @@ class CybersourceDelivery:
     async def _record_baseline(
         self, client: CybersourceClient, operation: ClaimedOperation, lease: Lease
     ) -> None:
-        """Before the first send, note status and e-mail count so a lost answer can be told apart."""
+        """Before the first send, note status and e-mail count so a lost answer can be told
+        apart."""
         await lease.fence()
         state = UpstreamState.from_body(await self._fetch(client, operation.invoice_number))
         baseline = {"status": state.status, "sends": state.send_count}
@@ -323,7 +333,8 @@ class CybersourceDelivery:
     async def _reconcile(
         self, client: CybersourceClient, operation: ClaimedOperation, lease: Lease
     ) -> dict[str, Any] | None:
-        """After an ambiguous failure: the upstream invoice if the command was applied, else None."""
+        """After an ambiguous failure: the upstream invoice if the command was applied, else
+        None."""
         rule = COMMANDS[OperationKind(operation.kind)].reconcile
         if rule is ReconcileRule.REAPPLY:
             return None  # a full replacement is safe to apply again
@@ -339,7 +350,8 @@ class CybersourceDelivery:
         lease: Lease,
         refusal: RejectedError,
     ) -> bool:
-        """Was the command refused because the invoice had been canceled (a race lost to a cancel)?"""
+        """Was the command refused because the invoice had been canceled (a race lost to a
+        cancel)?"""
         if not refusal.is_action_not_allowed or operation.kind == OperationKind.CANCEL:
             return False
         await lease.fence()
@@ -371,7 +383,8 @@ def applied(rule: ReconcileRule, state: UpstreamState, operation: ClaimedOperati
         case ReconcileRule.SENT_SINCE_BASELINE:
             baseline = operation.baseline
             if baseline is None:
-                return False  # the baseline is committed before the first send call: none means never sent
+                # the baseline is committed before the first send call: none means never sent
+                return False
             moved = state.status != baseline.get("status")
             return moved or state.send_count > int(baseline.get("sends", 0))
         case _:

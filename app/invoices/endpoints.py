@@ -41,7 +41,9 @@ Invoices = Annotated[InvoiceService, Depends(provide(InvoiceService))]
 Adoption = Annotated[AdoptionService, Depends(provide(AdoptionService))]
 # ASCII digits only (`\d` also takes other scripts' digits).
 ISO_DATETIME = re.compile(
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?(Z|[+-][0-9]{2}:?[0-9]{2})?$"
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?"
+    r"(Z|[+-][0-9]{2}:?[0-9]{2})?$"
 )
 
 
@@ -55,7 +57,8 @@ STATUS_LIST_PATTERN = rf"^({_ANY_STATUS})(,({_ANY_STATUS}))*$"
 ListSort = Literal["-createdAt", "createdAt", "dueDate", "-dueDate", "amount", "-amount"]
 QueryAmount = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,15}(\.[0-9]{1,4})?$")]
 METADATA_PARAM = re.compile(r"^metadata\[(.*)\]$")
-# `metadata[key]=value`, one parameter per key (OpenAPI's deepObject style); FastAPI cannot declare it.
+# `metadata[key]=value`, one parameter per key (OpenAPI's deepObject style); FastAPI cannot declare
+# it.
 METADATA_QUERY: dict[str, Any] = {
     "name": "metadata",
     "in": "query",
@@ -96,7 +99,9 @@ def metadata_filter(items: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]
 ACCEPTED: dict[int | str, dict[str, Any]] = {
     202: {
         "model": OperationOut,
-        "description": "Accepted: still on its way to Cybersource; follow Location (/v1/operations/{id})",
+        "description": (
+            "Accepted: still on its way to Cybersource; follow Location (/v1/operations/{id})"
+        ),
     }
 }
 MUTATION_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 502, 503)
@@ -280,12 +285,16 @@ _action_route(OperationKind.SEND, "Publish and e-mail the invoice, or resend it"
 _action_route(OperationKind.CANCEL, "Cancel an unpaid invoice")
 
 
+# The docstring is the OpenAPI description (openapi/openapi.json): a backslash-newline keeps its
+# text unchanged where a line would be longer than 100 characters.
 @router.post(
     "/{invoiceNumber}/adopt",
     status_code=201,
     response_model=InvoiceOut,
     responses=problem_responses(400, 401, 403, 404, 409, 422, 502, 503),
-    summary="Admins: take an invoice made outside the facade into the store (read from Cybersource)",
+    summary=(
+        "Admins: take an invoice made outside the facade into the store (read from Cybersource)"
+    ),
 )
 async def adopt_invoice(
     invoiceNumber: str,
@@ -295,7 +304,8 @@ async def adopt_invoice(
     body: Annotated[InvoiceAdopt | None, Body()] = None,
     profile: MerchantProfileHeader = "default",
 ) -> JSONResponse:
-    """Reads the invoice from Cybersource and stores it under `owner` (default: you), in sync, with an
+    """Reads the invoice from Cybersource and stores it under `owner` (default: you), in sync, \
+with an
     `invoice.adopted` event; from then on it is like any other invoice (routes, webhooks, the status
     reconciler). 404 when Cybersource has no such invoice, 409 `invoice_already_stored` when the
     facade has it. Nothing is sent to Cybersource."""

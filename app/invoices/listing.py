@@ -22,7 +22,8 @@ SORTS = tuple(SORT_COLUMNS)
 
 @dataclass(frozen=True, slots=True)
 class InvoiceQuery:
-    """A list request as the router parsed it (the owner filter is decided by the caller's scopes)."""
+    """A list request as the router parsed it (the owner filter is decided by the caller's
+    scopes)."""
 
     profile: str
     status: str | None = None  # one status, or several separated by commas

@@ -84,8 +84,9 @@ class InvoiceFilter:
     metadata: tuple[tuple[str, str], ...] = ()
 
 
-# The sorts a list can have: column, descending. Only due_date can be NULL (an adopted invoice without
-# one): such invoices come last in ascending order and first in descending order, as PostgreSQL sorts.
+# The sorts a list can have: column, descending. Only due_date can be NULL (an adopted invoice
+# without one): such invoices come last in ascending order and first in descending order, as
+# PostgreSQL sorts.
 SORT_COLUMNS: dict[str, tuple[str, bool]] = {
     "-createdAt": ("created_at", True),
     "createdAt": ("created_at", False),
@@ -99,7 +100,8 @@ OPEN_STATUSES = "('CREATED', 'SENT', 'PARTIAL', 'PENDING')"
 
 @dataclass(frozen=True, slots=True)
 class SortPosition:
-    """Where a sorted page starts: after the row with this sort value (None: a NULL due date) and id."""
+    """Where a sorted page starts: after the row with this sort value (None: a NULL due date) and
+    id."""
 
     value: Any
     id: int
@@ -149,8 +151,8 @@ def _filter_clauses(filters: InvoiceFilter) -> tuple[list[str], dict[str, Any]]:
 def list_statements(
     filters: InvoiceFilter, sort: str, after: SortPosition | None, limit: int
 ) -> list[tuple[str, dict[str, Any]]]:
-    """The statements of one sorted page, run in order until `limit` rows are found (more than one only
-    when a due-date sort crosses between dated invoices and those without a due date)."""
+    """The statements of one sorted page, run in order until `limit` rows are found (more than one
+    only when a due-date sort crosses between dated invoices and those without a due date)."""
     column, descending = SORT_COLUMNS[sort]
     clauses, params = _filter_clauses(filters)
     params["limit"] = limit
@@ -186,7 +188,8 @@ def list_statements(
     for extra in segments:
         where = " AND ".join(clauses + extra)
         where_sql = f"WHERE {where}" if where else ""
-        sql = f"SELECT * FROM invoices {where_sql} {order} LIMIT :limit"  # noqa: S608 (fixed clauses)
+        # Fixed clauses only (hence the noqa: S608).
+        sql = f"SELECT * FROM invoices {where_sql} {order} LIMIT :limit"  # noqa: S608
         statements.append((sql, params))
     return statements
 
@@ -204,7 +207,9 @@ def _per_status(
     for n, status in enumerate(statuses):
         params[f"status_{n}"] = status
         where = " AND ".join([*common, f"status = :status_{n}", *extra])
-        branches.append(f"(SELECT * FROM invoices WHERE {where} {order} LIMIT :limit)")  # noqa: S608
+        branches.append(
+            f"(SELECT * FROM invoices WHERE {where} {order} LIMIT :limit)"  # noqa: S608
+        )
     union = " UNION ALL ".join(branches)
     return f"SELECT * FROM ({union}) AS page {order} LIMIT :limit", params  # noqa: S608
 
@@ -269,10 +274,11 @@ class InvoiceRepository(BaseRepository):
         A caller's externalReference already on another of its invoices is ExternalReferenceTaken.
         """
         return await self._insert_row(
-            "INSERT INTO invoices (merchant_profile, invoice_number, owner, currency, total_amount, "
-            "customer_email, customer_name, due_date, content, merchant_customer_id, external_reference, "
-            "metadata) VALUES (:profile, :number, :owner, :currency, :total, :email, :name, :due, "
-            "CAST(:content AS jsonb), :customer_id, :reference, CAST(:metadata AS jsonb)) "
+            "INSERT INTO invoices (merchant_profile, invoice_number, owner, currency, "
+            "total_amount, customer_email, customer_name, due_date, content, merchant_customer_id, "
+            "external_reference, metadata) VALUES (:profile, :number, :owner, :currency, :total, "
+            ":email, :name, :due, CAST(:content AS jsonb), :customer_id, :reference, "
+            "CAST(:metadata AS jsonb)) "
             "ON CONFLICT (merchant_profile, invoice_number) DO NOTHING RETURNING id",
             profile=merchant_profile,
             number=invoice_number,
@@ -292,14 +298,16 @@ class InvoiceRepository(BaseRepository):
         balance_amount: Decimal | None,
         upstream: dict[str, Any],
     ) -> int | None:
-        """Insert an invoice made outside the facade, as Cybersource has it now (in sync, just seen);
+        """Insert an invoice made outside the facade, as Cybersource has it now (in sync, just
+        seen);
         None when the store already has that number for this merchant."""
         return await self._insert_row(
-            "INSERT INTO invoices (merchant_profile, invoice_number, owner, currency, total_amount, "
-            "customer_email, customer_name, due_date, content, merchant_customer_id, external_reference, "
-            "metadata, status, sync_state, payment_link, balance_amount, upstream, checked_at) VALUES "
-            "(:profile, :number, :owner, :currency, :total, :email, :name, :due, CAST(:content AS jsonb), "
-            ":customer_id, :reference, CAST(:metadata AS jsonb), :status, 'in_sync', :link, :balance, "
+            "INSERT INTO invoices (merchant_profile, invoice_number, owner, currency, "
+            "total_amount, customer_email, customer_name, due_date, content, merchant_customer_id, "
+            "external_reference, metadata, status, sync_state, payment_link, balance_amount, "
+            "upstream, checked_at) VALUES (:profile, :number, :owner, :currency, :total, :email, "
+            ":name, :due, CAST(:content AS jsonb), :customer_id, :reference, "
+            "CAST(:metadata AS jsonb), :status, 'in_sync', :link, :balance, "
             "CAST(:upstream AS jsonb), now()) "
             "ON CONFLICT (merchant_profile, invoice_number) DO NOTHING RETURNING id",
             profile=merchant_profile,
@@ -337,7 +345,8 @@ class InvoiceRepository(BaseRepository):
         lock = " FOR UPDATE" if for_update else ""
         return await self._row(
             InvoiceRow,
-            "SELECT * FROM invoices WHERE merchant_profile = :p AND invoice_number = :n" + lock,  # noqa: S608
+            "SELECT * FROM invoices WHERE merchant_profile = :p "  # noqa: S608
+            "AND invoice_number = :n" + lock,
             p=merchant_profile,
             n=invoice_number,
         )
@@ -348,7 +357,8 @@ class InvoiceRepository(BaseRepository):
         return await self._row(InvoiceRow, sql, id=invoice_id)
 
     async def get_view(self, merchant_profile: str, invoice_number: str) -> InvoiceView | None:
-        """The invoice and the ids of its unfinished commands, in one round trip (the read hot path)."""
+        """The invoice and the ids of its unfinished commands, in one round trip (the read hot
+        path)."""
         return await self._row(
             InvoiceView,
             "SELECT i.*, ARRAY(SELECT o.id::text FROM operations o WHERE o.invoice_id = i.id "
@@ -368,7 +378,8 @@ class InvoiceRepository(BaseRepository):
     async def list_sorted(
         self, filters: InvoiceFilter, sort: str, *, after: SortPosition | None, limit: int
     ) -> list[InvoiceRow]:
-        """One page in `sort` order (a key of SORT_COLUMNS), keyset-paginated on (sort value, id)."""
+        """One page in `sort` order (a key of SORT_COLUMNS), keyset-paginated on (sort value,
+        id)."""
         rows: list[InvoiceRow] = []
         for sql, params in list_statements(filters, sort, after, limit):
             rows += await self._rows(InvoiceRow, sql, **{**params, "limit": limit - len(rows)})
@@ -393,9 +404,10 @@ class InvoiceRepository(BaseRepository):
         try:
             await self._execute(
                 "UPDATE invoices SET content = CAST(:content AS jsonb), currency = :currency, "
-                "total_amount = :total, customer_email = :email, customer_name = :name, due_date = :due, "
-                "merchant_customer_id = :customer_id, external_reference = :reference, "
-                "metadata = CAST(:metadata AS jsonb), sync_state = 'pending', updated_at = now() "
+                "total_amount = :total, customer_email = :email, customer_name = :name, "
+                "due_date = :due, merchant_customer_id = :customer_id, "
+                "external_reference = :reference, metadata = CAST(:metadata AS jsonb), "
+                "sync_state = 'pending', updated_at = now() "
                 "WHERE id = :id",
                 id=invoice_id,
                 **_field_params(fields),
@@ -420,12 +432,14 @@ class InvoiceRepository(BaseRepository):
         balance_amount: Decimal | None,
         upstream: dict[str, Any] | None,
     ) -> None:
-        """Record what Cybersource says the invoice is now (a refresh, a webhook, the reconciler)."""
+        """Record what Cybersource says the invoice is now (a refresh, a webhook, the
+        reconciler)."""
         await self._execute(
             "UPDATE invoices SET status = COALESCE(:status, status), "
             "payment_link = COALESCE(:link, payment_link), "
             "balance_amount = COALESCE(:balance, balance_amount), "
-            "upstream = COALESCE(CAST(:upstream AS jsonb), upstream), updated_at = now(), checked_at = now() "
+            "upstream = COALESCE(CAST(:upstream AS jsonb), upstream), updated_at = now(), "
+            "checked_at = now() "
             "WHERE id = :id",
             id=invoice_id,
             status=status,
@@ -475,7 +489,8 @@ class InvoiceRepository(BaseRepository):
                 updated_at = now(),
                 checked_at = CASE WHEN x.ok THEN now() ELSE i.checked_at END
             FROM jsonb_to_recordset(CAST(:items AS jsonb))
-                 AS x(id bigint, ok boolean, status text, link text, balance numeric, upstream jsonb, error jsonb,
+                 AS x(id bigint, ok boolean, status text, link text, balance numeric, \
+upstream jsonb, error jsonb,
                     email_failure jsonb, email_sent boolean)
             WHERE i.id = x.id
             """,

@@ -1,22 +1,22 @@
 """Business checks on an invoice body beyond its types: refusals, and Cybersource's totals rule.
 
 Refusals (`check_invoice`, always applied, README "Validation"): amounts with more decimals than the
-currency has (Cybersource would silently truncate them), a total that is not positive, a minimum partial
-amount without partial payments or above the total, an expiration before the due date, and no e-mail
-address for an invoice that is to be e-mailed now.
+currency has (Cybersource would silently truncate them), a total that is not positive, a minimum
+partial amount without partial payments or above the total, an expiration before the due date, and
+no e-mail address for an invoice that is to be e-mailed now.
 
 Totals (`totals_warnings`, README "Validation", the rule all of Cybersource's own examples satisfy):
 
 - with `subAmount`: totalAmount = subAmount - discount. Tax and freight are already inside subAmount
   (the SDK sample: 21 x 120.08 + 208.04 tax + 20.00 freight = 2749.72; 2749.72 - 126.08 = 2623.64);
-- without `subAmount`, when every line item carries its `totalAmount`: totalAmount = the sum of the line
-  totals + tax + freight - discount (the developer guide: 241 + 52.5 = 293.5);
+- without `subAmount`, when every line item carries its `totalAmount`: totalAmount = the sum of the
+  line totals + tax + freight - discount (the developer guide: 241 + 52.5 = 293.5);
 - otherwise there is nothing to check;
 - discount = `discountAmount`, else subtotal x `discountPercent` / 100, truncated to the currency's
   minor unit (Cybersource truncates, it does not round); the comparison is exact.
 
-Line totals are not recomputed: the spec's own line items (20 x 12.05 less 13.04, "247.86") do not follow
-any arithmetic, and Cybersource accepts them.
+Line totals are not recomputed: the spec's own line items (20 x 12.05 less 13.04, "247.86") do not
+follow any arithmetic, and Cybersource accepts them.
 """
 
 from __future__ import annotations
@@ -48,8 +48,10 @@ def _precision(errors: list[FieldError], field: str, value: str | None, currency
     errors.append(
         {
             "field": field,
-            "message": f"has more than {exponent} decimals, the minor unit of {currency}; Cybersource "
-            f"would silently truncate it to {truncated}",
+            "message": (
+                f"has more than {exponent} decimals, the minor unit of {currency}; Cybersource "
+                f"would silently truncate it to {truncated}"
+            ),
         }
     )
 
@@ -95,7 +97,9 @@ def check_invoice(body: InvoiceUpdate) -> list[FieldError]:
         errors.append(
             {
                 "field": "customerInformation.email",
-                "message": "is required to e-mail the invoice (sendImmediately with deliveryMode email)",
+                "message": (
+                    "is required to e-mail the invoice (sendImmediately with deliveryMode email)"
+                ),
             }
         )
     return errors
@@ -147,9 +151,10 @@ FACADE_ONLY = frozenset({"externalReference", "metadata"})
 def upstream_body(body: InvoiceUpdate, *, solution_id: str | None = None) -> dict[str, Any]:
     """The body in Cybersource's canonical wire form: what the caller set, nothing it left out.
 
-    Amounts are decimal strings, quantity an integer, `productSku` (never `productSKU`), `deliveryMode`
-    lowercase; explicit nulls are dropped. `solution_id` (the partner solution id from settings) goes into
-    create bodies only: an update body has no clientReferenceInformation in Cybersource's schema.
+    Amounts are decimal strings, quantity an integer, `productSku` (never `productSKU`),
+    `deliveryMode` lowercase; explicit nulls are dropped. `solution_id` (the partner solution id
+    from settings) goes into create bodies only: an update body has no clientReferenceInformation in
+    Cybersource's schema.
     """
     data = body.model_dump(
         mode="json", exclude_unset=True, exclude_none=True, exclude=set(FACADE_ONLY)

@@ -1,11 +1,12 @@
 """The v1 contract: request and response bodies of the public API.
 
-Invoice bodies keep Cybersource's field names and nesting, so anyone who has read Cybersource's docs can
-use the facade, and they accept what Cybersource's own samples send (README "Validation"): amounts as
-decimal strings or JSON numbers (read without a float: `app/http/json_body.py`), `quantity` as an integer
-or a string of digits, `productSku` or the Python SDK's `productSKU`, `firstName`/`lastName`, and explicit
-`null`s for anything optional. Unknown fields and wrong types are refused with the field named. What goes
-to Cybersource is the canonical form: amounts as decimal strings, quantity as an integer, `productSku`.
+Invoice bodies keep Cybersource's field names and nesting, so anyone who has read Cybersource's docs
+can use the facade, and they accept what Cybersource's own samples send (README "Validation"):
+amounts as decimal strings or JSON numbers (read without a float: `app/http/json_body.py`),
+`quantity` as an integer or a string of digits, `productSku` or the Python SDK's `productSKU`,
+`firstName`/`lastName`, and explicit `null`s for anything optional. Unknown fields and wrong types
+are refused with the field named. What goes to Cybersource is the canonical form: amounts as decimal
+strings, quantity as an integer, `productSku`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ RATE_PATTERN = r"^[0-9]{1,3}(\.[0-9]{1,4})?$"
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 QUANTITY_TEXT = re.compile(r"^[0-9]{1,9}$")
-# Cybersource's invoice `id` is at most 26 characters; these characters need no escaping in signed paths.
+# Cybersource's invoice `id` is at most 26 characters; these characters need no escaping in signed
+# paths.
 INVOICE_NUMBER_MAX_LENGTH = 26
 INVOICE_NUMBER_PATTERN = rf"^[A-Za-z0-9_-]{{1,{INVOICE_NUMBER_MAX_LENGTH}}}$"
 
@@ -137,7 +139,8 @@ class Strict(BaseModel):
     @field_validator("*", mode="after")
     @classmethod
     def no_nul_characters(cls, value: Any) -> Any:
-        # PostgreSQL can store no NUL character in text or JSONB; Cybersource's fields are printable text.
+        # PostgreSQL can store no NUL character in text or JSONB; Cybersource's fields are printable
+        # text.
         if isinstance(value, str) and "\x00" in value:
             raise ValueError("must not contain a NUL character (\\u0000)")
         return value
@@ -289,7 +292,8 @@ class MerchantDefinedFieldValue(Strict):
 
 
 # The caller's own reference and metadata (README "References and metadata"): stored by the facade,
-# never sent to Cybersource. Metadata keys go into a query (`metadata[key]=value`), hence their alphabet.
+# never sent to Cybersource. Metadata keys go into a query (`metadata[key]=value`), hence their
+# alphabet.
 EXTERNAL_REFERENCE_MAX_LENGTH = 255
 METADATA_MAX_KEYS = 20
 METADATA_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,40}$"
@@ -342,16 +346,22 @@ class InvoiceSync(BaseModel):
     lastError: UpstreamError | None = None
 
 
+# The docstring is the OpenAPI description (openapi/openapi.json): a backslash-newline keeps its
+# text unchanged where a line would be longer than 100 characters.
 class InvoiceWarning(BaseModel):
-    """Something the facade noticed but did not refuse (INVOICE_TOTALS=warn): README "Validation"."""
+    """Something the facade noticed but did not refuse (INVOICE_TOTALS=warn): README \
+"Validation"."""
 
     code: str
     field: str
     message: str
 
 
+# The docstring is the OpenAPI description (openapi/openapi.json): a backslash-newline keeps its
+# text unchanged where a line would be longer than 100 characters.
 class EmailFailure(BaseModel):
-    """Cybersource created the invoice but could not e-mail it (its 202 ACCEPTED); a send retries it."""
+    """Cybersource created the invoice but could not e-mail it (its 202 ACCEPTED); a send \
+retries it."""
 
     message: str
     failedAt: dt.datetime
@@ -390,8 +400,10 @@ class InvoiceOut(BaseModel):
     )
     supportedActions: list[str] | None = Field(
         default=None,
-        description="the actions Cybersource says the invoice allows now (its `_supportedActions`), "
-        "when its answers carry them",
+        description=(
+            "the actions Cybersource says the invoice allows now (its `_supportedActions`), "
+            "when its answers carry them"
+        ),
     )
     createdAt: dt.datetime
     updatedAt: dt.datetime

@@ -1,5 +1,5 @@
-"""Invoice use cases. A mutation writes the invoice row and its outbox command in the transaction of its
-idempotency key, then answers from the command's outcome; nothing is sent upstream from here.
+"""Invoice use cases. A mutation writes the invoice row and its outbox command in the transaction of
+its idempotency key, then answers from the command's outcome; nothing is sent upstream from here.
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ from app.outbox.repository import OutboxRepository
 from app.settings import Settings
 
 log = get_logger(__name__)
-# Where the facade keeps its own notes inside an invoice's stored content (warnings, e-mail failure).
+# Where the facade keeps its own notes inside an invoice's stored content (warnings, e-mail
+# failure).
 FACADE_NOTES = "_facade"
-# Allocated numbers that callers took before their range was reserved are skipped, this many at most.
+# Allocated numbers that callers took before their range was reserved are skipped, this many at
+# most.
 MAX_NUMBER_SKIPS = 100
 
 
@@ -83,8 +85,8 @@ def invoice_not_found(number: str, profile: str) -> errors.InvoiceNotFound:
 def transition_refusal(
     status: str, upstream: dict[str, Any] | None, kind: OperationKind
 ) -> str | None:
-    """Why the stored state rules `kind` out, or None. Cybersource's `_supportedActions`, when its last
-    answer carried them, decide; otherwise the status table of `commands.py` does."""
+    """Why the stored state rules `kind` out, or None. Cybersource's `_supportedActions`, when its
+    last answer carried them, decide; otherwise the status table of `commands.py` does."""
     actions = supported_actions(upstream)
     if actions is not None:
         if kind in actions:
@@ -111,7 +113,7 @@ class InvoiceService:
         self.settings = settings
         self.executor = executor
 
-    # --- commands, through the idempotency key ------------------------------------------------------
+    # --- commands, through the idempotency key ----------------------------------------------------
 
     async def create(
         self, caller: Caller, profile: str, body: InvoiceCreate, request: Mutation
@@ -165,7 +167,7 @@ class InvoiceService:
             replay_wait_seconds=request.replay_wait,
         )
 
-    # --- the writes of each command (inside the key's transaction) ----------------------------------
+    # --- the writes of each command (inside the key's transaction) --------------------------------
 
     async def enqueue_create(
         self, conn: AsyncConnection, caller: Caller, profile: str, body: InvoiceCreate
@@ -188,8 +190,8 @@ class InvoiceService:
             )
         if invoice_id is None:
             raise errors.InvoiceNumberTaken(
-                f"Invoice number {number!r} is already used for merchant profile {profile!r}; invoice numbers "
-                "can never be reused."
+                f"Invoice number {number!r} is already used for merchant profile {profile!r}; "
+                "invoice numbers can never be reused."
             )
         payload = upstream_body(body, solution_id=self.settings.cybersource_partner_solution_id)
         return await self._enqueue(conn, invoice_id, caller, profile, OperationKind.CREATE, payload)
@@ -220,22 +222,26 @@ class InvoiceService:
                 return invoice_id, numbered
             log.warning("invoice_number.skipped", invoice_number=number, profile=profile)
         raise errors.ServiceUnavailable(
-            f"{MAX_NUMBER_SKIPS} allocated invoice numbers in a row were taken; nothing was applied.",
+            f"{MAX_NUMBER_SKIPS} allocated invoice numbers in a row were taken; "
+            "nothing was applied.",
             headers={"Retry-After": "1"},
         )
 
     def _refuse_reserved(self, number: str) -> None:
-        """Caller-chosen numbers may not take the allocator's shape, so an allocation never meets one."""
+        """Caller-chosen numbers may not take the allocator's shape, so an allocation never meets
+        one."""
         prefix, width = self.settings.invoice_number_prefix, self.settings.invoice_number_width
         if re.fullmatch(rf"{re.escape(prefix)}[0-9]{{{width},}}", number, flags=re.IGNORECASE):
             raise errors.InvoiceNumberReserved(
-                f"Invoice numbers of the form {prefix}{'0' * width} ({prefix!r} and at least {width} "
-                "digits) are the ones the facade allocates; choose another number or leave "
-                "invoiceInformation.invoiceNumber out.",
+                f"Invoice numbers of the form {prefix}{'0' * width} ({prefix!r} and at "
+                f"least {width} digits) are the ones the facade allocates; choose another number "
+                "or leave invoiceInformation.invoiceNumber out.",
                 errors=[
                     {
                         "field": "invoiceInformation.invoiceNumber",
-                        "message": f"has the shape of the facade's own numbers ({prefix!r} + digits)",
+                        "message": (
+                            f"has the shape of the facade's own numbers ({prefix!r} + digits)"
+                        ),
                     }
                 ],
             )
@@ -261,7 +267,8 @@ class InvoiceService:
         return await self._enqueue(conn, invoice.id, caller, profile, kind, None)
 
     def _validate(self, body: InvoiceUpdate) -> list[dict[str, str]]:
-        """Refuse what breaks a rule; return the totals warnings (refused too with INVOICE_TOTALS=strict)."""
+        """Refuse what breaks a rule; return the totals warnings (refused too with
+        INVOICE_TOTALS=strict)."""
         problems = check_invoice(body)
         mode = self.settings.invoice_totals
         warnings = [] if mode == "pass-through" else totals_warnings(body)
@@ -300,14 +307,15 @@ class InvoiceService:
     async def _check_transition(
         self, conn: AsyncConnection, invoice: InvoiceRow, kind: OperationKind
     ) -> None:
-        """Refuse locally what Cybersource would refuse, when the stored state is known to be current."""
+        """Refuse locally what Cybersource would refuse, when the stored state is known to be
+        current."""
         if await OutboxRepository(conn).has_unfinished(invoice.id):
             return  # earlier commands are queued: Cybersource decides once they are through
         status = invoice.status
         if status is None:
             raise errors.ActionNotAllowed(
-                f"Invoice {invoice.invoice_number} does not exist at Cybersource: its create failed "
-                "(see sync.lastError); retry that operation first."
+                f"Invoice {invoice.invoice_number} does not exist at Cybersource: "
+                "its create failed (see sync.lastError); retry that operation first."
             )
         refusal = transition_refusal(status, invoice.upstream, kind)
         if refusal is not None:
@@ -337,7 +345,7 @@ class InvoiceService:
         )
         return Accepted(operation_id)
 
-    # --- reads --------------------------------------------------------------------------------------
+    # --- reads ------------------------------------------------------------------------------------
 
     async def get(self, caller: Caller, profile: str, number: str) -> InvoiceOut:
         async with self.reads.connect() as conn:

@@ -1,4 +1,5 @@
-"""What an upstream invoice body says about the invoice, read leniently (numbers or strings, nulls)."""
+"""What an upstream invoice body says about the invoice, read leniently (numbers or strings,
+nulls)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ STATUS_EVENTS = {
     "PENDING": EventType.PAYMENT_PENDING,
 }
 KNOWN_STATUSES = frozenset(status.value for status in InvoiceStatus)
-# Names an answer's `_supportedActions` (or its HAL `_links`) may give an action, and the command it is.
+# Names an answer's `_supportedActions` (or its HAL `_links`) may give an action, and the command it
+# is.
 ACTION_NAMES = {
     "update": OperationKind.UPDATE,
     "publish": OperationKind.PUBLISH,
@@ -101,10 +103,11 @@ class UpstreamState:
     def matches_request(self, request: dict[str, Any]) -> bool:
         """Is this upstream invoice the one our create asked for?
 
-        Asked after a DUPLICATE_RECORD or a lost answer: the number is ours, but an invoice made elsewhere
-        with the same number (another environment on the same merchant) must not be taken for ours. So
-        every identifying field the request set must come back the same: amounts, currency, customer,
-        due date, description and the number of line items. A mismatch fails the create, visibly.
+        Asked after a DUPLICATE_RECORD or a lost answer: the number is ours, but an invoice made
+        elsewhere with the same number (another environment on the same merchant) must not be taken
+        for ours. So every identifying field the request set must come back the same: amounts,
+        currency, customer, due date, description and the number of line items. A mismatch fails the
+        create, visibly.
         """
         amounts = (request.get("orderInformation") or {}).get("amountDetails") or {}
         if (
@@ -150,8 +153,9 @@ def status_event(
     """The event a move from `old` to `new` stands for (None: nothing happened worth one).
 
     Leaving PENDING is the decision on a payment under review: back where it was (CREATED, SENT, or
-    PARTIAL with a REJECTED entry as the newest history) is `invoice.payment_rejected`, never a second
-    `invoice.sent` or `invoice.partially_paid`; PARTIAL or PAID after a PAYMENT is that payment.
+    PARTIAL with a REJECTED entry as the newest history) is `invoice.payment_rejected`, never a
+    second `invoice.sent` or `invoice.partially_paid`; PARTIAL or PAID after a PAYMENT is that
+    payment.
     """
     if new is None or new == old:
         return None
@@ -164,9 +168,9 @@ def status_event(
 def supported_actions(body: Any) -> frozenset[str] | None:
     """The commands an upstream answer says the invoice allows now, from its `_supportedActions`.
 
-    None when the answer carries no such list (then the status table of `commands.py` decides). Entries
-    are action names (`send`, `deliver`, `cancel`, ...) or objects with a `name`/`action`; unknown names
-    are ignored.
+    None when the answer carries no such list (then the status table of `commands.py` decides).
+    Entries are action names (`send`, `deliver`, `cancel`, ...) or objects with a `name`/`action`;
+    unknown names are ignored.
     """
     listed = body.get("_supportedActions") if isinstance(body, dict) else None
     if not isinstance(listed, list):

@@ -1,7 +1,8 @@
 """Opaque pagination cursors: what a page hands out, and the one place that reads them back.
 
-A cursor is the base64 of the last row's sort key. Reading one back checks every part against what the
-database can hold (bigint ids, timestamps PostgreSQL accepts), so a forged cursor is a 400, never a 500.
+A cursor is the base64 of the last row's sort key. Reading one back checks every part against what
+the database can hold (bigint ids, timestamps PostgreSQL accepts), so a forged cursor is a
+400, never a 500.
 """
 
 from __future__ import annotations

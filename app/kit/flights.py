@@ -1,8 +1,8 @@
 """Single flight: concurrent calls for the same key share one execution and its result.
 
 Forty `?refresh=true` of one invoice make one Cybersource call and one write; every caller gets the
-result (or the error) of that one call. A waiter that goes away (its client hung up) does not cancel the
-call the others wait for.
+result (or the error) of that one call. A waiter that goes away (its client hung up) does not cancel
+the call the others wait for.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
-"""A LISTEN connection that comes back after the database went away (restart, failover, a killed backend).
+"""A LISTEN connection that comes back after the database went away (restart, failover, a killed
+backend).
 
-One dedicated asyncpg connection listens on one channel. When it is lost (asyncpg's termination callback,
-or a failed liveness check for a connection that died silently), it is opened again with capped
-exponential backoff; after a reconnect `on_reconnect` runs, since notifications sent meanwhile are gone
-(callers poll once). `status` is what `/readyz` reports: `listening`, `reconnecting`, or `off` when the
-process was told not to listen (no DSN).
+One dedicated asyncpg connection listens on one channel. When it is lost (asyncpg's termination
+callback, or a failed liveness check for a connection that died silently), it is opened again with
+capped exponential backoff; after a reconnect `on_reconnect` runs, since notifications sent
+meanwhile are gone (callers poll once). `status` is what `/readyz` reports: `listening`,
+`reconnecting`, or `off` when the process was told not to listen (no DSN).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The resilient background loop every job of the worker runs in (relay claims, reconciler, purge)."""
+"""The resilient background loop every job of the worker runs in (relay claims, reconciler,
+purge)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,8 @@ async def run_until_stopped(
 ) -> None:
     """Call `step` until `stop` is set; it returns True when more work may be waiting right away.
 
-    A failing step (the database away for a moment, a bug) is logged and retried after the idle pause,
-    never allowed to end the loop: a background job that silently died would look healthy.
+    A failing step (the database away for a moment, a bug) is logged and retried after the idle
+    pause, never allowed to end the loop: a background job that silently died would look healthy.
     """
     while not stop.is_set():
         try:

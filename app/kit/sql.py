@@ -1,13 +1,15 @@
 """What every repository shares: the statement cache, JSON parameters and typed rows.
 
-Repositories run plain SQL through SQLAlchemy Core (the hot paths measured faster this way than through
-ORM sessions) and hand back frozen dataclasses, so strict mypy checks every column a caller reads.
+Repositories run plain SQL through SQLAlchemy Core (the hot paths measured faster this way than
+through ORM sessions) and hand back frozen dataclasses, so strict mypy checks every column a caller
+reads.
 
-SELECTs on an autocommit connection (`Database.reads`: single statements, no transaction to keep) skip
-SQLAlchemy's execution and result layers and run on the asyncpg connection underneath (the same pooled
-connection, its statement cache and JSON codecs): under load that layer was a third of a read's CPU in
-the API process (issue 14). A driver error makes the statement run again the usual way, so errors surface
-exactly as before (wrapped by SQLAlchemy, a dead connection invalidated); a read can run twice.
+SELECTs on an autocommit connection (`Database.reads`: single statements, no transaction to keep)
+skip SQLAlchemy's execution and result layers and run on the asyncpg connection underneath (the same
+pooled connection, its statement cache and JSON codecs): under load that layer was a third of a
+read's CPU in the API process (issue 14). A driver error makes the statement run again the usual
+way, so errors surface exactly as before (wrapped by SQLAlchemy, a dead connection invalidated); a
+read can run twice.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 Row = TypeVar("Row")
 
-# text() parses every statement for its bind parameters; the statements are a small fixed set (the list
-# filters combine into a few dozen), so each is parsed once.
+# text() parses every statement for its bind parameters; the statements are a small fixed set (the
+# list filters combine into a few dozen), so each is parsed once.
 statement: functools._lru_cache_wrapper[TextClause] = functools.lru_cache(maxsize=1024)(text)
 
 
@@ -56,7 +58,10 @@ def as_row(row_type: type[Row], mapping: Mapping[Any, Any]) -> Row:
     """Build a typed row from the columns it declares (extra columns of `SELECT *` are ignored)."""
     names = _FIELD_NAMES.get(row_type)
     if names is None:
-        names = _FIELD_NAMES[row_type] = tuple(field.name for field in dataclasses.fields(row_type))  # type: ignore[arg-type]
+        names = _FIELD_NAMES[row_type] = tuple(
+            field.name
+            for field in dataclasses.fields(row_type)  # type: ignore[arg-type]
+        )
     return row_type(**{name: mapping[name] for name in names})
 
 

@@ -1,7 +1,8 @@
 """The one mapping from Cybersource's errors to the facade's problems.
 
-Two shapes reach callers: an error raised by a call made while they wait (a refresh, invoice settings),
-and the error record a failed outbox command keeps (`last_error`), which its idempotency key replays.
+Two shapes reach callers: an error raised by a call made while they wait (a refresh, invoice
+settings), and the error record a failed outbox command keeps (`last_error`), which its idempotency
+key replays.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def command_problem(
     operation_id: str,
     upstream: dict[str, Any] | None,
 ) -> errors.ApiError:
-    """The problem a failed command answers with: Cybersource's refusal, or that it could not be reached."""
+    """The problem a failed command answers with: Cybersource's refusal, or that it could not be
+    reached."""
     reason = (error.get("reason") or "").upper()
     common: dict[str, Any] = {"operationId": operation_id, "upstream": upstream}
     message = error.get("message") or "Cybersource refused the request"

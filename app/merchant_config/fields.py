@@ -1,9 +1,11 @@
-"""Cybersource's merchant-defined field definitions (labels and types of the custom fields an invoice
-can carry in `merchantDefinedFieldValues`), listed and changed through the facade's signature.
+"""Cybersource's merchant-defined field definitions (labels and types of the custom fields an
+invoice can carry in `merchantDefinedFieldValues`), listed and changed through the facade's
+signature.
 
-A change calls Cybersource inside its idempotency key's transaction, as a settings change does: a crash
-or an outage rolls the claim back, so a retry runs again; a refusal is a final answer, kept under the
-key. Changes take turns per process (each holds a pooled connection while Cybersource answers).
+A change calls Cybersource inside its idempotency key's transaction, as a settings change does: a
+crash or an outage rolls the claim back, so a retry runs again; a refusal is a final answer, kept
+under the key. Changes take turns per process (each holds a pooled connection while Cybersource
+answers).
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ class MerchantDefinedFieldService:
         )
 
     async def delete(self, profile: str, reference_type: str, field_id: int) -> None:
-        """Deleting is idempotent at Cybersource (an unknown definition is 204 too): no key needed."""
+        """Deleting is idempotent at Cybersource (an unknown definition is 204 too): no key
+        needed."""
         async with self._changes:
             try:
                 await self._client(profile).delete_merchant_defined_field(reference_type, field_id)

@@ -11,11 +11,14 @@ ReferenceType = Literal["Invoice", "Purchase", "Donation"]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 
+# The docstring is the OpenAPI description (openapi/openapi.json): a backslash-newline keeps its
+# text unchanged where a line would be longer than 100 characters.
 class MerchantDefinedFieldDefinition(BaseModel):
     """A definition to create, or to replace (Cybersource's MerchantDefinedFieldDefinitionRequest).
 
     `Text` fields take `textMinLength`/`textMaxLength`/`textDefaultValue`; `Select` fields take
-    `possibleValues` (at least two, separated by commas) and must be customer-visible and not read-only.
+    `possibleValues` (at least two, separated by commas) and must be customer-visible and not \
+read-only.
     Cybersource checks the combinations (422 `upstream_rejected` naming the field)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)

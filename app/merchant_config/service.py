@@ -1,9 +1,11 @@
-"""Cybersource's payment-page settings (invoice settings), read and changed through the facade's signature.
+"""Cybersource's payment-page settings (invoice settings), read and changed through the facade's
+signature.
 
-A change calls Cybersource inside its idempotency key's transaction: a crash or an unreachable Cybersource
-rolls the claim back, so the retry runs again (a full replacement is safe to repeat); a rejection is a
-final answer, stored under the key. Changes take turns per process, because each holds a pooled
-connection while Cybersource answers: a slow Cybersource must not take the pool from reads.
+A change calls Cybersource inside its idempotency key's transaction: a crash or an unreachable
+Cybersource rolls the claim back, so the retry runs again (a full replacement is safe to repeat); a
+rejection is a final answer, stored under the key. Changes take turns per process, because each
+holds a pooled connection while Cybersource answers: a slow Cybersource must not take the pool from
+reads.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Structured JSON logs (structlog on top of the standard library, so uvicorn's logs are JSON too)."""
+"""Structured JSON logs (structlog on top of the standard library, so uvicorn's logs are JSON
+too)."""
 
 from __future__ import annotations
 
@@ -67,8 +68,8 @@ def _masked(value: Any) -> Any:
 def _mask_everything(
     _: object, __: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """The last step before a line is written: every string in it (the message, uvicorn's access line
-    with its query string, a rendered exception) has e-mails and credentials masked."""
+    """The last step before a line is written: every string in it (the message, uvicorn's access
+    line with its query string, a rendered exception) has e-mails and credentials masked."""
     for key, value in event.items():
         event[key] = _masked(value)
     return event

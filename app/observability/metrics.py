@@ -1,6 +1,7 @@
 """Prometheus metrics: HTTP traffic, relay deliveries, and the outbox's depth read at scrape time.
 
-Labels carry route templates and outcome names only — never invoice numbers, callers' keys or bodies.
+Labels carry route templates and outcome names only — never invoice numbers, callers' keys or
+bodies.
 """
 
 from __future__ import annotations
@@ -41,13 +42,15 @@ OUTBOX_OLDEST_PENDING = Gauge(
 
 
 def _route(scope: Scope) -> str:
-    """The matched route's template (FastAPI leaves the route in the scope), so values never become labels."""
+    """The matched route's template (FastAPI leaves the route in the scope), so values never become
+    labels."""
     route = scope.get("route")
     return str(getattr(route, "path", "unmatched"))
 
 
 class MetricsMiddleware:
-    """Counts and times every HTTP request by its route template (plain ASGI: no per-request task)."""
+    """Counts and times every HTTP request by its route template (plain ASGI: no per-request
+    task)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

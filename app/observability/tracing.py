@@ -4,14 +4,16 @@ One trace follows a change from the caller to Cybersource:
 
 - `TracingMiddleware` continues the caller's W3C `traceparent` (or starts a trace) in a server span;
 - the request's trace context is stored with its outbox command (`current_traceparent()`);
-- the relay continues it when it delivers the command (`continued()`), in another process if need be;
+- the relay continues it when it delivers the command (`continued()`), in another process if need
+  be;
 - the Cybersource client calls `upstream_call()` around every request: a client span, whose
   `traceparent` is sent to Cybersource.
 
 Log lines carry `trace_id` and `span_id` while a span is current (app/observability/logging.py).
 
-The provider lives here, not in OpenTelemetry's process-wide global (which can be set only once): the
-API and the relay install one at start (`install`), tests install one with an in-memory exporter.
+The provider lives here, not in OpenTelemetry's process-wide global (which can be set only once):
+the API and the relay install one at start (`install`), tests install one with an in-memory
+exporter.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`invoicing-gateway operations`: operators see and re-drive outbox commands from a shell.
 
-The same actions as `GET /v1/operations?state=failed` and `POST /v1/operations/{id}/retry`, for when the
-API is not the tool at hand (a runbook, a job in the cluster).
+The same actions as `GET /v1/operations?state=failed` and `POST /v1/operations/{id}/retry`, for when
+the API is not the tool at hand (a runbook, a job in the cluster).
 """
 
 from __future__ import annotations

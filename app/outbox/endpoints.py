@@ -24,7 +24,9 @@ Service = Annotated[OperationService, Depends(provide(OperationService))]
     "/{operationId}",
     response_model=OperationOut,
     responses=problem_responses(401, 403, 404, 422),
-    summary="State of one outbox command: pending, in_flight, succeeded, failed, unknown, superseded",
+    summary=(
+        "State of one outbox command: pending, in_flight, succeeded, failed, unknown, superseded"
+    ),
 )
 async def get_operation(operationId: uuid.UUID, caller: Reader, service: Service) -> OperationOut:
     return await service.get(caller, operationId)

@@ -1,18 +1,21 @@
-"""Leases on claimed work: renewed by a heartbeat while the relay holds the work, fenced before each action.
+"""Leases on claimed work: renewed by a heartbeat while the relay holds the work, fenced before each
+action.
 
-A relay claims work under a lease of `lease_seconds`. As long as it holds a piece of work (delivering it,
-or keeping its result until the database takes it), a heartbeat renews all its leases in one statement
-every third of the lease, so a lease can be short (a dead relay's work moves to another in seconds) and
-a slow delivery still keeps it. When the heartbeat finds a lease gone (another relay holds the work now),
-or cannot reach the database while most of a lease has run out, the delivery is cancelled: from then on
-another relay may take the work over, and two relays must never act on one piece of work at once.
+A relay claims work under a lease of `lease_seconds`. As long as it holds a piece of work
+(delivering it, or keeping its result until the database takes it), a heartbeat renews all its
+leases in one statement every third of the lease, so a lease can be short (a dead relay's work moves
+to another in seconds) and a slow delivery still keeps it. When the heartbeat finds a lease gone
+(another relay holds the work now), or cannot reach the database while most of a lease has run out,
+the delivery is cancelled: from then on another relay may take the work over, and two relays must
+never act on one piece of work at once.
 
-`Lease.fence()` is what a handler calls right before every upstream action: a lease renewed within the
-last third of its length is still safely held; an older one is renewed in the database first, and
-`LeaseLost` is raised when it is gone (the process stalled, the database was away, another relay took it).
-Each claim has a token (the work's attempt number): when a relay claims again work whose earlier delivery
-it still runs (that delivery stalled past its lease), the earlier delivery is cancelled and its fence
-fails, so not even one relay acts twice on the same work.
+`Lease.fence()` is what a handler calls right before every upstream action: a lease renewed within
+the last third of its length is still safely held; an older one is renewed in the database first,
+and `LeaseLost` is raised when it is gone (the process stalled, the database was away, another relay
+took it).
+Each claim has a token (the work's attempt number): when a relay claims again work whose earlier
+delivery it still runs (that delivery stalled past its lease), the earlier delivery is cancelled and
+its fence fails, so not even one relay acts twice on the same work.
 """
 
 from __future__ import annotations
@@ -84,7 +87,8 @@ class Leases:
             held.task = None
 
     def forget(self, job_id: uuid.UUID, token: int | None = None) -> None:
-        """Written, released or lost: no longer renewed (`token`: only if it is still that claim)."""
+        """Written, released or lost: no longer renewed (`token`: only if it is still that
+        claim)."""
         held = self._held.get(job_id)
         if held is not None and (token is None or held.token == token):
             del self._held[job_id]
@@ -110,7 +114,8 @@ class Leases:
         held.renewed_at = started
 
     async def beat(self) -> None:
-        """Renew every lease held, in one statement; cancel the deliveries whose lease cannot be kept."""
+        """Renew every lease held, in one statement; cancel the deliveries whose lease cannot be
+        kept."""
         ids = list(self._held)
         if not ids:
             return
@@ -124,7 +129,8 @@ class Leases:
             self._failing = True
             for job_id in ids:
                 held = self._held.get(job_id)
-                # Cut the call off before the lease runs out: past it another relay may take the work.
+                # Cut the call off before the lease runs out: past it another relay may take the
+                # work.
                 if held is not None and started - held.renewed_at > self.lease_seconds * 0.75:
                     self._lose(job_id, cancel=True)
             return

@@ -1,26 +1,30 @@
-"""The generic outbox relay: deliver committed commands exactly once, in order per invoice, with any handler.
+"""The generic outbox relay: deliver committed commands exactly once, in order per invoice, with any
+handler.
 
 - Claim: due commands under a lease (`FOR UPDATE SKIP LOCKED`), never two of one invoice at a time;
-  a crashed relay's lease expires and another relay takes its commands over. While the relay holds work
-  a heartbeat renews its leases, and the handler fences every upstream action on the lease (`lease.py`).
+  a crashed relay's lease expires and another relay takes its commands over. While the relay holds
+  work a heartbeat renews its leases, and the handler fences every upstream action on the lease
+  (`lease.py`).
 - Deliver: a bounded number of deliveries in flight, each by the handler, which says what happened:
   succeeded, failed for good, superseded (made moot by later work), or try again (with the failure
-  class, its attempt limit, Retry-After, and whether the call may have been applied so the next attempt
-  must reconcile first).
+  class, its attempt limit, Retry-After, and whether the call may have been applied so the next
+  attempt must reconcile first).
 - Retry: the `RetryPolicy` spaces the attempts and decides when to give up. Attempts are counted per
-  failure class too, so a class with a limit of its own counts only its own failures. Work whose outcome
-  is not known (the call may have been applied and no reading has told) is never declared failed: it is
-  checked again with backoff until the age limit, and then left `unknown` for operators.
-- Finish: outcomes (and retries) are written in batches, one statement per table, fenced on the lease;
-  the handler writes its own effects (invoice columns, events) in the same transaction. While the
-  database is away they wait in memory, written with backoff once it answers again.
-- Wake-ups: LISTEN on the queue's channel (reconnected after the database went away), with polling as
-  the fallback; on stop, no more claims, calls in flight finish (bounded), and whatever is still held is
-  released.
+  failure class too, so a class with a limit of its own counts only its own failures. Work whose
+  outcome is not known (the call may have been applied and no reading has told) is never declared
+  failed: it is checked again with backoff until the age limit, and then left `unknown` for
+  operators.
+- Finish: outcomes (and retries) are written in batches, one statement per table, fenced on the
+  lease; the handler writes its own effects (invoice columns, events) in the same transaction. While
+  the database is away they wait in memory, written with backoff once it answers again.
+- Wake-ups: LISTEN on the queue's channel (reconnected after the database went away), with polling
+  as the fallback; on stop, no more claims, calls in flight finish (bounded), and whatever is still
+  held is released.
 
-The relay knows nothing of what it delivers: a `Queue` is the table of work (claim, reschedule, finish,
-release, fenced on the lease), a `Handler` does one delivery. `app/outbox/repository.py` is the queue of
-invoice commands and `app/invoices/delivery.py` the handler that takes them to Cybersource.
+The relay knows nothing of what it delivers: a `Queue` is the table of work (claim, reschedule,
+finish, release, fenced on the lease), a `Handler` does one delivery. `app/outbox/repository.py` is
+the queue of invoice commands and `app/invoices/delivery.py` the handler that takes them to
+Cybersource.
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ from app.settings import Settings
 
 log = get_logger(__name__)
 SHUTDOWN_GRACE_SECONDS = 20.0
-# At stop, how long the relay keeps trying to write what it holds while the database does not answer.
+# At stop, how long the relay keeps trying to write what it holds while the database does not
+# answer.
 SHUTDOWN_WRITE_SECONDS = 10.0
 FLUSH_INTERVAL_SECONDS = 0.01
 FLUSH_BACKOFF_CAP_SECONDS = 2.0
@@ -93,7 +98,8 @@ class Failed(Generic[Effects]):
 
 @dataclass(frozen=True, slots=True)
 class Superseded(Generic[Effects]):
-    """Refused because later work made it moot (a send that a cancel overtook): final, not a failure."""
+    """Refused because later work made it moot (a send that a cancel overtook): final, not a
+    failure."""
 
     error: dict[str, Any]
     effects: Effects
@@ -102,14 +108,15 @@ class Superseded(Generic[Effects]):
 @dataclass(frozen=True, slots=True)
 class TryAgain:
     error: dict[str, Any]
-    # A metrics label, the key of its attempt counter, and the dead letter's `kind` when it has a limit.
+    # A metrics label, the key of its attempt counter, and the dead letter's `kind` when it has a
+    # limit.
     failure_class: str
     attempt_limit: int | None = (
         None  # a class that rarely heals gives up after this many of its own
     )
     retry_after: float | None = None
-    # Whether the work may have been done: True (the next attempt checks first), False (known not done),
-    # None (this attempt learned nothing new: it stays as it was).
+    # Whether the work may have been done: True (the next attempt checks first), False (known not
+    # done), None (this attempt learned nothing new: it stays as it was).
     reconcile: bool | None = None
     message: str = ""
 
@@ -119,7 +126,8 @@ Delivery = Succeeded[Effects] | Failed[Effects] | Superseded[Effects] | TryAgain
 
 @dataclass(frozen=True, slots=True)
 class Done(Generic[Job, Effects]):
-    """A finished piece of work and its handler's effects, waiting to be written with the next batch."""
+    """A finished piece of work and its handler's effects, waiting to be written with the next
+    batch."""
 
     operation: Job
     finish: Finish
@@ -212,7 +220,7 @@ class Relay(Generic[Job, Effects]):
         self._rescheduled: list[Reschedule] = []
         self._in_flight: set[asyncio.Task[None]] = set()
 
-    # --- lifecycle ----------------------------------------------------------------------------------
+    # --- lifecycle --------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.listener.start()
@@ -250,7 +258,8 @@ class Relay(Generic[Job, Effects]):
         log.info("relay.stopped", relay=self.name, owner=self.owner, released=released)
 
     async def _write_and_release(self) -> int | None:
-        """Write what is finished and give back the rest; retried while the database is away (bounded)."""
+        """Write what is finished and give back the rest; retried while the database is away
+        (bounded)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SHUTDOWN_WRITE_SECONDS
         delay = 0.1
@@ -276,7 +285,7 @@ class Relay(Generic[Job, Effects]):
         async with self.engine.begin() as conn:
             return await self.queue(conn).renew(self.owner, job_ids, self.limits.lease_seconds)
 
-    # --- claiming -----------------------------------------------------------------------------------
+    # --- claiming ---------------------------------------------------------------------------------
 
     async def _claim_and_dispatch(self) -> bool:
         """Claim what fits in the free slots; True when there may be more to claim right away."""
@@ -299,13 +308,14 @@ class Relay(Generic[Job, Effects]):
             task.add_done_callback(self._in_flight.discard)
         return bool(claimed)
 
-    # --- delivering ---------------------------------------------------------------------------------
+    # --- delivering -------------------------------------------------------------------------------
 
     async def _deliver(self, operation: Job, lease: Lease) -> None:
         try:
             delivery = await self.handler.deliver(operation, lease)
         except LeaseLost:
-            # Another relay holds it now (or may at any moment): its outcome is that relay's to write.
+            # Another relay holds it now (or may at any moment): its outcome is that relay's to
+            # write.
             RELAY_DELIVERIES.labels(operation.kind, "lease_lost").inc()
             self.leases.forget(operation.id, lease.token)
             return
@@ -388,7 +398,8 @@ class Relay(Generic[Job, Effects]):
         self, operation: Job, again: TryAgain, outcome_known: bool, class_attempts: int
     ) -> None:
         if not outcome_known:
-            # It may have been applied and nothing could tell: not a failure, a question for operators.
+            # It may have been applied and nothing could tell: not a failure, a question for
+            # operators.
             state, kind = "unknown", "unknown"
             message = (
                 f"outcome unknown after {operation.attempts} attempts: the call may have been "
@@ -403,7 +414,7 @@ class Relay(Generic[Job, Effects]):
         effects = self.handler.failure_effects(operation, error)
         self._complete(Done(operation, Finish(operation.id, state, None, error), effects))
 
-    # --- writing outcomes, in batches ---------------------------------------------------------------
+    # --- writing outcomes, in batches -------------------------------------------------------------
 
     async def _flush(self) -> None:
         batch, self._done = self._done, []
@@ -432,14 +443,16 @@ class Relay(Generic[Job, Effects]):
         if not batch:
             return
         finished = await queue.finish(self.owner, [done.finish for done in batch])
-        # Only what this relay still leased: one taken over by another relay is that relay's to record.
+        # Only what this relay still leased: one taken over by another relay is that relay's to
+        # record.
         mine = [done for done in batch if done.operation.id in finished]
         if mine:
             await self.handler.record(conn, mine)
             await queue.notify_finished([done.operation.id for done in mine])
 
     async def _flush_loop(self) -> None:
-        """Write outcomes every few milliseconds; while the database is away, back off and log once."""
+        """Write outcomes every few milliseconds; while the database is away, back off and log
+        once."""
         loop = asyncio.get_running_loop()
         delay = FLUSH_INTERVAL_SECONDS
         failing_since: float | None = None

@@ -1,7 +1,8 @@
-"""The outbox table (`operations`): queue, claim under a lease, reschedule, finish, release, re-drive.
+"""The outbox table (`operations`): queue, claim under a lease, reschedule, finish, release,
+re-drive.
 
-Every statement that finishes or reschedules a command is fenced on its lease owner: a relay whose lease
-expired (and whose command another relay took over) changes nothing.
+Every statement that finishes or reschedules a command is fenced on its lease owner: a relay whose
+lease expired (and whose command another relay took over) changes nothing.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class Finish:
 
 @dataclass(frozen=True, slots=True)
 class Reschedule:
-    """Another attempt later: its delay, the error, whether to check first, and the failure class counted."""
+    """Another attempt later: its delay, the error, whether to check first, and the failure class
+    counted."""
 
     job_id: uuid.UUID
     delay_seconds: float
@@ -133,7 +135,8 @@ class OutboxRepository(BaseRepository):
 
     async def has_unfinished(self, invoice_id: int) -> bool:
         found = await self._one(
-            "SELECT 1 FROM operations WHERE invoice_id = :id AND state IN ('pending', 'in_flight') LIMIT 1",
+            "SELECT 1 FROM operations WHERE invoice_id = :id "
+            "AND state IN ('pending', 'in_flight') LIMIT 1",
             id=invoice_id,
         )
         return found is not None
@@ -165,10 +168,11 @@ class OutboxRepository(BaseRepository):
     async def claim_due(
         self, *, owner: str, limit: int, lease_seconds: float
     ) -> list[ClaimedOperation]:
-        """Claim due commands under a lease; a command waits while an older one of its invoice is unfinished.
+        """Claim due commands under a lease; a command waits while an older one of its invoice is
+        unfinished.
 
-        SKIP LOCKED lets several relays claim side by side; an expired lease (a crashed relay) makes an
-        in-flight command claimable again.
+        SKIP LOCKED lets several relays claim side by side; an expired lease (a crashed relay) makes
+        an in-flight command claimable again.
         """
         return await self._rows(
             ClaimedOperation,
@@ -184,12 +188,15 @@ class OutboxRepository(BaseRepository):
                 FOR UPDATE OF o SKIP LOCKED
             )
             UPDATE operations o SET state = 'in_flight', lease_owner = :owner,
-                   lease_expires_at = now() + make_interval(secs => :lease), attempts = o.attempts + 1,
-                   -- a command taken over from an expired lease may have reached Cybersource: look first
+                   lease_expires_at = now() + make_interval(secs => :lease), \
+attempts = o.attempts + 1,
+                   -- a command taken over from an expired lease may have reached Cybersource: \
+look first
                    needs_reconcile = o.needs_reconcile OR o.state = 'in_flight', updated_at = now()
             FROM due, invoices i
             WHERE o.id = due.id AND i.id = o.invoice_id
-            RETURNING o.id, o.invoice_id, o.merchant_profile, o.kind, o.payload, o.attempts, o.created_at,
+            RETURNING o.id, o.invoice_id, o.merchant_profile, o.kind, o.payload, o.attempts, \
+o.created_at,
                       o.needs_reconcile, o.failure_counts, o.baseline, i.invoice_number,
                       o.traceparent
             """,
@@ -202,7 +209,8 @@ class OutboxRepository(BaseRepository):
         self, operation_id: uuid.UUID, owner: str, baseline: dict[str, Any]
     ) -> None:
         await self._execute(
-            "UPDATE operations SET baseline = CAST(:b AS jsonb) WHERE id = :id AND lease_owner = :owner",
+            "UPDATE operations SET baseline = CAST(:b AS jsonb) WHERE id = :id "
+            "AND lease_owner = :owner",
             id=operation_id,
             owner=owner,
             b=to_json(baseline),
@@ -211,7 +219,8 @@ class OutboxRepository(BaseRepository):
     async def renew(
         self, owner: str, operation_ids: Sequence[uuid.UUID], lease_seconds: float
     ) -> set[uuid.UUID]:
-        """Extend the leases `owner` still holds (the heartbeat and the fence); returns those it holds."""
+        """Extend the leases `owner` still holds (the heartbeat and the fence); returns those it
+        holds."""
         if not operation_ids:
             return set()
         rows = await self._all(
@@ -260,9 +269,11 @@ class OutboxRepository(BaseRepository):
         return {row["id"] for row in rows}
 
     async def finish(self, owner: str, batch: Sequence[Finish]) -> set[uuid.UUID]:
-        """Finish a batch of commands set-based, in one statement; returns the ids actually finished.
+        """Finish a batch of commands set-based, in one statement; returns the ids actually
+        finished.
 
-        Only commands still leased by `owner` are finished (a relay whose lease expired is fenced off).
+        Only commands still leased by `owner` are finished (a relay whose lease expired is fenced
+        off).
         """
         if not batch:
             return set()
@@ -273,8 +284,10 @@ class OutboxRepository(BaseRepository):
         rows = await self._all(
             """
             UPDATE operations o SET state = x.state, result = x.result, last_error = x.error,
-                   lease_owner = NULL, lease_expires_at = NULL, completed_at = now(), updated_at = now()
-            FROM jsonb_to_recordset(CAST(:items AS jsonb)) AS x(id uuid, state text, result jsonb, error jsonb)
+                   lease_owner = NULL, lease_expires_at = NULL, completed_at = now(), \
+updated_at = now()
+            FROM jsonb_to_recordset(CAST(:items AS jsonb)) AS x(id uuid, state text, result jsonb, \
+error jsonb)
             WHERE o.id = x.id AND o.lease_owner = :owner AND o.state = 'in_flight'
             RETURNING o.id
             """,
@@ -294,8 +307,8 @@ class OutboxRepository(BaseRepository):
     async def release(self, owner: str) -> int:
         """Give back what a stopping relay holds, so another relay can take it at once.
 
-        What is still held was cut off mid-delivery (its call may have reached Cybersource): the next relay
-        reconciles before re-sending, as after an expired lease.
+        What is still held was cut off mid-delivery (its call may have reached Cybersource): the
+        next relay reconciles before re-sending, as after an expired lease.
         """
         rows = await self._all(
             "UPDATE operations SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, "
@@ -306,11 +319,13 @@ class OutboxRepository(BaseRepository):
         return len(rows)
 
     async def requeue_failed(self, operation_id: uuid.UUID) -> bool:
-        """Put a command that failed for good (or whose outcome is unknown) back in the queue, and wake
-        the relays. An unknown one keeps `needs_reconcile`: it is read before anything is sent again."""
+        """Put a command that failed for good (or whose outcome is unknown) back in the queue, and
+        wake the relays. An unknown one keeps `needs_reconcile`: it is read before anything is sent
+        again."""
         row = await self._one(
             "UPDATE operations SET state = 'pending', attempts = 0, failure_counts = '{}'::jsonb, "
-            "available_at = now(), completed_at = NULL, result = NULL, created_at = now(), updated_at = now() "
+            "available_at = now(), completed_at = NULL, result = NULL, created_at = now(), "
+            "updated_at = now() "
             "WHERE id = :id AND state IN ('failed', 'unknown') RETURNING id",
             id=operation_id,
         )

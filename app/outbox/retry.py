@@ -1,4 +1,5 @@
-"""When a failed delivery is tried again, and when the outbox gives up on it (procrastinate's retry object)."""
+"""When a failed delivery is tried again, and when the outbox gives up on it (procrastinate's retry
+object)."""
 
 from __future__ import annotations
 
@@ -39,10 +40,11 @@ class RetryPolicy:
         class_limit: int | None = None,
         outcome_known: bool = True,
     ) -> bool:
-        """Past the age limit; or, when the outcome is known, past the attempt limit or its class's own.
+        """Past the age limit; or, when the outcome is known, past the attempt limit or its class's
+        own.
 
-        Work that may have been applied (`outcome_known` False) is never given up on a count: the next
-        attempt checks again, with backoff, until the age limit says it cannot be known.
+        Work that may have been applied (`outcome_known` False) is never given up on a count: the
+        next attempt checks again, with backoff, until the age limit says it cannot be known.
         """
         if age_seconds >= self.max_age_seconds:
             return True

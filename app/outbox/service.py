@@ -1,4 +1,5 @@
-"""Operators' view of the outbox: one command, the list (e.g. dead letters), and re-driving a failed one."""
+"""Operators' view of the outbox: one command, the list (e.g. dead letters), and re-driving a failed
+one."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def operation_not_found(operation_id: uuid.UUID) -> errors.OperationNotFound:
 async def requeue_failed(
     conn: AsyncConnection, operation_id: uuid.UUID, caller: Caller | None = None
 ) -> OperationRow:
-    """Put a command that failed for good back in the outbox (the API's caller, or the CLI's operator)."""
+    """Put a command that failed for good back in the outbox (the API's caller, or the CLI's
+    operator)."""
     outbox = OutboxRepository(conn)
     found = await outbox.get(operation_id)
     if found is None or (

@@ -1,9 +1,11 @@
 """Wait for outbox commands to finish: LISTEN on the completion channel, polling as a fallback.
 
-One dedicated connection per API process listens (`app/kit/listen.py`: reconnected with backoff after the
-database went away); each waiting request gets a future. Polling covers a lost notification, the time
-the listener is reconnecting, and a database where LISTEN is unavailable (PgBouncer in transaction mode).
-A poll that fails (the database is away) counts as "not finished yet": the request's own deadline decides.
+One dedicated connection per API process listens (`app/kit/listen.py`: reconnected with backoff
+after the database went away); each waiting request gets a future. Polling covers a lost
+notification, the time the listener is reconnecting, and a database where LISTEN is unavailable
+(PgBouncer in transaction mode).
+A poll that fails (the database is away) counts as "not finished yet": the request's own deadline
+decides.
 """
 
 from __future__ import annotations

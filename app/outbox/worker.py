@@ -1,10 +1,10 @@
 """The background work of the facade, and the `invoicing-gateway relay` process that runs it.
 
 One entry starts every background job, each in the resilient loop of `app/kit/loops.py`: the outbox
-relay delivering invoice commands to Cybersource, the push relay delivering events to subscribers (the
-same loop with its own queue, handler and budget), the status reconciler (lost webhooks), and the purges
-of old idempotency records and webhook receipts. `api --with-relay` runs the same jobs inside the API
-process.
+relay delivering invoice commands to Cybersource, the push relay delivering events to subscribers
+(the same loop with its own queue, handler and budget), the status reconciler (lost webhooks), and
+the purges of old idempotency records and webhook receipts. `api --with-relay` runs the same jobs
+inside the API process.
 
 The standalone process has no API of its own; it serves `/livez`, `/readyz` and `/metrics` on
 `RELAY_METRICS_HOST:RELAY_METRICS_PORT` for Kubernetes probes and Prometheus.
@@ -54,8 +54,8 @@ async def run_background_jobs(
         CybersourceDelivery(database.engine, settings, clients),
         listen_dsn=listen_dsn(settings),
     )
-    # Push delivery: its own queue, handler, HTTP session and concurrency budget, so a slow subscriber
-    # never holds up invoice commands.
+    # Push delivery: its own queue, handler, HTTP session and concurrency budget, so a slow
+    # subscriber never holds up invoice commands.
     sender = PushSender(settings)
     push = push_relay(
         database.engine, settings, PushDelivery(settings, sender), listen_dsn=listen_dsn(settings)
@@ -93,7 +93,8 @@ async def run_background_jobs(
     try:
         await asyncio.gather(relay.run(stop), push.run(stop))
     finally:
-        # An invoice the reconciler held is simply checked again later; a purge batch is a transaction.
+        # An invoice the reconciler held is simply checked again later; a purge batch is a
+        # transaction.
         for job in side_jobs:
             job.cancel()
         await asyncio.gather(*side_jobs, return_exceptions=True)
@@ -110,7 +111,8 @@ def health_app(database: Database, readiness: Readiness, keys: WebhookKeyMonitor
 
 
 class _ServerWithoutSignals(uvicorn.Server):
-    """uvicorn captures SIGTERM and SIGINT while it serves; here the worker's own handlers decide."""
+    """uvicorn captures SIGTERM and SIGINT while it serves; here the worker's own handlers
+    decide."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

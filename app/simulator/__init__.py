@@ -1,4 +1,5 @@
-"""A local Cybersource Invoicing v2 simulator: signed API, lifecycle, faults, payer actions, webhooks."""
+"""A local Cybersource Invoicing v2 simulator: signed API, lifecycle, faults, payer actions,
+webhooks."""
 
 from app.simulator.app import SimulatorApp, create_simulator_app
 from app.simulator.config import MerchantConfig, SimulatorConfig, WebhookConfig

@@ -1,7 +1,7 @@
 """Unsigned test-only routes under /__sim/: payer actions, faults, webhook log, inspection, reset.
 
-Their bodies are the simulator's own (not Cybersource shapes): `{"error": <code>, "message": <text>}`
-on refusal, so tests and people can read them.
+Their bodies are the simulator's own (not Cybersource shapes):
+`{"error": <code>, "message": <text>}` on refusal, so tests and people can read them.
 """
 
 from __future__ import annotations

@@ -51,15 +51,16 @@ class Simulator:
         # Keys and subscriptions made through the webhook management API (notification_api.py).
         self.notifications = Notifications()
         self._display_names = {m.merchant_id: m.display_name for m in config.merchants}
-        # The last signed invoicing requests as received (method, path, merchant, body text), for tests.
+        # The last signed invoicing requests as received (method, path, merchant, body text), for
+        # tests.
         self.received: deque[dict[str, Any]] = deque(maxlen=2000)
 
     def display_name(self, merchant_id: str) -> str | None:
         return self._display_names.get(merchant_id)
 
     def emit_webhook(self, event_type: str, invoice: Invoice) -> dict[str, Any] | None:
-        """Notify the configured webhook and every ACTIVE subscription of the merchant that lists the
-        event; returns the first delivery's record."""
+        """Notify the configured webhook and every ACTIVE subscription of the merchant that lists
+        the event; returns the first delivery's record."""
         subscribed = self.notifications.targets(invoice.merchant_id, event_type)
         if self.webhooks.config is None and not subscribed:
             return None
@@ -116,7 +117,8 @@ class Front:
 
 
 class SimulatorApp(FaultLayer):
-    """The ASGI app handed to uvicorn; `.simulator` gives tests and the CLI the instance behind it."""
+    """The ASGI app handed to uvicorn; `.simulator` gives tests and the CLI the instance behind
+    it."""
 
     def __init__(self, sim: Simulator, inner: ASGIApp) -> None:
         super().__init__(
@@ -128,7 +130,8 @@ class SimulatorApp(FaultLayer):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
         if not self.clock_offset_s or scope["type"] != "http":
             return await super().__call__(scope, receive, send)
-        # Run uvicorn with date_header=False (the CLI does): the simulator's skewed clock dates answers.
+        # Run uvicorn with date_header=False (the CLI does): the simulator's skewed clock dates
+        # answers.
         offset = self.clock_offset_s
 
         async def dated(message: Message) -> None:
@@ -141,7 +144,8 @@ class SimulatorApp(FaultLayer):
 
 
 def create_simulator_app(config: SimulatorConfig) -> SimulatorApp:
-    """The simulator as an ASGI app (signed API and Starlette admin routes inside the fault/log layer)."""
+    """The simulator as an ASGI app (signed API and Starlette admin routes inside the fault/log
+    layer)."""
     sim = Simulator(config)
 
     @asynccontextmanager

@@ -1,8 +1,9 @@
 """Request authentication exactly as Cybersource checks it, through the project's own verifier.
 
-A `Bearer` Authorization header means JWT (v2, HS256 with the shared secret, or RS256 when the merchant
-config carries a certificate); otherwise the HTTP Signature headers are checked. ASGI servers hand header
-names over in lowercase, which is what `verify_http_signature` expects, so names are case-insensitive.
+A `Bearer` Authorization header means JWT (v2, HS256 with the shared secret, or RS256 when the
+merchant config carries a certificate); otherwise the HTTP Signature headers are checked. ASGI
+servers hand header names over in lowercase, which is what `verify_http_signature` expects, so names
+are case-insensitive.
 """
 
 from __future__ import annotations
@@ -38,12 +39,14 @@ class Authenticator:
     def authenticate(
         self, method: str, target: str, raw_headers: Iterable[tuple[bytes, bytes]], body: bytes
     ) -> str:
-        """Return the merchant id the request acts for, or raise SignatureInvalid with the reason."""
+        """Return the merchant id the request acts for, or raise SignatureInvalid with the
+        reason."""
         headers: dict[str, str] = {}
         for name, value in raw_headers:
             key = name.decode("latin-1").lower()
             if key in headers:
-                # A repeated signed header is ambiguous; Cybersource's gateway would not guess either.
+                # A repeated signed header is ambiguous; Cybersource's gateway would not guess
+                # either.
                 if key in {
                     "signature",
                     "digest",

@@ -1,8 +1,8 @@
 """`invoicing-gateway simulator ...`: parse flags, build the config, serve with uvicorn.
 
-The project's CLI calls `run_simulator(argv)`; `python -m app.simulator.cli` works as well. Defaults are
-the facade's local credentials (app.cybersource.profiles LOCAL_*), so `invoicing-gateway simulator` and
-`invoicing-gateway api` talk to each other out of the box.
+The project's CLI calls `run_simulator(argv)`; `python -m app.simulator.cli` works as well. Defaults
+are the facade's local credentials (app.cybersource.profiles LOCAL_*), so
+`invoicing-gateway simulator` and `invoicing-gateway api` talk to each other out of the box.
 """
 
 from __future__ import annotations
@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--clock-offset",
         type=float,
         default=None,
-        help="seconds the simulator's clock is ahead of this machine's (negative: behind; default 0)",
+        help=(
+            "seconds the simulator's clock is ahead of this machine's (negative: behind; default 0)"
+        ),
     )
     p.add_argument(
         "--no-request-log", action="store_true", help="do not log every request (benchmarks)"
@@ -162,7 +164,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
 def run_simulator(
     argv: Sequence[str] | None = None, *, configure_logging: Callable[[str], None] | None = None
 ) -> int:
-    """Run the simulator; `configure_logging(level)` is the caller's log set-up (the facade's JSON logs)."""
+    """Run the simulator; `configure_logging(level)` is the caller's log set-up (the facade's JSON
+    logs)."""
     import uvicorn  # imported here so that `--help` stays fast
 
     args = build_parser().parse_args(argv)

@@ -1,7 +1,9 @@
-"""Simulator configuration: merchants and their keys, the webhook target, tolerances, start-up faults.
+"""Simulator configuration: merchants and their keys, the webhook target, tolerances, start-up
+faults.
 
 Plain frozen dataclasses (not pydantic settings): the simulator is configured by CLI flags or a JSON
-file, never by the facade's environment, and must stay importable without any of the facade's config.
+file, never by the facade's environment, and must stay importable without any of the facade's
+config.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ class MerchantConfig:
 
 @dataclass(frozen=True, slots=True)
 class WebhookConfig:
-    """Where invoicing notifications go and how they are signed and retried (WEBHOOKS.md 3, 4, 6)."""
+    """Where invoicing notifications go and how they are signed and retried (WEBHOOKS.md
+    3, 4, 6)."""
 
     url: str
     key_id: str
@@ -72,9 +75,11 @@ class WebhookConfig:
     webhook_id: str = DEFAULT_WEBHOOK_ID
     retry_delays: tuple[float, ...] = DEFAULT_WEBHOOK_RETRY_DELAYS
     timeout_s: float = 10.0
-    # "payload" = shape A (v3 envelope, the documented default); "payloads" = shape C (2023 example).
+    # "payload" = shape A (v3 envelope, the documented default); "payloads" = shape C (2023
+    # example).
     body_shape: str = "payload"
-    # "member" signs t + "." + compact(payload member) as Cybersource's plugins verify; "raw-body" the body.
+    # "member" signs t + "." + compact(payload member) as Cybersource's plugins verify; "raw-body"
+    # the body.
     sign: str = "member"
 
     def __post_init__(self) -> None:
@@ -108,8 +113,8 @@ class SimulatorConfig:
     # The host the simulator pretends to be; None accepts whatever Host was signed.
     host_name: str | None = DEFAULT_HOST_NAME
     clock_tolerance_s: float = 300.0
-    # Seconds the simulator's clock is ahead of the machine's (negative: behind): its signature check
-    # and the `Date` of its answers use it, so a client with a skewed clock can be tried out.
+    # Seconds the simulator's clock is ahead of the machine's (negative: behind): its signature
+    # check and the `Date` of its answers use it, so a client with a skewed clock can be tried out.
     clock_offset_s: float = 0.0
     # Fault rules (JSON objects, see faults.py) active from the start.
     faults: tuple[Mapping[str, Any], ...] = ()
@@ -119,10 +124,10 @@ class SimulatorConfig:
     payment_link_base: str = DEFAULT_PAYMENT_LINK_BASE
     first_invoice_number: int = 98753
     log_requests: bool = True
-    # Message-level encryption (AUTH.md "MLE"): the simulator's "Cybersource MLE" certificate and its
-    # private key (PEM; the certificate's serial number is the kid requests are encrypted to). Without
-    # them an encrypted body is refused (400). `mle_required`: refuse a plaintext body on an operation
-    # that allows MLE, to prove a client encrypts.
+    # Message-level encryption (AUTH.md "MLE"): the simulator's "Cybersource MLE" certificate and
+    # its private key (PEM; the certificate's serial number is the kid requests are encrypted to).
+    # Without them an encrypted body is refused (400). `mle_required`: refuse a plaintext body on an
+    # operation that allows MLE, to prove a client encrypts.
     mle_certificate_pem: str | None = field(default=None, repr=False)
     mle_private_key_pem: str | None = field(default=None, repr=False)
     mle_required: bool = False
@@ -139,7 +144,8 @@ class SimulatorConfig:
         return self.merchants[0].merchant_id
 
     def verification_keys(self) -> dict[str, VerificationKey]:
-        """key id -> key. A meta key shared by several merchants of one portfolio becomes one entry."""
+        """key id -> key. A meta key shared by several merchants of one portfolio becomes one
+        entry."""
         keys: dict[str, VerificationKey] = {}
         for merchant in self.merchants:
             known = keys.get(merchant.key_id)
@@ -187,7 +193,8 @@ def parse_delays(value: Any) -> tuple[float, ...]:
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """The `--merchants FILE` document: a list of merchants, or an object with `merchants`, `webhook`…"""
+    """The `--merchants FILE` document: a list of merchants, or an object with `merchants`,
+    `webhook`…"""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     if isinstance(data, list):
         return {"merchants": data}

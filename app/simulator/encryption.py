@@ -1,6 +1,6 @@
 """Message-level encryption on the simulator's side (AUTH.md "MLE"): decrypt `{"encryptedRequest"}`
-bodies with the simulator's MLE key, and answer `{"encryptedResponse"}` when a JWT asks for it with the
-claim `v-c-response-mle-kid` naming the merchant's registered key.
+bodies with the simulator's MLE key, and answer `{"encryptedResponse"}` when a JWT asks for it with
+the claim `v-c-response-mle-kid` naming the merchant's registered key.
 
 Cybersource marks every invoice and settings operation MLE-optional, except publish and the
 merchant-defined fields; the same operations accept it here. The signature (Digest, JWT `digest`) is
@@ -85,7 +85,8 @@ class Encryption:
     def response_recipient(
         self, shape: str, method: str, merchant_id: str, headers: Iterable[tuple[bytes, bytes]]
     ) -> MleRecipient | None:
-        """Whom the answer is encrypted to, when the JWT asks for it (a kid the merchant registered)."""
+        """Whom the answer is encrypted to, when the JWT asks for it (a kid the merchant
+        registered)."""
         kid = _response_kid(headers)
         if kid is None:
             return None

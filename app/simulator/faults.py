@@ -1,9 +1,10 @@
 """Fault injection, request logging: the outermost ASGI layer of the simulator.
 
-A rule (JSON) matches method and path and fires either for the next `times` matching requests, with a
-`probability`, or (neither given) on every match. Actions:
+A rule (JSON) matches method and path and fires either for the next `times` matching requests, with
+a `probability`, or (neither given) on every match. Actions:
 
-- `status`: answer `status` (e.g. 500/502/503, or 429 with `Retry-After`) with a Cybersource error body;
+- `status`: answer `status` (e.g. 500/502/503, or 429 with `Retry-After`) with a Cybersource error
+  body;
 - `latency`: wait `latency_ms`, then answer normally (`latency_ms` also delays any other action);
 - `hang`: never answer; hold the request until the client gives up or `hang_s` passes, then close;
 - `drop`: close the connection without applying the request;
@@ -11,15 +12,16 @@ A rule (JSON) matches method and path and fires either for the next `times` matc
 - `email_fails`: a create that is to be e-mailed is stored and published, but its e-mail "fails":
   Cybersource's documented 202 ACCEPTED (`spec.create-invoice.202.response.json`).
 
-A rule with `invoice` (a glob on the invoice number) fires only for requests about matching invoices: the
-number in the path, or in a create's body (read here and handed on unchanged), so faults can be aimed at
-some invoices and not others.
+A rule with `invoice` (a glob on the invoice number) fires only for requests about matching
+invoices: the number in the path, or in a create's body (read here and handed on unchanged), so
+faults can be aimed at some invoices and not others.
 
 `drop`/`apply_then_drop` take `stage`: "headers" (default: the status line and headers with a
-Content-Length go out, then the connection closes before the body; the client sees a truncated payload)
-or "nothing" (the connection closes before a single byte; the client sees a server disconnect). The
-latter uses uvicorn's documented-in-code behaviour of closing the transport when an ASGI app returns a
-value other than None. Admin routes under /__sim/ are never faulted, so faults can always be removed.
+Content-Length go out, then the connection closes before the body; the client sees a truncated
+payload) or "nothing" (the connection closes before a single byte; the client sees a server
+disconnect). The latter uses uvicorn's documented-in-code behaviour of closing the transport when an
+ASGI app returns a value other than None. Admin routes under /__sim/ are never faulted, so faults
+can always be removed.
 """
 
 from __future__ import annotations
@@ -212,7 +214,7 @@ class FaultRegistry:
         return None
 
 
-# --- per-invoice rules: which invoice a request is about ----------------------------------------------
+# --- per-invoice rules: which invoice a request is about ------------------------------------------
 
 _INVOICE_PATH = re.compile(r"^/invoicing/v2/invoices/([^/]+)")
 
@@ -322,7 +324,8 @@ class FaultLayer:
             await self.app(scope, receive, send)
             return None
         if rule.action == "email_fails":
-            # Issue 9: the request is applied; the create handler answers 202 ACCEPTED without e-mail.
+            # Issue 9: the request is applied; the create handler answers 202 ACCEPTED without
+            # e-mail.
             scope["sim.email_fails"] = True
             await self.app(scope, receive, send)
             return None

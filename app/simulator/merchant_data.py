@@ -1,8 +1,9 @@
-"""Invoice settings and merchant-defined field definitions (the two non-invoice resources of the spec).
+"""Invoice settings and merchant-defined field definitions (the two non-invoice resources of the
+spec).
 
-Settings: GET answers defaults until a PUT changes them; a PUT merges the fields it carries (the SDK fills
-every boolean from model defaults anyway). The logo is checked like Cybersource describes it: base64,
-at most 1 MB decoded, PNG/JPEG/GIF, else 400 INVALID_IMAGE.
+Settings: GET answers defaults until a PUT changes them; a PUT merges the fields it carries (the SDK
+fills every boolean from model defaults anyway). The logo is checked like Cybersource describes it:
+base64, at most 1 MB decoded, PNG/JPEG/GIF, else 400 INVALID_IMAGE.
 
 Merchant-defined fields use a different error envelope: `{"correlationId", "status": <int>,
 "responseData": {..., "status": <int>, "reason", "message", "details"}}` (the spec's example).
@@ -85,7 +86,7 @@ class FieldDefinitionProblem(Exception):
         }
 
 
-# --- invoice settings ------------------------------------------------------------------------------
+# --- invoice settings -----------------------------------------------------------------------------
 
 
 def default_settings(merchant_id: str, display_name: str | None) -> dict[str, Any]:
@@ -138,7 +139,8 @@ def _logo_data_url(value: str) -> str:
 
 
 def validate_settings(body: Any) -> dict[str, Any]:
-    """The `invoiceSettingsInformation` of a PUT, normalised; raises ValidationFailed or InvalidImage."""
+    """The `invoiceSettingsInformation` of a PUT, normalised; raises ValidationFailed or
+    InvalidImage."""
     c = Checker()
     if not isinstance(body, dict):
         raise ValidationFailed([{"field": "body", "reason": "INVALID_DATA"}])
@@ -202,7 +204,8 @@ def validate_settings(body: Any) -> dict[str, Any]:
 def read_settings(
     book: MerchantBook, product_type: str, display_name: str | None
 ) -> dict[str, Any]:
-    """The stored settings (callers only read them: no copy on the hot GET path) or fresh defaults."""
+    """The stored settings (callers only read them: no copy on the hot GET path) or fresh
+    defaults."""
     stored = book.settings.get(product_type)
     return stored if stored is not None else default_settings(book.merchant_id, display_name)
 
@@ -223,7 +226,7 @@ def write_settings(
     return current
 
 
-# --- merchant-defined fields -----------------------------------------------------------------------
+# --- merchant-defined fields ----------------------------------------------------------------------
 
 
 def validate_definition(body: Any) -> dict[str, Any]:
@@ -247,7 +250,10 @@ def validate_definition(body: Any) -> dict[str, Any]:
             c.details.append(
                 {
                     "field": "customerVisible readOnly",
-                    "reason": "For 'Select' field type 'Read only' must be false and 'Customer Visible' true",
+                    "reason": (
+                        "For 'Select' field type 'Read only' must be false and 'Customer Visible' "
+                        "true"
+                    ),
                 }
             )
         for key in ("textMinLength", "textMaxLength", "textDefaultValue"):

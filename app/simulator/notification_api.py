@@ -1,20 +1,22 @@
 """Cybersource's webhook management APIs as WEBHOOKS.md section 5 describes them (and section 8's
-checklist): digital signature keys, the products an organisation may subscribe to, subscriptions with a
-status, and the test notification.
+checklist): digital signature keys, the products an organisation may subscribe to, subscriptions
+with a status, and the test notification.
 
-- `POST /kms/egress/v2/keys-sym`: a fresh key id and a random 32-byte secret (base64), shown once; the
-  organisation's newest key signs its notifications from then on (an older one signs nothing more).
-- `GET /notification-subscriptions/v2/products/{organizationId}`: `customerInvoicing` and its events.
+- `POST /kms/egress/v2/keys-sym`: a fresh key id and a random 32-byte secret (base64), shown once;
+  the organisation's newest key signs its notifications from then on (an older one signs nothing
+  more).
+- `GET /notification-subscriptions/v2/products/{organizationId}`: `customerInvoicing` and its
+  events.
 - `POST|GET /notification-subscriptions/v2/webhooks`, `GET|PATCH|DELETE .../{webhookId}`,
-  `PUT .../{webhookId}/status`: subscriptions start `INACTIVE`; a health probe (`GET healthCheckUrl`,
-  else `webhookUrl`) that answers 2xx makes them `ACTIVE`, and so does the status call. Only an ACTIVE
-  subscription that lists the event type gets a notification.
+  `PUT .../{webhookId}/status`: subscriptions start `INACTIVE`; a health probe
+  (`GET healthCheckUrl`, else `webhookUrl`) that answers 2xx makes them `ACTIVE`, and so does the
+  status call. Only an ACTIVE subscription that lists the event type gets a notification.
 - `POST /notification-subscriptions/v1/webhooks/{webhookId}`: send the test notification (`payloads`
   with `testPayload`), signed like every notification, and answer with it.
 
 Calls are authenticated like the invoicing API; an organisation is the authenticated merchant, and a
-call naming another organisation is refused. Plain `http` URLs are accepted (Cybersource wants https;
-locally the facade listens on http).
+call naming another organisation is refused. Plain `http` URLs are accepted (Cybersource wants
+https; locally the facade listens on http).
 """
 
 from __future__ import annotations
@@ -152,7 +154,8 @@ class Notifications:
 
 
 def _event_types(body: dict[str, Any]) -> list[str]:
-    """Both body forms (and a mix): `products[].eventTypes`, or a flat `productId` + `eventTypes`."""
+    """Both body forms (and a mix): `products[].eventTypes`, or a flat `productId` +
+    `eventTypes`."""
     found: list[str] = []
     for product in body.get("products") or []:
         if isinstance(product, dict) and product.get("productId") == PRODUCT_ID:

@@ -1,15 +1,17 @@
-"""Invoices made "outside" (Business Center, another tool, before the facade was installed): the admin
-route `POST /__sim/invoices` puts them straight into a merchant's book, in any status, without a signed
-call and without webhooks, so the facade's adopt and import paths have something it never saw.
+"""Invoices made "outside" (Business Center, another tool, before the facade was installed): the
+admin route `POST /__sim/invoices` puts them straight into a merchant's book, in any status, without
+a signed call and without webhooks, so the facade's adopt and import paths have something it never
+saw.
 
 Body (JSON object):
 
-    {"invoice": <a createInvoice body>,           # required; its invoiceNumber is optional
-     "status": "SENT",                             # DRAFT (default), CREATED, SENT, PARTIAL, PAID, CANCELED
-     "paidAmount": "10.00",                        # PARTIAL: what was paid (default: half the total)
-     "createdDate": "2026-01-31T10:00:00Z",        # default: now
-     "count": 250,                                 # that many copies, numbered <invoiceNumber>-0001, ...
-     "merchantId": "m"}                            # default: the first merchant
+    {"invoice": <a createInvoice body>,     # required; its invoiceNumber is optional
+     "status": "SENT",                       # DRAFT (default), CREATED, SENT, PARTIAL, PAID,
+                                             # CANCELED
+     "paidAmount": "10.00",                  # PARTIAL: what was paid (default: half the total)
+     "createdDate": "2026-01-31T10:00:00Z",  # default: now
+     "count": 250,                           # that many copies, numbered <invoiceNumber>-0001, ...
+     "merchantId": "m"}                      # default: the first merchant
 """
 
 from __future__ import annotations

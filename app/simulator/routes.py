@@ -1,8 +1,9 @@
 """The signed Cybersource invoicing routes (same paths, status codes and bodies as the spec).
 
 These routes carry the load (thousands of signed calls per second on one core), so they bypass
-Starlette's router and middleware: a table keyed by the path's shape picks the handler, the body is read
-straight from ASGI, and the answer goes out as two ASGI messages. Admin routes and 404s stay on Starlette.
+Starlette's router and middleware: a table keyed by the path's shape picks the handler, the body is
+read straight from ASGI, and the answer goes out as two ASGI messages. Admin routes and 404s stay on
+Starlette.
 
 Each handler is synchronous after authentication and body parsing: state changes never straddle an
 await, so concurrent requests on the one event loop cannot interleave inside a transition.
@@ -81,7 +82,8 @@ Handler = Callable[[Call], Reply]
 
 
 def route_key(path: str) -> tuple[str, dict[str, str]] | None:
-    """The shape of an /invoicing/v2/ path and its parameters, e.g. ("invoice-action", {"id", "action"})."""
+    """The shape of an /invoicing/v2/ path and its parameters, e.g. ("invoice-action", {"id",
+    "action"})."""
     parts = path.split("/")
     if len(parts) < 4 or parts[1] != "invoicing" or parts[2] != "v2" or "" in parts[3:]:
         return None
@@ -260,7 +262,8 @@ class Handlers:
                 call.now,
                 "ACCEPTED",
                 "ACCEPTED",
-                f"Invoice ID {invoice.id} created but failed to send an email. Send the invoice separately.",
+                f"Invoice ID {invoice.id} created but failed to send an email. Send the invoice "
+                "separately.",
             )
         body = render_invoice(
             invoice,

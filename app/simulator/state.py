@@ -1,8 +1,8 @@
 """In-memory invoices per merchant and the status lifecycle of README "Status lifecycle".
 
-Every operation here is synchronous: on the single event loop a mutation therefore runs start to finish
-without another request interleaving, so no lock is needed. Callers must not await between reading an
-invoice and changing it.
+Every operation here is synchronous: on the single event loop a mutation therefore runs start to
+finish without another request interleaving, so no lock is needed. Callers must not await between
+reading an invoice and changing it.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ EVENT_OVERDUE_REMINDER = "invoicing.customer.invoice.overdue-reminder"
 
 
 class InvoiceProblem(Exception):
-    """A refusal with Cybersource's error body: `status` BADREQUEST/NOTFOUND, `reason`, `message`."""
+    """A refusal with Cybersource's error body: `status` BADREQUEST/NOTFOUND, `reason`,
+    `message`."""
 
     http_status = 400
     status = "BADREQUEST"
@@ -106,7 +107,8 @@ def iso_millis(moment: datetime) -> str:
 
 @dataclass(slots=True, frozen=True)
 class PendingPayment:
-    """A payment waiting for a decision (e.g. a review): what PENDING holds until accept or reject."""
+    """A payment waiting for a decision (e.g. a review): what PENDING holds until accept or
+    reject."""
 
     amount: Decimal
     previous_status: str  # CREATED, SENT or PARTIAL: where a rejection puts the invoice back
@@ -251,7 +253,8 @@ class MerchantBook:
             raise ActionNotAllowed()
         old_email = invoice.email
         content = data.content
-        # Full replacement, except what the PUT body cannot carry: the number and the partner reference.
+        # Full replacement, except what the PUT body cannot carry: the number and the partner
+        # reference.
         content["invoiceInformation"]["invoiceNumber"] = invoice.id
         if "clientReferenceInformation" in invoice.content:
             content["clientReferenceInformation"] = invoice.content["clientReferenceInformation"]
@@ -319,8 +322,9 @@ class MerchantBook:
     def pay(self, invoice_id: str, amount: Decimal, now: datetime, review: bool = False) -> Outcome:
         """A payer pays through the link (not an API call): README's last lifecycle row.
 
-        With `review`, the payment waits for a decision instead (`decide`): the invoice goes to PENDING
-        with a PENDING history entry, its balance unchanged, and no webhook (none is documented for it).
+        With `review`, the payment waits for a decision instead (`decide`): the invoice goes to
+        PENDING with a PENDING history entry, its balance unchanged, and no webhook (none is
+        documented for it).
         """
         invoice = self._payable(invoice_id)
         if invoice.status == PENDING:
@@ -350,8 +354,9 @@ class MerchantBook:
         return self._apply_payment(invoice, amount, transaction, now)
 
     def remind(self, invoice_id: str, overdue: bool, now: datetime) -> Outcome:
-        """A reminder e-mail (Cybersource sends them five days before the due date, and one day after
-        it when overdue, if reminders are on): a REMINDER history entry and the reminder webhook."""
+        """A reminder e-mail (Cybersource sends them five days before the due date, and one day
+        after it when overdue, if reminders are on): a REMINDER history entry and the reminder
+        webhook."""
         invoice = self._payable(invoice_id)
         if invoice.status not in {SENT, PARTIAL}:
             raise PaymentRefused(409, f"an invoice in status {invoice.status} gets no reminder")
@@ -363,8 +368,9 @@ class MerchantBook:
         )
 
     def decide(self, invoice_id: str, accept: bool, now: datetime) -> Outcome:
-        """The decision on a PENDING payment: accepted it is applied as any payment (history, status,
-        webhook); rejected it adds a REJECTED entry and the invoice returns to its status before, silently.
+        """The decision on a PENDING payment: accepted it is applied as any payment (history,
+        status, webhook); rejected it adds a REJECTED entry and the invoice returns to its status
+        before, silently.
         """
         invoice = self._payable(invoice_id)
         pending = invoice.pending

@@ -1,10 +1,13 @@
-"""Request validation with Cybersource's limits, lenient where real traffic is (README "Limits and formats").
+"""Request validation with Cybersource's limits, lenient where real traffic is (README "Limits and
+formats").
 
-Rules come from the spec fragment (maxLength, maxItems, minimum/maximum, formats) and the README's quirks:
-amounts arrive as strings or JSON numbers, `quantity` as "20", the Python SDK writes `productSKU`, line
-items carry explicit nulls, unknown fields appear (`firstName`), and `description` is not enforced even
-though the spec lists it as required. Totals are never recomputed: Cybersource does not do it either.
-Every problem becomes a `details` entry `{"field": <flattened path>, "reason": MISSING_FIELD|INVALID_DATA}`.
+Rules come from the spec fragment (maxLength, maxItems, minimum/maximum, formats) and the README's
+quirks: amounts arrive as strings or JSON numbers, `quantity` as "20", the Python SDK writes
+`productSKU`, line items carry explicit nulls, unknown fields appear (`firstName`), and
+`description` is not enforced even though the spec lists it as required. Totals are never
+recomputed: Cybersource does not do it either.
+Every problem becomes a `details` entry
+`{"field": <flattened path>, "reason": MISSING_FIELD|INVALID_DATA}`.
 """
 
 from __future__ import annotations
@@ -199,7 +202,8 @@ class Checker:
 
 @dataclass(slots=True)
 class InvoiceInput:
-    """A validated create/update body: the content to store plus the instructions that are not content."""
+    """A validated create/update body: the content to store plus the instructions that are not
+    content."""
 
     content: dict[str, Any]
     invoice_number: str | None

@@ -1,8 +1,8 @@
 """Response bodies in Cybersource's shapes: HAL `_links`, invoice documents, lists, error bodies.
 
-Amounts are rendered as strings, as the spec's response schemas declare them. (The developer guide shows
-real responses with JSON numbers; a facade must accept both, and the simulator picks the spec's form so
-responses validate against the schema.)
+Amounts are rendered as strings, as the spec's response schemas declare them. (The developer guide
+shows real responses with JSON numbers; a facade must accept both, and the simulator picks the
+spec's form so responses validate against the schema.)
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ AUTH_FAILED_BODY = b'{"response":{"rmsg":"Authentication Failed"}}'
 
 
 def _json_default(value: object) -> object:
-    # Unknown fields keep JSON numbers that were parsed as Decimal; give them back as numbers (as text
-    # when no float holds them: `Infinity` is not JSON, and a client would choke on it).
+    # Unknown fields keep JSON numbers that were parsed as Decimal; give them back as numbers (as
+    # text when no float holds them: `Infinity` is not JSON, and a client would choke on it).
     if isinstance(value, Decimal):
         number = float(value)
         return number if math.isfinite(number) else format(value, "f")
@@ -73,7 +73,8 @@ def _link(href: str, method: str) -> dict[str, str]:
 
 
 def invoice_links(invoice: Invoice, self_link: dict[str, str] | None = None) -> dict[str, Any]:
-    """The actions the invoice's status still allows (the cancel example of the guide has only `self`)."""
+    """The actions the invoice's status still allows (the cancel example of the guide has only
+    `self`)."""
     base = f"/v2/invoices/{invoice.id}"
     links: dict[str, Any] = {"self": self_link or _link(base, "GET")}
     if invoice.status in {DRAFT, CREATED, SENT}:

@@ -1,10 +1,13 @@
 """Invoicing webhook notifications as WEBHOOKS.md describes them (sections 3, 4, 6, 8, 10).
 
-Shape A (default): `{"eventType","webhookId","productId","organizationId","eventDate","transactionTraceId",
-"retryNumber","payload":{"data":{...},"organizationId"},"requestType"}`, compact JSON. Shape C (switch):
+Shape A (default):
+`{"eventType","webhookId","productId","organizationId","eventDate","transactionTraceId",
+"retryNumber","payload":{"data":{...},"organizationId"},"requestType"}`, compact JSON. Shape C
+(switch):
 `{"notificationId","retryNumber","eventType","eventDate","webhookId","payloads":[{...}]}`.
-Signature: `v-c-signature: t=<ms>;keyId=<id>;sig=<base64 HMAC-SHA256(b64decode(secret), f"{t}.{msg}")>`
-where msg is the compact `payload` (or `payloads`) member, or the raw body when so configured.
+Signature: `v-c-signature: t=<ms>;keyId=<id>;sig=<base64 HMAC-SHA256(b64decode(secret),
+f"{t}.{msg}")>` where msg is the compact `payload` (or `payloads`) member, or the raw body when so
+configured.
 Every attempt is rebuilt: fresh `t`, new trace id, `RETRY` request type and a higher retry count.
 """
 
@@ -31,7 +34,8 @@ USER_AGENT = "Vert.x-WebClient/3.9.8"  # what the published invoicing example sh
 
 
 def compact(value: Any) -> str:
-    """JavaScript's JSON.stringify for strings and integers: what Cybersource's own verifiers rebuild."""
+    """JavaScript's JSON.stringify for strings and integers: what Cybersource's own verifiers
+    rebuild."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -85,7 +89,8 @@ def build_envelope(
 def invoice_event_data(
     invoice: Invoice, event_type: str, settings: dict[str, Any], invoice_url: str
 ) -> dict[str, str]:
-    """The `data` fields of the published invoicing example (all strings), filled from the invoice."""
+    """The `data` fields of the published invoicing example (all strings), filled from the
+    invoice."""
     customer = invoice.content.get("customerInformation") or {}
     merchant = settings.get("merchantInformation") or {}
     address = merchant.get("addressDetails") or {}
@@ -120,8 +125,8 @@ def invoice_event_data(
 class WebhookDispatcher:
     """Sends notifications in background tasks and keeps a log of every delivery and attempt.
 
-    One invoice's notifications go out in the order of its events: each waits until the previous one's
-    first attempt was answered (or failed). Retries run independently, as Cybersource's do.
+    One invoice's notifications go out in the order of its events: each waits until the previous
+    one's first attempt was answered (or failed). Retries run independently, as Cybersource's do.
     """
 
     def __init__(self, config: WebhookConfig | None) -> None:
@@ -165,8 +170,8 @@ class WebhookDispatcher:
         data: dict[str, str],
         target: WebhookConfig | None = None,
     ) -> dict[str, Any] | None:
-        """Queue one notification (to `target`, else the configured webhook); returns its log record,
-        or None when there is nowhere to send it."""
+        """Queue one notification (to `target`, else the configured webhook); returns its log
+        record, or None when there is nowhere to send it."""
         config = target or self.config
         if config is None:
             return None

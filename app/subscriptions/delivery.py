@@ -1,16 +1,17 @@
-"""Push delivery: POST events to subscribers, signed per Standard Webhooks; the relay's second handler.
+"""Push delivery: POST events to subscribers, signed per Standard Webhooks; the relay's second
+handler.
 
-The body is the event exactly as `GET /v1/events` shows it; `webhook-id` is `evt_<event id>` on every
-attempt (receivers de-duplicate on it: delivery is at least once). Any 2xx is delivered; anything else,
-a timeout, a refused connection or a redirect (never followed) is a failed attempt, retried with backoff
-for `SUBSCRIPTION_RETRY_WINDOW_SECONDS` from the first attempt. An event delivery that fails for the
-whole window fails for good and disables its subscription, and a `subscription.disabled` event says so;
-an address the policy forbids (checked at every delivery) does the same at once. Only the first bytes
-of an answer are read and kept.
+The body is the event exactly as `GET /v1/events` shows it; `webhook-id` is `evt_<event id>` on
+every attempt (receivers de-duplicate on it: delivery is at least once). Any 2xx is delivered;
+anything else, a timeout, a refused connection or a redirect (never followed) is a failed attempt,
+retried with backoff for `SUBSCRIPTION_RETRY_WINDOW_SECONDS` from the first attempt. An event
+delivery that fails for the whole window fails for good and disables its subscription, and a
+`subscription.disabled` event says so; an address the policy forbids (checked at every delivery)
+does the same at once. Only the first bytes of an answer are read and kept.
 
 The push relay has its own concurrency budget, HTTP session and queue, so a slow or dead subscriber
-never holds up invoice commands; per subscription one event is in flight at a time (in order), so one
-slow subscriber holds one slot.
+never holds up invoice commands; per subscription one event is in flight at a time (in order), so
+one slow subscriber holds one slot.
 """
 
 from __future__ import annotations

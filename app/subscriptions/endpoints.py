@@ -1,4 +1,5 @@
-"""/v1/subscriptions: push subscriptions to the events feed; parse -> one service call -> respond."""
+"""/v1/subscriptions: push subscriptions to the events feed; parse -> one service call ->
+respond."""
 
 from __future__ import annotations
 

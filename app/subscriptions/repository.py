@@ -1,5 +1,5 @@
-"""The subscriptions and their deliveries: create, read, change, rotate the secret, disable, delete; and
-the deliveries as the push relay's queue.
+"""The subscriptions and their deliveries: create, read, change, rotate the secret, disable, delete;
+and the deliveries as the push relay's queue.
 
 A subscription's deliveries are written by `EventRepository.insert`, in the event's own statement.
 """
@@ -167,7 +167,8 @@ class SubscriptionRepository(BaseRepository):
         )
 
     async def delete(self, subscription_id: uuid.UUID) -> bool:
-        """Delete it with its deliveries (one being delivered finishes, and its result is dropped)."""
+        """Delete it with its deliveries (one being delivered finishes, and its result is
+        dropped)."""
         row = await self._one(
             "DELETE FROM subscriptions WHERE id = :id RETURNING id", id=subscription_id
         )
@@ -189,12 +190,13 @@ class SubscriptionRepository(BaseRepository):
         )
 
 
-# --- deliveries: the push relay's queue, and what the API shows of it ------------------------------
+# --- deliveries: the push relay's queue, and what the API shows of it -----------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class ClaimedDelivery:
-    """A delivery a relay holds under its lease, with what posting it needs (event, URL, secrets)."""
+    """A delivery a relay holds under its lease, with what posting it needs (event, URL,
+    secrets)."""
 
     id: uuid.UUID
     kind: str  # push.event | push.ping (the relay's metrics label)
@@ -253,12 +255,14 @@ _DELIVERY_COLUMNS = (
 
 
 class DeliveryRepository(BaseRepository):
-    """The `subscription_deliveries` table as the relay's `Queue`, fenced on the lease like the outbox.
+    """The `subscription_deliveries` table as the relay's `Queue`, fenced on the lease like the
+    outbox.
 
-    A delivery of an event is claimed only when every older event delivery of its subscription is done
-    (delivered or failed for good), and only once the feed would show the event: in (txid, seq) order
-    below the oldest running transaction, so per subscription events go out in the feed's order. Pings
-    wait for nothing, and go out even to a disabled subscription (that is what a test is for).
+    A delivery of an event is claimed only when every older event delivery of its subscription is
+    done (delivered or failed for good), and only once the feed would show the event: in (txid, seq)
+    order below the oldest running transaction, so per subscription events go out in the feed's
+    order. Pings wait for nothing, and go out even to a disabled subscription (that is what a test
+    is for).
     """
 
     async def claim_due(
@@ -313,7 +317,8 @@ class DeliveryRepository(BaseRepository):
         if not job_ids:
             return set()
         rows = await self._all(
-            "UPDATE subscription_deliveries SET lease_expires_at = now() + make_interval(secs => :lease) "
+            "UPDATE subscription_deliveries SET "
+            "lease_expires_at = now() + make_interval(secs => :lease) "
             "WHERE id = ANY(CAST(:ids AS uuid[])) AND lease_owner = :owner AND state = 'in_flight' "
             "RETURNING id",
             ids=[str(job_id) for job_id in job_ids],
@@ -428,7 +433,8 @@ class DeliveryRepository(BaseRepository):
         """A delivery that failed for good goes out again, with a fresh retry window."""
         row = await self._one(
             "WITH d AS (UPDATE subscription_deliveries SET state = 'pending', attempts = 0, "
-            "available_at = now(), first_attempt_at = NULL, completed_at = NULL, updated_at = now() "
+            "available_at = now(), first_attempt_at = NULL, "
+            "completed_at = NULL, updated_at = now() "
             "WHERE id = :id AND subscription_id = :sub AND state = 'failed' RETURNING id) "
             "SELECT d.id, pg_notify(:channel, '') FROM d",
             id=delivery_id,

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from app.events.types import EventType
 
-# Scopes of their own: reading the feed (invoices:read) does not let a key point the facade at a URL.
+# Scopes of their own: reading the feed (invoices:read) does not let a key point the facade at a
+# URL.
 SUBSCRIPTIONS_READ = "subscriptions:read"
 SUBSCRIPTIONS_WRITE = "subscriptions:write"
 
@@ -85,8 +86,10 @@ class SubscriptionOut(BaseModel):
 
 class SubscriptionWithSecret(SubscriptionOut):
     secret: str | None = Field(
-        description="The signing secret (`whsec_` + base64), shown in this answer only. A replay of "
-        "the same Idempotency-Key answers null: rotate the secret if it was lost."
+        description=(
+            "The signing secret (`whsec_` + base64), shown in this answer only. A replay of "
+            "the same Idempotency-Key answers null: rotate the secret if it was lost."
+        )
     )
 
 

@@ -1,10 +1,10 @@
 """Push subscriptions: create, read, change, rotate the secret, delete, test; their deliveries.
 
-A subscription is its creator's: only it (or an admin) sees or changes it. What it receives is what the
-creator may read through the feed at creation time: its own invoices' events unless it is an admin, and
-only its merchant profiles. Changes run under the caller's Idempotency-Key. A signing secret is shown in
-the answer that creates it and never again: the answer kept for replays has it as null (a replay of the
-same key cannot hand it out again, and the idempotency table never holds it).
+A subscription is its creator's: only it (or an admin) sees or changes it. What it receives is what
+the creator may read through the feed at creation time: its own invoices' events unless it is an
+admin, and only its merchant profiles. Changes run under the caller's Idempotency-Key. A signing
+secret is shown in the answer that creates it and never again: the answer kept for replays has it as
+null (a replay of the same key cannot hand it out again, and the idempotency table never holds it).
 """
 
 from __future__ import annotations
@@ -183,7 +183,8 @@ class SubscriptionService:
     ) -> tuple[Outcome, bool]:
         if READ not in caller.scopes:
             raise errors.Forbidden(
-                f"A subscription pushes the events feed: this API key also needs the {READ!r} scope."
+                f"A subscription pushes the events feed: this API key also needs the {READ!r} "
+                "scope."
             )
         await self._check_url(body.url)
         secret = new_secret()

@@ -1,10 +1,10 @@
 """Standard Webhooks signing (https://www.standardwebhooks.com): secrets and the three headers.
 
 `webhook-id` is the message id (the same on every attempt, so receivers de-duplicate with it),
-`webhook-timestamp` the attempt's Unix time in seconds, and `webhook-signature` a space-separated list
-of `v1,<base64 HMAC-SHA256(secret, id.timestamp.body)>`: during a secret rotation's grace period the old
-secret signs alongside the new one, and a receiver holding either verifies. The HMAC is the reference
-library's own, the one receivers verify with.
+`webhook-timestamp` the attempt's Unix time in seconds, and `webhook-signature` a space-separated
+list of `v1,<base64 HMAC-SHA256(secret, id.timestamp.body)>`: during a secret rotation's grace
+period the old secret signs alongside the new one, and a receiver holding either verifies. The HMAC
+is the reference library's own, the one receivers verify with.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ SECRET_BYTES = 32
 
 
 def message_id(delivery_id: uuid.UUID, event_id: int | None) -> str:
-    """`webhook-id`: `evt_<event id>` (the feed's id, the same for every subscription and attempt), or
-    `ping_<delivery id>` for a test."""
+    """`webhook-id`: `evt_<event id>` (the feed's id, the same for every subscription and attempt),
+    or `ping_<delivery id>` for a test."""
     return f"ping_{delivery_id}" if event_id is None else f"evt_{event_id}"
 
 

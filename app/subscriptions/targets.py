@@ -1,11 +1,12 @@
 """Where push deliveries may go: the URL policy at creation, and the address check at delivery time.
 
 `strict` (the default in production): a URL must be `https` unless its host is on the allow-list
-(`SUBSCRIPTION_ALLOWED_HOSTS`: cluster services speak plain `http` inside the mesh), and the addresses
-it resolves to must be public, unless the host is on the allow-list; even then never link-local (the
-cloud metadata endpoint lives there), unspecified or multicast. The check runs again for every delivery,
-inside the HTTP client's resolver, so the connection goes to exactly the addresses that were checked (a
-name that resolved to a public address at creation and to 169.254.169.254 later is refused).
+(`SUBSCRIPTION_ALLOWED_HOSTS`: cluster services speak plain `http` inside the mesh), and the
+addresses it resolves to must be public, unless the host is on the allow-list; even then never
+link-local (the cloud metadata endpoint lives there), unspecified or multicast. The check runs again
+for every delivery, inside the HTTP client's resolver, so the connection goes to exactly the
+addresses that were checked (a name that resolved to a public address at creation and to
+169.254.169.254 later is refused).
 `open` (local and test use): anything `http(s)` goes.
 """
 
@@ -33,7 +34,8 @@ MAX_URL_LENGTH = 2048
 
 
 class ForbiddenTarget(OSError):
-    """The URL or an address it resolves to is not allowed (an OSError: aiohttp wraps resolver errors)."""
+    """The URL or an address it resolves to is not allowed (an OSError: aiohttp wraps resolver
+    errors)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +130,8 @@ def _forbidden(address: IpAddress, *, allowed_host: bool) -> str | None:
 
 
 class GuardedResolver(AbstractResolver):
-    """aiohttp's resolver, refusing a host whose addresses the policy forbids (checked per connection)."""
+    """aiohttp's resolver, refusing a host whose addresses the policy forbids (checked per
+    connection)."""
 
     def __init__(self, policy: TargetPolicy, inner: AbstractResolver | None = None) -> None:
         self.policy = policy
@@ -147,8 +150,8 @@ class GuardedResolver(AbstractResolver):
 
 
 async def check_resolved(policy: TargetPolicy, url: str, *, within_seconds: float = 2.0) -> None:
-    """At creation: refuse a name that resolves to a forbidden address now (a name that does not resolve
-    yet is accepted; every delivery checks again)."""
+    """At creation: refuse a name that resolves to a forbidden address now (a name that does not
+    resolve yet is accepted; every delivery checks again)."""
     if policy.mode == "open":
         return
     host = urlsplit(url).hostname

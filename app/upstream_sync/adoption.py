@@ -1,11 +1,12 @@
-"""Adopting invoices made outside the facade (Business Center, another tool, before it was installed).
+"""Adopting invoices made outside the facade (Business Center, another tool, before it was
+installed).
 
-An adoption reads the invoice from Cybersource and stores it under a chosen owner, in sync and just seen,
-with an `invoice.adopted` event: from then on every route, the webhooks and the status reconciler treat
-it as any other invoice. It is a read and a store write, never an outbox command: nothing is sent to
-Cybersource. Three doors lead here: `POST /v1/invoices/{invoiceNumber}/adopt` (admins, under an
-Idempotency-Key), `invoicing-gateway invoices import` (in bulk), and a notification about an invoice
-the store does not know when `WEBHOOK_ADOPT_UNKNOWN` says so.
+An adoption reads the invoice from Cybersource and stores it under a chosen owner, in sync and just
+seen, with an `invoice.adopted` event: from then on every route, the webhooks and the status
+reconciler treat it as any other invoice. It is a read and a store write, never an outbox command:
+nothing is sent to Cybersource. Three doors lead here: `POST /v1/invoices/{invoiceNumber}/adopt`
+(admins, under an Idempotency-Key), `invoicing-gateway invoices import` (in bulk), and a
+notification about an invoice the store does not know when `WEBHOOK_ADOPT_UNKNOWN` says so.
 """
 
 from __future__ import annotations
@@ -147,8 +148,8 @@ class AdoptionService:
     ) -> tuple[Outcome, bool]:
         """`POST /v1/invoices/{number}/adopt`: read Cybersource, store under the chosen owner, 201.
 
-        It runs inside its key's transaction (like a settings change): a failure before commit leaves
-        no record, so the retry reads again; a finished adoption replays its 201.
+        It runs inside its key's transaction (like a settings change): a failure before commit
+        leaves no record, so the retry reads again; a finished adoption replays its 201.
         """
         profile = known_profile(self.settings, profile)
         owner = body.owner or caller.client

@@ -1,5 +1,6 @@
-"""`invoicing-gateway invoices import` and `invoicing-gateway cybersource check`: the command line around
-`importer.py` and `credentials.py`. Progress and findings go to stderr, the result (JSON) to stdout.
+"""`invoicing-gateway invoices import` and `invoicing-gateway cybersource check`: the command line
+around `importer.py` and `credentials.py`. Progress and findings go to stderr, the result (JSON) to
+stdout.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Are the merchant profiles' credentials accepted? `invoicing-gateway cybersource check` and
-`/readyz?deep=1` ask Cybersource once per profile (`app/cybersource/diagnosis.py` names the cause of a
-refusal)."""
+`/readyz?deep=1` ask Cybersource once per profile (`app/cybersource/diagnosis.py` names the cause of
+a refusal)."""
 
 from __future__ import annotations
 

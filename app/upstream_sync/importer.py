@@ -1,14 +1,17 @@
-"""`invoicing-gateway invoices import`: adopt, in bulk, the invoices Cybersource lists for a merchant.
+"""`invoicing-gateway invoices import`: adopt, in bulk, the invoices Cybersource lists for a
+merchant.
 
-Pages through Cybersource's list (`offset`/`limit`, optionally one `status`), skips what the store has
-(one query per page) and what was created before `--since` (the list item's `createdDate`), reads each
-other invoice and adopts it (`adoption.py`). Cybersource calls are spaced to at most `rate` per second.
+Pages through Cybersource's list (`offset`/`limit`, optionally one `status`), skips what the store
+has (one query per page) and what was created before `--since` (the list item's `createdDate`),
+reads each other invoice and adopts it (`adoption.py`). Cybersource calls are spaced to at most
+`rate` per second.
 
 Resumable: where the import stands (`invoice_imports`: the next offset and the counts) is committed
-after every page, so a stopped import (Ctrl-C, a crash, an outage, `--max-invoices`) continues at the
-page it was on when run again with the same name; an import that finished starts over (what it adopted
-is then already known, and only new invoices are read). Cybersource lists newest first: an invoice made
-while an import runs pushes the others one place on, so a page may be read twice, never skipped.
+after every page, so a stopped import (Ctrl-C, a crash, an outage, `--max-invoices`) continues at
+the page it was on when run again with the same name; an import that finished starts over (what it
+adopted is then already known, and only new invoices are read). Cybersource lists newest first: an
+invoice made while an import runs pushes the others one place on, so a page may be read twice, never
+skipped.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """When the Cybersource webhook keys expire, and the warnings from 30 days before.
 
-Cybersource creates a digital signature key with an expiry (a year is usual) and then signs with it until
-that day; after it, notifications stop validating. The facade knows each key's expiry from its settings
-(`CYBERSOURCE_WEBHOOK_KEY_EXPIRES_AT`, and `expires_at` in `CYBERSOURCE_WEBHOOK_PREVIOUS_KEYS`, both
-printed by `invoicing-gateway cybersource-webhooks setup`/`rotate`) and says so three ways: the gauge
+Cybersource creates a digital signature key with an expiry (a year is usual) and then signs with it
+until that day; after it, notifications stop validating. The facade knows each key's expiry from its
+settings (`CYBERSOURCE_WEBHOOK_KEY_EXPIRES_AT`, and `expires_at` in
+`CYBERSOURCE_WEBHOOK_PREVIOUS_KEYS`, both printed by
+`invoicing-gateway cybersource-webhooks setup`/`rotate`) and says so three ways: the gauge
 `igw_cybersource_webhook_key_days_left{key_id}`, a log warning (at most once a day per key), and a
-`cybersourceWebhookKeys` detail in `/readyz` (which stays 200: an expiring key is no reason to take a
-pod out of service).
+`cybersourceWebhookKeys` detail in `/readyz` (which stays 200: an expiring key is no reason to take
+a pod out of service).
 """
 
 from __future__ import annotations

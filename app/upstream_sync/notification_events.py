@@ -1,8 +1,8 @@
 """Events a Cybersource notification stands for by itself, whatever the invoice's status.
 
 Most notifications are a hint: the invoice is read again and a change of status is its event
-(`upstream_state.status_event`). A reminder e-mail changes no status, so only the notification's event
-type says it happened: `invoicing.customer.invoice.reminder` and `.overdue-reminder` are
+(`upstream_state.status_event`). A reminder e-mail changes no status, so only the notification's
+event type says it happened: `invoicing.customer.invoice.reminder` and `.overdue-reminder` are
 `invoice.reminder_sent` (`overdue` false or true). It is written in the transaction that records the
 notification's receipt, so once per notification: a redelivery or a replay of the signed content
 writes nothing.

@@ -12,8 +12,8 @@ log = get_logger(__name__)
 
 
 async def purge_receipts_once(engine: AsyncEngine, settings: Settings) -> bool:
-    """Delete one small batch of receipts past WEBHOOK_RECEIPT_RETENTION_HOURS; True when a full batch
-    went, so more may be waiting."""
+    """Delete one small batch of receipts past WEBHOOK_RECEIPT_RETENTION_HOURS; True when a full
+    batch went, so more may be waiting."""
     async with engine.begin() as conn:
         purged = await UpstreamSyncRepository(conn).purge_webhook_receipts(
             older_than_hours=settings.webhook_receipt_retention_hours,

@@ -1,11 +1,12 @@
 """The status reconciler: keep the store right when a Cybersource webhook never arrives.
 
-Payers change invoices without any command of ours (a payment moves SENT to PARTIAL or PAID), and the store
-learns of it from Cybersource's webhook. Webhooks get lost (a subscription misconfigured, retries
-exhausted during an outage), so the relay also re-reads open invoices (CREATED, SENT, PARTIAL, PENDING)
-not seen upstream for `RECONCILE_AFTER_SECONDS`, a bounded batch at a time with few calls in flight, so
-the delivery of commands keeps the upstream capacity. A change is recorded as a refresh or a webhook
-records it: the new status, balance and body, and the lifecycle event (`invoice.paid`, ...).
+Payers change invoices without any command of ours (a payment moves SENT to PARTIAL or PAID), and
+the store learns of it from Cybersource's webhook. Webhooks get lost (a subscription misconfigured,
+retries exhausted during an outage), so the relay also re-reads open invoices (CREATED, SENT,
+PARTIAL, PENDING) not seen upstream for `RECONCILE_AFTER_SECONDS`, a bounded batch at a time with
+few calls in flight, so the delivery of commands keeps the upstream capacity. A change is recorded
+as a refresh or a webhook records it: the new status, balance and body, and the lifecycle event
+(`invoice.paid`, ...).
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ class StatusReconciler:
         return len(due)
 
     async def check(self, due: DueInvoice) -> str:
-        """Re-read one claimed invoice and record a change; returns the outcome (a metrics label)."""
+        """Re-read one claimed invoice and record a change; returns the outcome (a metrics
+        label)."""
         number = due.invoice_number
         try:
             result = await self.clients.get(due.merchant_profile).get_invoice(number)
@@ -87,8 +89,8 @@ class StatusReconciler:
         state = UpstreamState.from_body(result.raw)
         async with self.engine.begin() as conn:
             invoice = await InvoiceRepository(conn).get_by_id(due.id, for_update=True)
-            # Seen since the claim (a command's answer, a webhook, a refresh), or a command on its way: what
-            # we read may already be older than what the store has.
+            # Seen since the claim (a command's answer, a webhook, a refresh), or a command on its
+            # way: what we read may already be older than what the store has.
             if (
                 invoice is None
                 or invoice.checked_at != due.checked_at

@@ -1,4 +1,5 @@
-"""What keeping up with Cybersource needs besides the invoice rows: webhook receipts, the reconciler's queue."""
+"""What keeping up with Cybersource needs besides the invoice rows: webhook receipts, the
+reconciler's queue."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ _OPEN = "(" + ", ".join(f"'{status}'" for status in RECONCILED_STATUSES) + ")"
 
 @dataclass(frozen=True, slots=True)
 class DueInvoice:
-    """An open invoice the reconciler claimed; `checked_at` tells a newer observation apart later."""
+    """An open invoice the reconciler claimed; `checked_at` tells a newer observation apart
+    later."""
 
     id: int
     merchant_profile: str
@@ -33,7 +35,8 @@ class UpstreamSyncRepository(BaseRepository):
     ) -> bool:
         """Remember an accepted notification; False when it was accepted before (a redelivery)."""
         row = await self._one(
-            "INSERT INTO webhook_receipts (dedup_key, event_type, invoice_number, merchant_profile) "
+            "INSERT INTO webhook_receipts "
+            "(dedup_key, event_type, invoice_number, merchant_profile) "
             "VALUES (:k, :e, :n, :p) ON CONFLICT DO NOTHING RETURNING dedup_key",
             k=dedup_key,
             e=event_type,
@@ -44,8 +47,9 @@ class UpstreamSyncRepository(BaseRepository):
 
     async def purge_webhook_receipts(self, *, older_than_hours: float, batch: int) -> int:
         rows = await self._all(
-            "DELETE FROM webhook_receipts WHERE dedup_key IN (SELECT dedup_key FROM webhook_receipts "
-            "WHERE received_at < now() - make_interval(secs => :age) LIMIT :batch) RETURNING dedup_key",
+            "DELETE FROM webhook_receipts WHERE dedup_key IN (SELECT dedup_key "
+            "FROM webhook_receipts WHERE received_at < now() - make_interval(secs => :age) "
+            "LIMIT :batch) RETURNING dedup_key",
             age=older_than_hours * 3600,
             batch=batch,
         )
@@ -54,10 +58,11 @@ class UpstreamSyncRepository(BaseRepository):
     async def claim_invoices_to_reconcile(
         self, *, stale_seconds: float, limit: int
     ) -> list[DueInvoice]:
-        """Open invoices not seen upstream for `stale_seconds` and with no command on its way, oldest first.
+        """Open invoices not seen upstream for `stale_seconds` and with no command on its way,
+        oldest first.
 
-        Marking them seen now is the claim: another relay skips the locked rows and, once this commits,
-        finds them fresh.
+        Marking them seen now is the claim: another relay skips the locked rows and, once this
+        commits, finds them fresh.
         """
         return await self._rows(
             DueInvoice,
@@ -109,9 +114,9 @@ class ImportRepository(BaseRepository):
             ImportRow,
             "INSERT INTO invoice_imports (name, merchant_profile, status_filter, since, owner) "
             "VALUES (:n, :p, :s, :d, :o) ON CONFLICT (name) DO UPDATE SET merchant_profile = :p, "
-            "status_filter = :s, since = :d, owner = :o, next_offset = 0, total = NULL, adopted = 0, "
-            "already_known = 0, skipped = 0, failed = 0, started_at = now(), updated_at = now(), "
-            "finished_at = NULL RETURNING *",
+            "status_filter = :s, since = :d, owner = :o, next_offset = 0, total = NULL, "
+            "adopted = 0, already_known = 0, skipped = 0, failed = 0, started_at = now(), "
+            "updated_at = now(), finished_at = NULL RETURNING *",
             n=name,
             p=profile,
             s=status,

@@ -1,9 +1,9 @@
-"""Keeping the store in step with Cybersource outside our own commands: refreshes, notifications, and
-the recording the status reconciler shares with them.
+"""Keeping the store in step with Cybersource outside our own commands: refreshes, notifications,
+and the recording the status reconciler shares with them.
 
 A reading of Cybersource is taken without holding a database connection (a slow Cybersource must not
-take the pool from reads), then recorded unless a newer reading landed meanwhile; then it is read again,
-still holding nothing. No upstream call is ever made while an invoice's row is locked.
+take the pool from reads), then recorded unless a newer reading landed meanwhile; then it is read
+again, still holding nothing. No upstream call is ever made while an invoice's row is locked.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ RECORD_ATTEMPTS = 3
 async def record_upstream_state(
     conn: AsyncConnection, invoice: InvoiceRow, state: UpstreamState
 ) -> None:
-    """Store what Cybersource reports outside our own commands (a refresh, a webhook), with its event."""
+    """Store what Cybersource reports outside our own commands (a refresh, a webhook), with its
+    event."""
     await InvoiceRepository(conn).apply_upstream_state(
         invoice.id,
         status=state.status,
@@ -108,14 +109,16 @@ class UpstreamSyncService:
         *,
         receipt: Callable[[AsyncConnection], Awaitable[bool]] | None = None,
     ) -> str:
-        """Record `state`, read from Cybersource after `seen` was read from the store; the newest wins.
+        """Record `state`, read from Cybersource after `seen` was read from the store; the newest
+        wins.
 
         The row is locked only to compare and write, never while Cybersource answers: when another
-        reading was recorded since `seen` (a command's answer, a webhook, a refresh, the reconciler),
-        ours may be the older one, so the transaction ends without a write, Cybersource is read again
-        with no connection held, and that reading is tried the same way. After RECORD_ATTEMPTS overtakes
-        in a row the reading is dropped. `receipt` runs in the recording transaction (a webhook's
-        de-duplication); False from it means a duplicate, and nothing is written.
+        reading was recorded since `seen` (a command's answer, a webhook, a refresh, the
+        reconciler), ours may be the older one, so the transaction ends without a write, Cybersource
+        is read again with no connection held, and that reading is tried the same way. After
+        RECORD_ATTEMPTS overtakes in a row the reading is dropped. `receipt` runs in the recording
+        transaction (a webhook's de-duplication); False from it means a duplicate, and nothing is
+        written.
 
         Returns "recorded", "overtaken" or "duplicate".
         """
@@ -137,7 +140,8 @@ class UpstreamSyncService:
         return "overtaken"
 
     async def refreshed_invoice(self, caller: Caller, profile: str, number: str) -> InvoiceOut:
-        """`GET /v1/invoices/{n}?refresh=true`: read Cybersource first (history, balance), record it, answer."""
+        """`GET /v1/invoices/{n}?refresh=true`: read Cybersource first (history, balance), record
+        it, answer."""
         profile = known_profile(self.settings, profile)
         self.refresh_limit.hit(caller.client)
         async with self.reads.connect() as conn:
@@ -145,8 +149,8 @@ class UpstreamSyncService:
         if seen is None or not caller.may_see(seen.owner, seen.merchant_profile):
             raise invoice_not_found(number, profile)
         if seen.status is not None:  # else our create has not reached Cybersource yet
-            # One reading and one write for every refresh of this invoice in flight; the waiters hold
-            # no database connection (only the one flight's transaction takes one, briefly).
+            # One reading and one write for every refresh of this invoice in flight; the waiters
+            # hold no database connection (only the one flight's transaction takes one, briefly).
             await self.refreshes.run((profile, number), lambda: self._refresh(profile, seen))
         async with self.reads.connect() as conn:
             view = await InvoiceRepository(conn).get_view(profile, number)
@@ -167,7 +171,8 @@ class UpstreamSyncService:
         raise errors.Forbidden("The notification is for a merchant this facade does not serve.")
 
     async def receive_notification(self, raw: bytes, signature: str | None) -> dict[str, str]:
-        """A Cybersource notification: a hint to re-read the invoice, acknowledged once that is committed.
+        """A Cybersource notification: a hint to re-read the invoice, acknowledged once that is
+        committed.
 
         A failure makes Cybersource retry; a redelivery of an accepted notification changes nothing.
         Once the header checks out, the body is read by the one JSON reader (size and depth limits
@@ -229,7 +234,8 @@ class UpstreamSyncService:
                 return {"status": "duplicate", "action": "none"}
             seen = await InvoiceRepository(conn).get(profile, number)
         if seen is not None and seen.status is None:
-            # Our create is still being recorded: let Cybersource redeliver once it is, so events stay in order.
+            # Our create is still being recorded: let Cybersource redeliver once it is, so events
+            # stay in order.
             raise errors.ServiceUnavailable(
                 "The invoice's create is still being recorded; deliver again later.",
                 headers={"Retry-After": "5"},
@@ -245,9 +251,9 @@ class UpstreamSyncService:
 
             async def receipt(conn: AsyncConnection) -> bool:
                 # Recorded with the new state, in one transaction: a failure leaves no receipt, so
-                # Cybersource's retry is processed; a redelivery racing this one finds the receipt and
-                # changes nothing. What de-duplication needs, and no more: no body (it carries the
-                # payer's name and e-mail); purged after WEBHOOK_RECEIPT_RETENTION_HOURS.
+                # Cybersource's retry is processed; a redelivery racing this one finds the receipt
+                # and changes nothing. What de-duplication needs, and no more: no body (it carries
+                # the payer's name and e-mail); purged after WEBHOOK_RECEIPT_RETENTION_HOURS.
                 recorded = await UpstreamSyncRepository(conn).record_webhook_receipt(
                     dedup_key=notification.dedup_key,
                     event_type=notification.event_type,

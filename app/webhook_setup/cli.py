@@ -1,6 +1,7 @@
 """`invoicing-gateway cybersource-webhooks setup|list|test|rotate|delete`: the command line around
 `service.py`. What the settings need goes to stdout and nothing else does (`--output env`: the
-variables as an env file; `--output secret`: a Kubernetes Secret manifest); what happened goes to stderr.
+variables as an env file; `--output secret`: a Kubernetes Secret manifest); what happened goes to
+stderr.
 """
 
 from __future__ import annotations

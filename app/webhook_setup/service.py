@@ -1,11 +1,13 @@
-"""Setting up Cybersource's invoicing webhooks for the facade: `invoicing-gateway cybersource-webhooks`.
+"""Setting up Cybersource's invoicing webhooks for the facade:
+`invoicing-gateway cybersource-webhooks`.
 
-`setup` creates a digital signature key and the `customerInvoicing` subscription for a URL (reusing one
-that already points there, and activating it), and returns what the settings need: the key's id, its
-secret and its expiry. Cybersource shows a key's secret only when it creates it, so every `setup` and
-`rotate` creates a key; creating one makes it the key new notifications are signed with. `rotate` keeps
-the key in use accepted alongside the new one (`CYBERSOURCE_WEBHOOK_PREVIOUS_KEYS`), so notifications
-already signed with it, and their retries, still validate while the new settings roll out.
+`setup` creates a digital signature key and the `customerInvoicing` subscription for a URL (reusing
+one that already points there, and activating it), and returns what the settings need: the key's id,
+its secret and its expiry. Cybersource shows a key's secret only when it creates it, so every
+`setup` and `rotate` creates a key; creating one makes it the key new notifications are signed with.
+`rotate` keeps the key in use accepted alongside the new one (`CYBERSOURCE_WEBHOOK_PREVIOUS_KEYS`),
+so notifications already signed with it, and their retries, still validate while the new settings
+roll out.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ async def find_subscription(admin: WebhookAdmin, url: str) -> WebhookSubscriptio
 
 
 async def setup(admin: WebhookAdmin, url: str, *, expiry_days: int) -> SetupOutcome:
-    """The key first (Cybersource wants one before a subscription), then the subscription, active."""
+    """The key first (Cybersource wants one before a subscription), then the subscription,
+    active."""
     key = await new_key(admin, expiry_days)
     subscription = await find_subscription(admin, url)
     reused = subscription is not None
