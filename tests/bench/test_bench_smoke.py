@@ -1,6 +1,8 @@
-"""`make bench` still runs: the harness in its smallest mode (BENCH_SMOKE) writes a complete results file.
+"""`make bench` still runs: the harness in its smallest mode (BENCH_SMOKE) writes a complete results
+file.
 
-A benchmark is not a test: nothing here looks at a figure, only that every scenario ran and was written.
+A benchmark is not a test: nothing here looks at a figure, only that every scenario ran and was
+written.
 """
 
 from __future__ import annotations

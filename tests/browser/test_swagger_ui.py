@@ -1,8 +1,8 @@
 """Swagger UI at /docs, rendered by a real browser (Debian chromium, headless) against the real app.
 
-FastAPI's default page loads Swagger UI from a CDN that our machines cannot reach, and renders blank;
-this test proves the vendored assets load and Swagger UI draws the facade's operations. It never skips:
-without chromium it fails and says how to install it.
+FastAPI's default page loads Swagger UI from a CDN that our machines cannot reach, and renders
+blank; this test proves the vendored assets load and Swagger UI draws the facade's operations. It
+never skips: without chromium it fails and says how to install it.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ async def _drop_database(url: str) -> None:
 
 @pytest.fixture(scope="module")
 async def database_url() -> AsyncIterator[str]:
-    """A throwaway database, created and migrated by the real `migrate` command, dropped afterwards."""
+    """A throwaway database, created and migrated by the real `migrate` command, dropped
+    afterwards."""
     base = make_url(Settings().database_url)
     url = base.set(database=f"ig_test_docs_{uuid.uuid4().hex[:12]}").render_as_string(
         hide_password=False
@@ -124,7 +125,8 @@ def test_docs_page_loads_swagger_ui_from_this_server(server: str) -> None:
     with urllib.request.urlopen(f"{server}/docs", timeout=10) as response:
         html = response.read().decode()
         policy = response.headers["Content-Security-Policy"]
-    # A strict policy: the page's one inline start-up script is allowed by its hash, nothing inline else.
+    # A strict policy: the page's one inline start-up script is allowed by its hash, nothing inline
+    # else.
     assert "script-src 'self' 'sha256-" in policy
     assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
     assert "frame-ancestors 'none'" in policy
@@ -157,8 +159,9 @@ def test_swagger_ui_screenshot_is_not_blank(server: str, tmp_path: Path) -> None
     assert int.from_bytes(data[16:20], "big") == 1280  # IHDR width
     # An empty 1280x900 page is about 5 KB; Swagger UI with its operations is several times that.
     assert len(data) > 20_000, f"screenshot is only {len(data)} bytes: the page looks blank"
-    # `SAVE_SCREENSHOT=docs/swagger-ui.png uv run pytest tests/browser` refreshes the README's picture
-    # (a path relative to the repository), only from a screenshot that passed the checks above.
+    # `SAVE_SCREENSHOT=docs/swagger-ui.png uv run pytest tests/browser` refreshes the README's
+    # picture (a path relative to the repository), only from a screenshot that passed the checks
+    # above.
     if target := os.environ.get("SAVE_SCREENSHOT"):
         saved = Path(__file__).resolve().parents[2] / target
         saved.parent.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,10 @@
-"""Schemathesis drives the live facade (real PostgreSQL, simulator over HTTP) from its OpenAPI document.
+"""Schemathesis drives the live facade (real PostgreSQL, simulator over HTTP) from its OpenAPI
+document.
 
 Every answer must be documented (status code, content type, schema), no input may cause a 500, and
 schema-violating input must be refused. Positive-data acceptance is not checked: opaque cursors,
-merchant profiles and Idempotency-Keys are free strings in the schema whose valid values the generator
-cannot know.
+merchant profiles and Idempotency-Keys are free strings in the schema whose valid values the
+generator cannot know.
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ from app.main import create_app
 from app.settings import Settings
 from tests.integration.conftest import KEYS
 
-# The document comes from the code (building the app needs no database); calls go to the live server.
+# The document comes from the code (building the app needs no database); calls go to the live
+# server.
 schema = schemathesis.openapi.from_dict(create_app(Settings(app_env="test")).openapi()).exclude(
     path_regex="^/v1/webhooks"
 )
 
 
-# The same examples on every run (a CI run must not pass or fail by chance); `make contract-fuzz` explores
-# with fresh random examples, more of them.
+# The same examples on every run (a CI run must not pass or fail by chance); `make contract-fuzz`
+# explores with fresh random examples, more of them.
 FUZZ = os.environ.get("CONTRACT_FUZZ") == "1"
 
 

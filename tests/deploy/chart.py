@@ -1,7 +1,9 @@
-"""The Helm chart as Kubernetes would read it: render with the real helm, then resolve each container's
-command, environment, ports and probes the way the kubelet does (envFrom in order, then env).
+"""The Helm chart as Kubernetes would read it: render with the real helm, then resolve each
+container's command, environment, ports and probes the way the kubelet does (envFrom in order, then
+env).
 
-Only `app.settings.Settings` is imported from the service, to know which environment variables it reads.
+Only `app.settings.Settings` is imported from the service, to know which environment variables it
+reads.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ def render(*values: Path) -> list[dict[str, Any]]:
 
 
 def known_env_names() -> frozenset[str]:
-    """Every environment variable the service reads: the Settings fields (case-insensitive, no prefix)."""
+    """Every environment variable the service reads: the Settings fields (case-insensitive, no
+    prefix)."""
     from app.settings import Settings
 
     config = Settings.model_config
@@ -143,7 +146,8 @@ def _lookup(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, st
 def resolve(objects: list[dict[str, Any]], pod_owner: dict[str, Any]) -> Container:
     """The single container of a Deployment or Job, with env resolved from the rendered objects.
 
-    `objects` must hold every ConfigMap and Secret the pod refers to (a test adds the existingSecret).
+    `objects` must hold every ConfigMap and Secret the pod refers to (a test adds the
+    existingSecret).
     A reference that does not resolve fails, as the kubelet would refuse to start the container.
     """
     pod = pod_owner["spec"]["template"]["spec"]

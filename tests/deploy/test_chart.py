@@ -1,6 +1,7 @@
-"""The chart's rendered objects, checked without running them: names the service reads, ports that agree
-with the commands, hardened pods, the migration hook, PgBouncer wiring, the values schema and the chart
-README. `make chart-check` lints and validates the same renderings against Kubernetes' schemas."""
+"""The chart's rendered objects, checked without running them: names the service reads, ports that
+agree with the commands, hardened pods, the migration hook, PgBouncer wiring, the values schema and
+the chart README. `make chart-check` lints and validates the same renderings against Kubernetes'
+schemas."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from tests.deploy.chart import (
     workload,
 )
 
-# The relay drains calls in flight for up to this long on SIGTERM (README, "The outbox and the relay").
+# The relay drains calls in flight for up to this long on SIGTERM (README, "The outbox and the
+# relay").
 RELAY_DRAIN_SECONDS = 20
 # The keys the chart README tells operators to put in an existingSecret.
 EXISTING_SECRET_KEYS = (

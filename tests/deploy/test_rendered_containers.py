@@ -1,14 +1,15 @@
 """The chart's containers, run as rendered.
 
-No Kubernetes cluster can run here, so this test does the kubelet's part: it renders the chart with a
-ci/ values file, takes the migration Job's, the api's and the relay's container (command and args, the
-environment resolved from the rendered ConfigMap and Secret, ports, probes) and runs each from the
-project's environment with exactly that command and environment (plus the image's PATH, HOME and Python
-variables), against a throwaway PostgreSQL database and the simulator. The probes must answer on the
-rendered ports and paths, and an invoice goes create -> send -> paid (by the simulator's signed webhook).
+No Kubernetes cluster can run here, so this test does the kubelet's part: it renders the chart with
+a ci/ values file, takes the migration Job's, the api's and the relay's container (command and args,
+the environment resolved from the rendered ConfigMap and Secret, ports, probes) and runs each from
+the project's environment with exactly that command and environment (plus the image's PATH, HOME and
+Python variables), against a throwaway PostgreSQL database and the simulator. The probes must answer
+on the rendered ports and paths, and an invoice goes create -> send -> paid (by the simulator's
+signed webhook).
 
-Only the address of the database and the simulator, and free ports instead of 8080/9101 (which a local
-`make run` may hold), are set over the values file; everything else is the file's.
+Only the address of the database and the simulator, and free ports instead of 8080/9101 (which a
+local `make run` may hold), are set over the values file; everything else is the file's.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ from tests.support.pgbouncer import pgbouncer
 from tests.support.postgres import fresh_database
 from tests.support.servers import free_port
 
-# `invoicing-gateway` of the project's environment; the image puts its venv first on PATH the same way.
+# `invoicing-gateway` of the project's environment; the image puts its venv first on PATH the same
+# way.
 VENV_BIN = Path(sys.executable).parent
 # The Dockerfile's runtime ENV (HOME is a fresh directory per run).
 IMAGE_ENV = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
@@ -100,7 +102,8 @@ class Process:
             **env,
         }
         with self.log.open("wb") as log:
-            # Popen looks argv[0] up in full_env's PATH: the command as rendered, `invoicing-gateway`.
+            # Popen looks argv[0] up in full_env's PATH: the command as rendered,
+            # `invoicing-gateway`.
             self.popen = subprocess.Popen(
                 argv,
                 env=full_env,
@@ -115,7 +118,8 @@ class Process:
         return f"--- {self.name} (exit {self.popen.poll()}) ---\n" + "\n".join(text[-lines:])
 
     def stop(self, grace_seconds: float) -> tuple[int, float]:
-        """SIGTERM, as Kubernetes sends it; SIGKILL after the grace period. Exit code and seconds taken."""
+        """SIGTERM, as Kubernetes sends it; SIGKILL after the grace period. Exit code and seconds
+        taken."""
         started = time.monotonic()
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
@@ -155,7 +159,8 @@ def metric_families(text: str) -> set[str]:
 
 
 def metric_names_in(expression: str) -> set[str]:
-    """igw_* series a PromQL expression reads, as family names (histogram and counter suffixes dropped)."""
+    """igw_* series a PromQL expression reads, as family names (histogram and counter suffixes
+    dropped)."""
     return {
         re.sub(r"_(bucket|sum|count|created)$", "", name)
         for name in re.findall(r"\bigw_[a-z_]+", expression)
@@ -223,8 +228,9 @@ def render_scenario(
 
 
 def assert_only_known_names(*containers: Container) -> None:
-    """pydantic-settings ignores a variable it does not know (the service falls back to a default), so a
-    misspelt name in a template must be caught here: every name a container gets is one the service reads."""
+    """pydantic-settings ignores a variable it does not know (the service falls back to a default),
+    so a misspelt name in a template must be caught here: every name a container gets is one the
+    service reads."""
     known = known_env_names()
     for container in containers:
         unknown = {name: container.env_sources[name] for name in container.env if name not in known}
@@ -244,7 +250,8 @@ def run_migration(job: dict[str, Any], migrate: Container, workdir: Path) -> Non
 
 
 def simulator_argv(api: Container, port: int) -> list[str]:
-    """The simulator with the credentials the api got, its webhooks aimed at the api's rendered port."""
+    """The simulator with the credentials the api got, its webhooks aimed at the api's rendered
+    port."""
     return [
         "invoicing-gateway",
         "simulator",
@@ -287,7 +294,8 @@ def wait_until_answers(url: str, process: Process, seconds: float) -> None:
 
 
 def wait_for_probes(process: Process, container: Container) -> None:
-    """Every probe answers 200 on its rendered port and path, the first within the startup probe's budget."""
+    """Every probe answers 200 on its rendered port and path, the first within the startup probe's
+    budget."""
     startup = next(p for p in container.probes if p.kind == "startupProbe")
     wait_until_answers(
         f"http://127.0.0.1:{startup.port}{startup.path}", process, startup.budget_seconds
@@ -297,7 +305,8 @@ def wait_for_probes(process: Process, container: Container) -> None:
         assert answer.status_code == 200, (
             f"{container.owner} {probe.kind} {probe.path}: {answer.status_code}"
         )
-        # The probe routes themselves answer (not a catch-all metrics page): /livez and /readyz say ok.
+        # The probe routes themselves answer (not a catch-all metrics page): /livez and /readyz say
+        # ok.
         if probe.path in ("/livez", "/readyz"):
             assert answer.json()["status"] == "ok", f"{container.owner} {probe.path}: {answer.text}"
 
@@ -305,7 +314,8 @@ def wait_for_probes(process: Process, container: Container) -> None:
 def create_send_and_pay(
     api: httpx.Client, simulator_url: str, prefix: str, logs: Callable[[], str]
 ) -> str:
-    """create -> send through the api; the payer pays at the simulator, whose signed webhook lands."""
+    """create -> send through the api; the payer pays at the simulator, whose signed webhook
+    lands."""
     created = api.post(
         "/v1/invoices", json=invoice_body(), headers={"Idempotency-Key": str(uuid.uuid4())}
     )
@@ -382,7 +392,8 @@ def test_the_rendered_containers_run(name: str, tmp_path: Path) -> None:
             "migrate left no alembic_version"
         )
 
-        # 2. The simulator, the api and the relay; the probes answer on the rendered ports and paths.
+        # 2. The simulator, the api and the relay; the probes answer on the rendered ports and
+        #    paths.
         simulator = stack.enter_context(
             running("simulator", simulator_argv(api, simulator_port), {}, tmp_path, 10)
         )
@@ -396,7 +407,8 @@ def test_the_rendered_containers_run(name: str, tmp_path: Path) -> None:
         wait_for_probes(api_process, api)
         wait_for_probes(relay_process, relay)
 
-        # 3. An invoice through the api, delivered by the relay, paid by webhook, stored in this database.
+        # 3. An invoice through the api, delivered by the relay, paid by webhook, stored in this
+        #    database.
         # production's extraConfig sets ACME-; otherwise the service's own default applies
         default_prefix = Settings.model_fields["invoice_number_prefix"].default
         prefix = api.env.get("INVOICE_NUMBER_PREFIX", default_prefix)
@@ -432,5 +444,6 @@ def test_the_rendered_containers_run(name: str, tmp_path: Path) -> None:
         code, seconds = relay_process.stop(relay.grace_seconds)
         assert code == 0 and seconds < relay.grace_seconds, relay_process.tail()
         code, seconds = api_process.stop(api.grace_seconds)
-        # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why it ended.
+        # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why it
+        # ended.
         assert code in (0, -signal.SIGTERM) and seconds < api.grace_seconds, api_process.tail()

@@ -1,4 +1,5 @@
-"""Integration fixtures: a fresh migrated database, the simulator and the facade, all over real HTTP."""
+"""Integration fixtures: a fresh migrated database, the simulator and the facade, all over real
+HTTP."""
 
 from __future__ import annotations
 
@@ -65,8 +66,8 @@ def simulator_url() -> Iterator[str]:
 
 
 def facade_settings(database_url: str, simulator_url: str, **overrides: Any) -> Settings:
-    # Facades on fresh databases share the session's simulator: a prefix of their own keeps their invoice
-    # numbers from meeting another facade's invoices there.
+    # Facades on fresh databases share the session's simulator: a prefix of their own keeps their
+    # invoice numbers from meeting another facade's invoices there.
     values: dict[str, Any] = dict(
         invoice_number_prefix=f"T{uuid.uuid4().hex[:6]}-",
         app_env="test",

@@ -1,7 +1,7 @@
-"""Issue 13, part 1 over real HTTP: invoices the simulator holds but the facade never saw (made "outside"
-through `POST /__sim/invoices`) are adopted by the admin route, by a notification (WEBHOOK_ADOPT_UNKNOWN)
-and in bulk by `invoicing-gateway invoices import`; adopted invoices then work like any other (routes,
-webhooks, the status reconciler).
+"""Issue 13, part 1 over real HTTP: invoices the simulator holds but the facade never saw (made
+"outside" through `POST /__sim/invoices`) are adopted by the admin route, by a notification
+(WEBHOOK_ADOPT_UNKNOWN) and in bulk by `invoicing-gateway invoices import`; adopted invoices then
+work like any other (routes, webhooks, the status reconciler).
 
 The simulator and facade here are this module's own: an import lists a merchant's every invoice.
 """
@@ -280,7 +280,8 @@ async def test_import_adopts_in_bulk_resumes_and_skips_what_it_has(
         assert reads.count(invoice["id"]) == 1
     assert own_number not in reads
 
-    # Once finished, the same import starts over and finds nothing new; a status filter is passed on.
+    # Once finished, the same import starts over and finds nothing new; a status filter is passed
+    # on.
     again = run_cli(stack, *common, "--name", name)
     assert json.loads(again.stdout)["adopted"] == 0, again.stderr
     only_paid = run_cli(stack, "invoices", "import", "--status", "PAID", "--rate", "200")

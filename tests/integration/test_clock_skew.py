@@ -1,7 +1,8 @@
-"""Issue 15: when Cybersource refuses our signatures because the clocks disagree, the answer says so.
+"""Issue 15: when Cybersource refuses our signatures because the clocks disagree, the answer says
+so.
 
-A simulator of its own runs ten minutes ahead (`clock_offset_s`, the `--clock-offset` flag): it refuses
-every signature as Cybersource would, with 401, and dates its answers with its own clock.
+A simulator of its own runs ten minutes ahead (`clock_offset_s`, the `--clock-offset` flag): it
+refuses every signature as Cybersource would, with 401, and dates its answers with its own clock.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Issue 13, part 5 over real HTTP: `invoicing-gateway cybersource check` and `/readyz?deep=1` sign one
-cheap call per merchant profile, and name the likely cause of Cybersource's 401 from refusals the
-simulator really produces: key id and merchant id swapped, a sandbox key on the production host (two
-simulators: "production" does not know the key, "the sandbox" does), clocks apart (a simulator whose
-clock runs 15 minutes ahead), and a secret that is not the key's."""
+"""Issue 13, part 5 over real HTTP: `invoicing-gateway cybersource check` and `/readyz?deep=1` sign
+one cheap call per merchant profile, and name the likely cause of Cybersource's 401 from refusals
+the simulator really produces: key id and merchant id swapped, a sandbox key on the production host
+(two simulators: "production" does not know the key, "the sandbox" does), clocks apart (a simulator
+whose clock runs 15 minutes ahead), and a secret that is not the key's."""
 
 from __future__ import annotations
 
@@ -136,7 +136,8 @@ def test_unreachable_is_not_a_refusal() -> None:
 
 
 def _seen_from(address: str, app: Any) -> Any:
-    """The facade as a caller at `address` (not loopback) reaches it: the rule for deep=1 applies."""
+    """The facade as a caller at `address` (not loopback) reaches it: the rule for deep=1
+    applies."""
 
     async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":

@@ -1,8 +1,10 @@
-"""Issue 9, "Speak Cybersource exactly": every official sample request body goes through the facade to the
-simulator, and what the simulator received is the sample in Cybersource's canonical form, field by field.
+"""Issue 9, "Speak Cybersource exactly": every official sample request body goes through the facade
+to the simulator, and what the simulator received is the sample in Cybersource's canonical form,
+field by field.
 
-The samples are tests/fixtures/cybersource/samples/*request*.json (copied from the shared reference):
-the SDK's own wire bodies (`wireBody`, sent byte for byte), the spec's examples and the developer guide's.
+The samples are tests/fixtures/cybersource/samples/*request*.json (copied from the shared
+reference): the SDK's own wire bodies (`wireBody`, sent byte for byte), the spec's examples and the
+developer guide's.
 Each create gets a fresh invoice number.
 """
 
@@ -43,7 +45,8 @@ NOT_THROUGH_THE_FACADE = {
     "getInvoice",
     "getAllInvoices",
     "getInvoiceSettings",
-    # Not an /invoicing path (the webhook subscription), and merchant-defined fields have no v1 route.
+    # Not an /invoicing path (the webhook subscription), and merchant-defined fields have no v1
+    # route.
     "createWebhookSubscription",
     "createMerchantDefinedFieldDefinition",
 }
@@ -147,7 +150,8 @@ def expected_status(body: dict[str, Any]) -> str:
 async def create_from_sample(
     api: httpx.AsyncClient, name: str, number: str
 ) -> tuple[httpx.Response, dict[str, Any]]:
-    """POST the sample (its own bytes, the number replaced) and return the answer and what was sent."""
+    """POST the sample (its own bytes, the number replaced) and return the answer and what was
+    sent."""
     data = sample(name)
     text = wire_text(data)
     body = parse(text)

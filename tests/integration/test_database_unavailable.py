@@ -54,8 +54,9 @@ async def test_database_down_is_503(simulator_url: str):
 
 
 async def test_a_busy_pool_is_503_after_the_pool_timeout(database_url: str, simulator_url: str):
-    """With a pool of one, held by a send that waits for the invoice's row lock (taken here), a read waits
-    `DATABASE_POOL_TIMEOUT_SECONDS` for a connection, then answers 503 instead of waiting on."""
+    """With a pool of one, held by a send that waits for the invoice's row lock (taken here), a read
+    waits `DATABASE_POOL_TIMEOUT_SECONDS` for a connection, then answers 503 instead of waiting
+    on."""
     settings = facade_settings(
         database_url, simulator_url, database_pool_size=1, database_pool_timeout_seconds=0.5
     )
@@ -124,8 +125,9 @@ async def test_a_refresh_holds_no_connection_while_cybersource_answers(
 async def test_an_outage_after_commit_says_the_request_was_accepted(
     database_url: str, simulator_url: str, monkeypatch: pytest.MonkeyPatch
 ):
-    """The create is committed; reading its outcome then fails (the database went away). The 503 must not
-    claim "nothing was applied": it names the accepted operation, and the same key gets the answer."""
+    """The create is committed; reading its outcome then fails (the database went away). The
+    503 must not claim "nothing was applied": it names the accepted operation, and the same key gets
+    the answer."""
     outage = {"armed": True}
     original = OutboxRepository.get
 

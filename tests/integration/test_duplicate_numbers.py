@@ -1,5 +1,5 @@
-"""A number already used at Cybersource by an invoice made elsewhere (another installation on the same
-merchant) fails the create (409 invoice_number_taken); it is never taken for ours."""
+"""A number already used at Cybersource by an invoice made elsewhere (another installation on the
+same merchant) fails the create (409 invoice_number_taken); it is never taken for ours."""
 
 from __future__ import annotations
 

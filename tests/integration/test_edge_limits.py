@@ -1,4 +1,5 @@
-"""Limits at the edge, against the real `invoicing-gateway api` process (uvicorn as __main__ runs it).
+"""Limits at the edge, against the real `invoicing-gateway api` process (uvicorn as __main__ runs
+it).
 
 Each test talks raw HTTP over a socket, as an attacker or a careless client would: oversized or too
 many headers (431), bodies over the limit before anything reads them or authenticates (413), clients
@@ -136,7 +137,8 @@ def test_too_many_headers_is_431(api):
     [("/v1/webhooks/cybersource", 5000), ("/v1/invoices", 70_000)],
 )
 def test_a_body_over_the_limit_is_413_before_authentication_or_parsing(api, path, size):
-    """No signature, no API key: the size is refused first (the old code read and parsed it, then 401)."""
+    """No signature, no API key: the size is refused first (the old code read and parsed it, then
+    401)."""
     with connect(api) as sock:
         head = b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" % path.encode()
         send_all(sock, head + b"Content-Length: %d\r\n\r\n" % size + b"[" * size)
@@ -147,7 +149,10 @@ def test_a_body_over_the_limit_is_413_before_authentication_or_parsing(api, path
 
 def test_a_chunked_body_is_cut_off_at_the_limit(api):
     with connect(api) as sock:
-        head = b"POST /v1/webhooks/cybersource HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        head = (
+            b"POST /v1/webhooks/cybersource HTTP/1.1\r\nHost: x\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
         chunk = b"a" * 1000
         body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(10)) + b"0\r\n\r\n"
         send_all(sock, head + body)

@@ -1,8 +1,9 @@
-"""Issue 13, part 6 over real HTTP: Cybersource calls through an egress proxy (tests/support/proxy.py).
+"""Issue 13, part 6 over real HTTP: Cybersource calls through an egress proxy
+(tests/support/proxy.py).
 
-- CYBERSOURCE_PROXY_URL with credentials: HTTPS goes through a CONNECT tunnel with Proxy-Authorization
-  (a simulator served over TLS with a certificate of our own, trusted through SSL_CERT_FILE), and the
-  facade's commands reach a plain-HTTP simulator through the same proxy.
+- CYBERSOURCE_PROXY_URL with credentials: HTTPS goes through a CONNECT tunnel with
+  Proxy-Authorization (a simulator served over TLS with a certificate of our own, trusted through
+  SSL_CERT_FILE), and the facade's commands reach a plain-HTTP simulator through the same proxy.
 - HTTPS_PROXY is honoured, NO_PROXY too, and CYBERSOURCE_PROXY_FROM_ENV=false turns both off.
 """
 
@@ -166,7 +167,8 @@ def test_https_proxy_and_no_proxy_are_honoured_unless_turned_off(
 
 
 async def test_commands_reach_cybersource_through_the_proxy() -> None:
-    """The relay's calls (a create, a send) use the proxy too: absolute-form HTTP to the simulator."""
+    """The relay's calls (a create, a send) use the proxy too: absolute-form HTTP to the
+    simulator."""
     with (
         ForwardProxy(credentials=(USER, PASSWORD)).running() as proxy,
         serve(_simulator(), ready_path="/__sim/health") as sim_url,

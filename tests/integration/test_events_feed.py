@@ -18,7 +18,8 @@ async def _feed(api: httpx.AsyncClient, after: str | None) -> tuple[list[dict], 
 async def _insert_event(conn: asyncpg.Connection, invoice_id: int, marker: str) -> None:
     await conn.execute(
         "INSERT INTO events (type, invoice_id, invoice_number, merchant_profile, owner, data) "
-        "SELECT 'invoice.updated', id, invoice_number, merchant_profile, owner, jsonb_build_object('marker', $2::text) "
+        "SELECT 'invoice.updated', id, invoice_number, merchant_profile, owner, "
+        "jsonb_build_object('marker', $2::text) "
         "FROM invoices WHERE id = $1",
         invoice_id,
         marker,

@@ -47,11 +47,12 @@ def own_facade(simulator_url: str) -> Iterator[OwnFacade]:
     """(url, app, database url): a facade with its relay on a database of its own.
 
     For the bursts of concurrent requests, the tests that create invoices as "shop" (the session
-    database's "shop" invoices belong to the lifecycle tests, which count them) and the test that breaks
-    the app's service.
+    database's "shop" invoices belong to the lifecycle tests, which count them) and the test that
+    breaks the app's service.
     """
     with fresh_database() as database_url:
-        # the simulator is shared: numbers of its own, so a fresh sequence cannot meet the session's ones
+        # the simulator is shared: numbers of its own, so a fresh sequence cannot meet the session's
+        # ones
         prefix = f"IDEM{uuid.uuid4().hex[:6]}-"
         # a small pool: the bursts below queue for connections instead of taking the shared server's
         app = create_app(
@@ -136,7 +137,7 @@ def replayed(response: httpx.Response) -> bool:
     return response.headers.get("idempotent-replayed") == "true"
 
 
-# --- the header ------------------------------------------------------------------------------------
+# --- the header -----------------------------------------------------------------------------------
 
 
 async def test_key_is_required_on_every_post_and_put(facade_url: str, api: httpx.AsyncClient):
@@ -209,7 +210,7 @@ async def test_longest_key_and_quoted_form_name_the_same_key(
     assert len(await upstream_invoices(sim, second_description)) == 1
 
 
-# --- replays ----------------------------------------------------------------------------------------
+# --- replays --------------------------------------------------------------------------------------
 
 
 async def test_replay_returns_the_stored_answer(api: httpx.AsyncClient, sim: httpx.AsyncClient):
@@ -424,7 +425,7 @@ async def test_200_concurrent_requests_same_key_two_callers_make_two_invoices(
     assert len(await upstream_invoices(sim, description)) == 2
 
 
-# --- 202 and final answers -------------------------------------------------------------------------
+# --- 202 and final answers ------------------------------------------------------------------------
 
 
 async def test_respond_async_202_replays_as_202_with_the_same_operation(
@@ -490,12 +491,13 @@ async def test_refused_request_keeps_no_record(
     assert len(await upstream_invoices(sim, description)) == 1
 
 
-# --- crashes ----------------------------------------------------------------------------------------
+# --- crashes --------------------------------------------------------------------------------------
 
 
 @pytest.fixture
 async def executor(database_url: str, simulator_url: str) -> AsyncIterator[IdempotentExecutor]:
-    """The facade's executor on the facade's database, in this process (the facade's relay delivers)."""
+    """The facade's executor on the facade's database, in this process (the facade's relay
+    delivers)."""
     settings = facade_settings(database_url, simulator_url, relay_in_process=False)
     engine = create_engine(settings.database_url, pool_size=2)
     clients = CybersourceClients.from_settings(settings)
@@ -511,7 +513,8 @@ async def executor(database_url: str, simulator_url: str) -> AsyncIterator[Idemp
 
 @pytest.fixture
 def invoices(executor: IdempotentExecutor) -> InvoiceService:
-    """The invoice service whose writes the executor runs (its enqueue steps are called directly)."""
+    """The invoice service whose writes the executor runs (its enqueue steps are called
+    directly)."""
     return InvoiceService(
         engine=executor.engine, reads=executor.reads, settings=executor.settings, executor=executor
     )
@@ -534,7 +537,8 @@ async def test_respond_async_answers_202_even_when_the_relay_was_faster(
     async def create_and_finish_at_once(conn: Any) -> Any:
         accepted = await invoices.enqueue_create(conn, BILLING, "default", model)
         operations.append(accepted.operation_id)
-        # As if a relay had delivered it before the request read its answer (bench_api saw this race).
+        # As if a relay had delivered it before the request read its answer (bench_api saw this
+        # race).
         await conn.execute(
             text("UPDATE operations SET state = 'succeeded' WHERE id = :id"),
             {"id": accepted.operation_id},
@@ -571,7 +575,8 @@ async def test_killed_after_commit_is_replayed_on_retry(
     async def die_while_waiting(
         caller: Any, key: str, operation_id: uuid.UUID, wait_seconds: float, **_: Any
     ) -> Any:
-        committed.set()  # the claim, the invoice and the outbox command are committed; no answer yet
+        # the claim, the invoice and the outbox command are committed; no answer yet
+        committed.set()
         await asyncio.Event().wait()
 
     monkeypatch.setattr(executor, "_final_outcome", die_while_waiting)
@@ -733,9 +738,10 @@ async def _insert_records(
     conn = await asyncpg.connect(url)
     try:
         await conn.executemany(
-            "INSERT INTO idempotency_records (client, key, fingerprint, method, path, state, locked_until, "
-            "response_status, created_at) VALUES ('retention', $1, 'fp', 'POST', '/v1/invoices', $2, "
-            "now() + $3::text::interval, CASE WHEN $2 = 'completed' THEN 201 END, now() - $4::text::interval)",
+            "INSERT INTO idempotency_records (client, key, fingerprint, method, path, state, "
+            "locked_until, response_status, created_at) VALUES ('retention', $1, 'fp', 'POST', "
+            "'/v1/invoices', $2, now() + $3::text::interval, "
+            "CASE WHEN $2 = 'completed' THEN 201 END, now() - $4::text::interval)",
             [(k, state, locked_for, age) for k in keys],
         )
     finally:

@@ -136,7 +136,8 @@ async def test_refused_transitions_are_409_without_calling_upstream(
 async def test_upstream_refusal_when_local_state_is_stale(
     api: httpx.AsyncClient, sim: httpx.AsyncClient
 ):
-    """Paid behind the facade's back (no refresh): Cybersource's ACTION_NOT_ALLOWED comes back as 409."""
+    """Paid behind the facade's back (no refresh): Cybersource's ACTION_NOT_ALLOWED comes back as
+    409."""
     number = (
         await api.post("/v1/invoices", json=invoice_body(sendImmediately=True), headers=key())
     ).json()["invoiceNumber"]

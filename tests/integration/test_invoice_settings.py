@@ -1,5 +1,6 @@
-"""/v1/invoice-settings through the facade to the simulator: read, change (admins), replay, rejection,
-an unreachable Cybersource, and what a slow Cybersource may hold of the connection pool."""
+"""/v1/invoice-settings through the facade to the simulator: read, change (admins), replay,
+rejection, an unreachable Cybersource, and what a slow Cybersource may hold of the connection
+pool."""
 
 from __future__ import annotations
 
@@ -82,8 +83,8 @@ async def test_an_unreachable_cybersource_leaves_the_key_free_for_the_retry(
 async def test_slow_settings_changes_leave_connections_for_reads(
     database_url: str, simulator_url: str, sim: httpx.AsyncClient
 ):
-    """A settings change holds a connection while Cybersource answers; they take turns, so with a pool of
-    two, reads still get one while two changes wait on a slow Cybersource."""
+    """A settings change holds a connection while Cybersource answers; they take turns, so with a
+    pool of two, reads still get one while two changes wait on a slow Cybersource."""
     settings = facade_settings(
         database_url,
         simulator_url,

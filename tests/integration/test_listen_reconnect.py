@@ -1,5 +1,5 @@
-"""Issue 15: LISTEN comes back after its connection was lost (a database restart, a killed backend), and
-/readyz says so while it is away.
+"""Issue 15: LISTEN comes back after its connection was lost (a database restart, a killed backend),
+and /readyz says so while it is away.
 
 The session's PostgreSQL is shared, so the restart is played on a database of our own: its LISTEN
 backends are terminated while new connections to it are refused, then allowed again.
@@ -32,7 +32,8 @@ async def admin(sql: str, *args: object) -> list[asyncpg.Record]:
 
 async def listening_backends(database: str) -> list[int]:
     rows = await admin(
-        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE 'igw-listen:%'",
+        "SELECT pid FROM pg_stat_activity WHERE datname = $1 "
+        "AND application_name LIKE 'igw-listen:%'",
         database,
     )
     return [row["pid"] for row in rows]

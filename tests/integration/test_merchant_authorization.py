@@ -1,8 +1,8 @@
 """Merchant authorization: each caller acts only for the merchant profiles its API_KEYS entry lists.
 
-Two callers, two profiles (`default` and `eu`): another profile is 403 problem+json on every route that
-takes `X-Merchant-Profile` (invoice settings included), and what belongs to a profile a caller may not
-use (operations, events) is not shown, admins included.
+Two callers, two profiles (`default` and `eu`): another profile is 403 problem+json on every route
+that takes `X-Merchant-Profile` (invoice settings included), and what belongs to a profile a caller
+may not use (operations, events) is not shown, admins included.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Issue 13, part 3 over real HTTP: admins manage Cybersource's merchant-defined field definitions through
-the facade, and invoices show their values with the definitions' labels."""
+"""Issue 13, part 3 over real HTTP: admins manage Cybersource's merchant-defined field definitions
+through the facade, and invoices show their values with the definitions' labels."""
 
 from __future__ import annotations
 

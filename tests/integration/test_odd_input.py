@@ -1,5 +1,6 @@
-"""Odd input schemathesis found: a NUL character (PostgreSQL stores none) in a body, a query or a path, and
-a repeated query parameter. Each is the caller's error (4xx), never a 500 or a silent guess."""
+"""Odd input schemathesis found: a NUL character (PostgreSQL stores none) in a body, a query or a
+path, and a repeated query parameter. Each is the caller's error (4xx), never a 500 or a silent
+guess."""
 
 from __future__ import annotations
 

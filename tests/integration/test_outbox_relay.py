@@ -1,5 +1,6 @@
-"""The outbox relay against the simulator's faults: retries, dead letters, lost answers, hangs, several
-relays on one outbox, a crashed relay and a clean stop. Everything over real HTTP and a real database.
+"""The outbox relay against the simulator's faults: retries, dead letters, lost answers, hangs,
+several relays on one outbox, a crashed relay and a clean stop. Everything over real HTTP and a real
+database.
 
 Waiting is always polling with a deadline (`until`); a sleep is never the assertion.
 """
@@ -106,7 +107,7 @@ def seconds_between(start: str, end: str) -> float:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
-# --- 1. transient failures are retried until they succeed ------------------------------------------
+# --- 1. transient failures are retried until they succeed -----------------------------------------
 
 
 async def test_create_survives_three_503s(api: httpx.AsyncClient, sim: httpx.AsyncClient):
@@ -150,7 +151,7 @@ async def test_create_after_429_waits_for_retry_after(
     assert [i["id"] for i in await sim_invoices_tagged(sim, tag)] == [number]
 
 
-# --- 2. a permanent refusal is dead-lettered, and an operator can re-drive it ------------------------
+# --- 2. a permanent refusal is dead-lettered, and an operator can re-drive it ---------------------
 
 
 async def test_permanent_400_fails_the_operation_and_ops_can_retry_it(
@@ -237,7 +238,7 @@ async def test_permanent_400_fails_the_operation_and_ops_can_retry_it(
     assert await sim_history(sim, number) == ["DRAFT"]
 
 
-# --- 3-6. the answer is lost, or never comes: reconcile before re-sending -----------------------------
+# --- 3-6. the answer is lost, or never comes: reconcile before re-sending -------------------------
 
 
 @pytest.mark.parametrize("stage", ["headers", "nothing"])
@@ -354,15 +355,15 @@ async def test_create_hanging_past_read_timeout(api: httpx.AsyncClient, sim: htt
     assert op["attempts"] == 2
 
 
-# --- 7-9. relays of our own on a database of our own -------------------------------------------------
+# --- 7-9. relays of our own on a database of our own ----------------------------------------------
 
 
 @dataclass
 class OwnFacade:
     """A facade without an in-process relay (the test runs the relays) on a fresh database.
 
-    Its invoice numbers get a prefix of their own: the simulator is shared with the session's facade, whose
-    database counts invoice numbers from 1 as well.
+    Its invoice numbers get a prefix of their own: the simulator is shared with the session's
+    facade, whose database counts invoice numbers from 1 as well.
     """
 
     database_url: str
@@ -389,7 +390,8 @@ class OwnFacade:
 
     async def operations(self) -> dict[str, asyncpg.Record]:
         rows = await self.fetch(
-            "SELECT o.*, i.invoice_number FROM operations o JOIN invoices i ON i.id = o.invoice_id ORDER BY o.seq"
+            "SELECT o.*, i.invoice_number FROM operations o JOIN invoices i ON i.id = o.invoice_id "
+            "ORDER BY o.seq"
         )
         return {str(r["id"]): r for r in rows}
 
@@ -465,7 +467,8 @@ class WatchingRelay(Relay):
 async def relay_running(
     cls: type[Relay], settings: Settings, owner: str
 ) -> AsyncIterator[tuple[Any, Any]]:
-    """Run `cls(...)` in this event loop; yields (relay, task). Stops it cleanly on exit unless it is done."""
+    """Run `cls(...)` in this event loop; yields (relay, task). Stops it cleanly on exit unless it
+    is done."""
     engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
     clients = CybersourceClients.from_settings(settings)
     relay = cls(engine, settings, clients, owner=owner)
@@ -485,7 +488,8 @@ async def relay_running(
 async def queue_commands(
     base_url: str, tag: str, count: int, actions: tuple[str, ...], parallel: int = 16
 ) -> dict[str, list[str]]:
-    """Create `count` invoices and queue `actions` behind each, all with respond-async: number -> op ids."""
+    """Create `count` invoices and queue `actions` behind each, all with respond-async: number -> op
+    ids."""
     queued: dict[str, list[str]] = {}
     gate = asyncio.Semaphore(parallel)
     async with client_for(base_url) as api:
@@ -569,8 +573,9 @@ class FreezesAfterSending(WatchingDelivery):
 
 
 class CrashesAfterSending(WatchingRelay):
-    """Relay A: a send reaches Cybersource, then the process freezes (before writing anything) until it
-    is killed. Killed means no flush, no release of leases: only its sockets and connections go away."""
+    """Relay A: a send reaches Cybersource, then the process freezes (before writing anything) until
+    it is killed. Killed means no flush, no release of leases: only its sockets and connections go
+    away."""
 
     delivery_class = FreezesAfterSending
 
@@ -652,8 +657,9 @@ async def test_a_crashed_relays_commands_are_taken_over_and_reconciled(
 async def test_clean_stop_finishes_calls_in_flight_and_claims_nothing_more(
     own: OwnFacade, sim: httpx.AsyncClient
 ):
-    """SIGTERM while four creates are on their way (slowed down upstream) and four publishes wait behind
-    them: the relay waits for the creates, writes their results, and leaves the publishes untouched."""
+    """SIGTERM while four creates are on their way (slowed down upstream) and four publishes wait
+    behind them: the relay waits for the creates, writes their results, and leaves the publishes
+    untouched."""
     tag = uuid.uuid4().hex
     queued = await queue_commands(own.base_url, tag, 4, ("publish",))
     creates = {ids[0] for ids in queued.values()}
@@ -751,8 +757,8 @@ async def test_clean_stop_releases_what_it_could_not_finish_for_reconciliation(
 async def test_clean_stop_writes_results_whose_flush_it_interrupted(
     own: OwnFacade, sim: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ):
-    """SIGTERM while a batch of results is being written: the batch is written at shutdown, not dropped
-    (a dropped batch would be released and delivered a second time)."""
+    """SIGTERM while a batch of results is being written: the batch is written at shutdown, not
+    dropped (a dropped batch would be released and delivered a second time)."""
     tag = uuid.uuid4().hex
     queued = await queue_commands(own.base_url, tag, 1, ("publish",))
     [(number, [create_id, publish_id])] = list(queued.items())

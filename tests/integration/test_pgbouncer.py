@@ -36,8 +36,8 @@ async def test_create_send_and_read_through_pgbouncer(simulator_url: str):
 
 
 async def test_concurrent_reads_and_replays_through_pgbouncer(simulator_url: str):
-    """Reads and idempotency checks in parallel: each statement must stay on the server connection it was
-    prepared on, which transaction mode only guarantees inside a transaction."""
+    """Reads and idempotency checks in parallel: each statement must stay on the server connection
+    it was prepared on, which transaction mode only guarantees inside a transaction."""
     with fresh_database() as direct_url:
         database = direct_url.rsplit("/", 1)[1]
         with pgbouncer(database) as bouncer_url:

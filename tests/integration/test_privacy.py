@@ -1,8 +1,9 @@
-"""Privacy: a whole scenario against the real `invoicing-gateway api --with-relay` process, then every
-log line it wrote and its /metrics are scanned for the customer's e-mail and the caller's credentials.
+"""Privacy: a whole scenario against the real `invoicing-gateway api --with-relay` process, then
+every log line it wrote and its /metrics are scanned for the customer's e-mail and the caller's
+credentials.
 
-The access log (with query strings), the relay, the webhook and the error paths all write lines here;
-none may carry the e-mail (plain or percent-encoded) or the API key.
+The access log (with query strings), the relay, the webhook and the error paths all write lines
+here; none may carry the e-mail (plain or percent-encoded) or the API key.
 """
 
 from __future__ import annotations
@@ -122,7 +123,8 @@ async def _scenario(api: str, sim: str) -> None:
         number = created.json()["invoiceNumber"]
         listed = await client.get("/v1/invoices", params={"customerEmail": EMAIL})
         assert listed.status_code == 200 and listed.json()["items"], listed.text
-        # Careless callers: the key in the query string, a wrong key, an unknown route with the e-mail.
+        # Careless callers: the key in the query string, a wrong key, an unknown route with the
+        # e-mail.
         await anonymous.get("/v1/invoices", params={"api_key": API_KEY})
         await anonymous.get("/v1/invoices", headers={"Authorization": f"Bearer {API_KEY}x"})
         await client.get(f"/v1/nothing/{EMAIL}")
@@ -148,8 +150,8 @@ async def _ready(client: httpx.AsyncClient) -> bool:
 
 
 def test_a_database_error_carries_no_statement_values(database_url: str):
-    """hide_parameters, then the log masking: what a log line of the error would show has no customer
-    data."""
+    """hide_parameters, then the log masking: what a log line of the error would show has no
+    customer data."""
 
     async def fail() -> str:
         database = Database.from_settings(Settings(database_url=database_url))

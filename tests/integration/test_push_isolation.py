@@ -1,8 +1,8 @@
 """A slow subscriber does not slow invoice commands: push delivery has its own relay budget.
 
 Two facades run side by side on their own databases with the same settings; one has subscribers that
-take 10 s to answer every delivery (more of them than its push budget), the other none. Commands go to
-the two in turns, so whatever else the machine is doing slows both alike, and their latencies are
+take 10 s to answer every delivery (more of them than its push budget), the other none. Commands go
+to the two in turns, so whatever else the machine is doing slows both alike, and their latencies are
 compared with each other (never with a fixed time).
 """
 

@@ -1,5 +1,5 @@
-"""The receiver the README shows ("Receiving events") gets a real delivery, verifies it and refuses a
-forged one: the example is run as written, not copied."""
+"""The receiver the README shows ("Receiving events") gets a real delivery, verifies it and refuses
+a forged one: the example is run as written, not copied."""
 
 from __future__ import annotations
 
@@ -28,7 +28,11 @@ def readme_receiver_source() -> str:
     return code
 
 
-async def test_the_readme_receiver_verifies_a_real_delivery(hooks, monkeypatch, tmp_path):  # noqa: F811
+async def test_the_readme_receiver_verifies_a_real_delivery(
+    hooks,  # noqa: F811
+    monkeypatch,
+    tmp_path,
+):
     source = readme_receiver_source()
     assert len([line for line in source.splitlines() if line.strip()]) <= 16
     module_path = tmp_path / "readme_receiver.py"

@@ -1,6 +1,7 @@
-"""Each receivables filter and sort is served by its index (migration 0006): EXPLAIN of the statements the
-repository runs, on a store seeded large enough (generate_series) that the planner prefers an index to
-reading the table. The figures on 1,000,000 invoices are in `bench/bench_receivables.py` (`make bench`).
+"""Each receivables filter and sort is served by its index (migration 0006): EXPLAIN of the
+statements the repository runs, on a store seeded large enough (generate_series) that the planner
+prefers an index to reading the table. The figures on 1,000,000 invoices are in
+`bench/bench_receivables.py` (`make bench`).
 """
 
 from __future__ import annotations
@@ -22,16 +23,19 @@ from tests.support.postgres import fresh_database
 ROWS = 60_000
 TODAY = date(2026, 12, 1)
 
-# Most invoices are paid: open, overdue and partially paid ones are the few a receivables view asks for.
+# Most invoices are paid: open, overdue and partially paid ones are the few a receivables view asks
+# for.
 SEED = f"""
-INSERT INTO invoices (merchant_profile, invoice_number, owner, status, sync_state, currency, total_amount,
+INSERT INTO invoices (merchant_profile, invoice_number, owner, status, sync_state, currency, \
+total_amount,
                       customer_email, customer_name, due_date, content, merchant_customer_id,
                       external_reference, metadata, created_at)
 SELECT CASE WHEN n % 10 = 0 THEN 'eu' ELSE 'default' END,
        'SEED-' || n,
        'owner-' || (n % 20),
        (ARRAY['PAID','PAID','PAID','PAID','PAID','PAID','PAID','SENT','CREATED','PARTIAL',
-              'CANCELED','DRAFT','PENDING','PAID','PAID','PAID','PAID','PAID','PAID','PAID'])[1 + n % 20],
+              'CANCELED','DRAFT','PENDING','PAID','PAID','PAID','PAID','PAID','PAID','PAID'])\
+[1 + n % 20],
        'in_sync', 'USD', round((n * 7919 % 1000000) / 100.0, 2),
        'Customer.' || (n % 9000) || '@Example.com', 'Customer ' || n,
        DATE '2024-01-01' + (n % 1100),

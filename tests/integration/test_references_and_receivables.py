@@ -1,8 +1,9 @@
-"""Issue 13, parts 2 and 4 over real HTTP: the caller's externalReference and metadata (stored, filtered,
-shown in answers and events, never sent to Cybersource) and the receivables filters and sorts.
+"""Issue 13, parts 2 and 4 over real HTTP: the caller's externalReference and metadata (stored,
+filtered, shown in answers and events, never sent to Cybersource) and the receivables filters and
+sorts.
 
-Every test tags its invoices with a metadata value of its own and filters on it, so invoices other tests
-made on the shared facade never get in the way.
+Every test tags its invoices with a metadata value of its own and filters on it, so invoices other
+tests made on the shared facade never get in the way.
 """
 
 from __future__ import annotations

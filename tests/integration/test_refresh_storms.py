@@ -1,9 +1,9 @@
 """Refresh storms and webhook replays: concurrent reads of one invoice share one Cybersource call.
 
 With Cybersource slow, forty `?refresh=true` of one invoice used to queue on the invoice's row lock
-holding pooled connections (503s for them and for unrelated callers) and made forty GETs upstream. Now
-they coalesce into one GET and one write, the waiters hold no connection, and a per-caller rate limit
-answers 429 with Retry-After. Replays of one signed notification coalesce the same way.
+holding pooled connections (503s for them and for unrelated callers) and made forty GETs upstream.
+Now they coalesce into one GET and one write, the waiters hold no connection, and a per-caller rate
+limit answers 429 with Retry-After. Replays of one signed notification coalesce the same way.
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ def signed_notification(
     message = f"{t}.{json.dumps(payload, separators=(',', ':'))}"
     mac = hmac.new(base64.b64decode(LOCAL_WEBHOOK_SECRET), message.encode(), hashlib.sha256)
     headers = {
-        "v-c-signature": f"t={t};keyId={LOCAL_WEBHOOK_KEY_ID};sig={base64.b64encode(mac.digest()).decode()}",
+        "v-c-signature": (
+            f"t={t};keyId={LOCAL_WEBHOOK_KEY_ID};sig={base64.b64encode(mac.digest()).decode()}"
+        ),
         "Content-Type": "application/json",
     }
     return json.dumps(body).encode(), headers

@@ -1,5 +1,5 @@
-"""Issue 15: leases kept by a heartbeat and checked before every upstream action, and retries that wait
-out a database outage instead of dying with their command still leased.
+"""Issue 15: leases kept by a heartbeat and checked before every upstream action, and retries that
+wait out a database outage instead of dying with their command still leased.
 
 Relays of our own run in this event loop on a database of our own; the simulator is the session's.
 """
@@ -63,8 +63,8 @@ async def created_and_send_queued(own: OwnFacade, tag: str) -> tuple[str, str]:
 async def test_a_send_slower_than_the_lease_keeps_it_and_emails_once(
     own: OwnFacade, sim: httpx.AsyncClient
 ):
-    """The send takes 5 s upstream, the lease is 2 s. Relay A's heartbeat keeps the lease, so relay B,
-    running beside it, never takes the send over: one e-mail (without the heartbeat: two)."""
+    """The send takes 5 s upstream, the lease is 2 s. Relay A's heartbeat keeps the lease, so relay
+    B, running beside it, never takes the send over: one e-mail (without the heartbeat: two)."""
     number, send_id = await created_and_send_queued(own, uuid.uuid4().hex)
     slow = await add_fault(
         sim, action="latency", latency_ms=5000, method="POST", path=DELIVERY_PATH
@@ -91,7 +91,8 @@ async def test_a_send_slower_than_the_lease_keeps_it_and_emails_once(
 
 
 class PausesBeforeSending(WatchingDelivery):
-    """Stops between the baseline read and the send until the test lets it go (a stalled process)."""
+    """Stops between the baseline read and the send until the test lets it go (a stalled
+    process)."""
 
     go_on: asyncio.Event
     paused: asyncio.Event
@@ -109,10 +110,10 @@ class StalledRelay(WatchingRelay):
 async def test_a_relay_whose_lease_was_taken_over_does_not_send(
     own: OwnFacade, sim: httpx.AsyncClient
 ):
-    """Relay A's delivery stalls before its send, with no heartbeat (its database link is gone, say),
-    for longer than the lease; the send is taken over (by relay B, or by a new claim of A's own) and
-    delivered. When the stalled delivery wakes up, the fence before its send finds its lease gone, or it
-    was cancelled: it sends nothing (without the fence: a second e-mail)."""
+    """Relay A's delivery stalls before its send, with no heartbeat (its database link is gone,
+    say), for longer than the lease; the send is taken over (by relay B, or by a new claim of A's
+    own) and delivered. When the stalled delivery wakes up, the fence before its send finds its
+    lease gone, or it was cancelled: it sends nothing (without the fence: a second e-mail)."""
     number, send_id = await created_and_send_queued(own, uuid.uuid4().hex)
     PausesBeforeSending.go_on = asyncio.Event()
     PausesBeforeSending.paused = asyncio.Event()
@@ -158,9 +159,9 @@ class RecordingLog:
 async def test_a_retry_waits_out_a_database_outage_instead_of_stranding_its_command(
     own: OwnFacade, sim: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ):
-    """The create fails once (503); writing its retry fails while the database is away (the first five
-    tries). The retry is kept and written once the database answers: the create goes through long before
-    its 60 s lease would have run out. One warning for the outage, not one per try."""
+    """The create fails once (503); writing its retry fails while the database is away (the first
+    five tries). The retry is kept and written once the database answers: the create goes through
+    long before its 60 s lease would have run out. One warning for the outage, not one per try."""
     [(number, [create_id])] = list(
         (await queue_commands(own.base_url, uuid.uuid4().hex, 1, ())).items()
     )

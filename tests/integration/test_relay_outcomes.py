@@ -1,9 +1,11 @@
-"""Issue 15: what the relay concludes when things go wrong, each against the simulator over real HTTP.
+"""Issue 15: what the relay concludes when things go wrong, each against the simulator over real
+HTTP.
 
-- attempt counters per failure class: a 502 "General system failure" limit counts 502s, not all attempts,
-  and never a reconciling read's 502;
-- a command whose call may have been applied is not dead-lettered while its reconciling read fails; if
-  the outcome cannot be read by the age limit it ends `unknown` (not `failed`) and a re-drive settles it;
+- attempt counters per failure class: a 502 "General system failure" limit counts 502s, not all
+  attempts, and never a reconciling read's 502;
+- a command whose call may have been applied is not dead-lettered while its reconciling read fails;
+  if the outcome cannot be read by the age limit it ends `unknown` (not `failed`) and a re-drive
+  settles it;
 - an idempotency key answers what a re-driven command did, not what it did before;
 - a send refused because a cancel got there first is `superseded`, not a failure.
 """
@@ -51,7 +53,7 @@ async def final(client: httpx.AsyncClient, operation_id: str, *states: str) -> d
     return await until(done, timeout=30, interval=0.1, what=f"operation in {states}")
 
 
-# --- 1. attempt counters per failure class ---------------------------------------------------------
+# --- 1. attempt counters per failure class --------------------------------------------------------
 
 
 async def test_two_503s_and_one_502_do_not_kill_a_create(
@@ -76,8 +78,9 @@ async def test_two_503s_and_one_502_do_not_kill_a_create(
 async def test_a_reconciling_reads_502s_are_not_account_failures(
     api: httpx.AsyncClient, sim: httpx.AsyncClient
 ):
-    """The create is applied but its answer lost; the reads that must tell answer 502 four times. Those
-    are the reconciliation's failures (no limit of their own), not the create's account failures."""
+    """The create is applied but its answer lost; the reads that must tell answer 502 four times.
+    Those are the reconciliation's failures (no limit of their own), not the create's account
+    failures."""
     number = own_number()
     lost = await add_fault(
         sim, action="apply_then_drop", method="POST", path=CREATE_PATH, invoice=number, times=1
@@ -93,14 +96,14 @@ async def test_a_reconciling_reads_502s_are_not_account_failures(
     assert await sim_history(sim, number) == ["DRAFT"]
 
 
-# --- 2. no dead letter before a reconciling read has answered ----------------------------------------
+# --- 2. no dead letter before a reconciling read has answered -------------------------------------
 
 
 async def test_an_ambiguous_create_outlives_the_attempt_limit_while_its_reads_fail(
     api: httpx.AsyncClient, sim: httpx.AsyncClient
 ):
-    """RELAY_MAX_ATTEMPTS is 12; the reconciling read fails 14 times. The create is applied upstream, so
-    declaring it failed would be a lie: the relay keeps reading until one answers."""
+    """RELAY_MAX_ATTEMPTS is 12; the reconciling read fails 14 times. The create is applied
+    upstream, so declaring it failed would be a lie: the relay keeps reading until one answers."""
     number = own_number()
     await add_fault(
         sim, action="apply_then_drop", method="POST", path=CREATE_PATH, invoice=number, times=1
@@ -126,7 +129,8 @@ async def test_an_ambiguous_create_outlives_the_attempt_limit_while_its_reads_fa
 
 @pytest.fixture
 def short_lived(simulator_url: str) -> Iterator[str]:
-    """A facade (fresh database, in-process relay) that gives up on a command after three seconds."""
+    """A facade (fresh database, in-process relay) that gives up on a command after three
+    seconds."""
     with fresh_database() as url:
         settings = facade_settings(url, simulator_url, relay_max_age_seconds=3)
         with serve(create_app(settings)) as base_url:
@@ -180,7 +184,7 @@ async def test_an_outcome_that_cannot_be_read_ends_unknown_and_a_redrive_settles
     assert await sim_history(sim, number) == ["DRAFT"]  # the re-drive read first: no second create
 
 
-# --- 3. the idempotency key follows its command to its final outcome --------------------------------
+# --- 3. the idempotency key follows its command to its final outcome ------------------------------
 
 
 async def test_a_replay_after_a_redrive_answers_what_the_redrive_did(
@@ -215,7 +219,7 @@ async def test_a_replay_after_a_redrive_answers_what_the_redrive_did(
     assert [i["id"] for i in await sim_invoices_tagged(sim, tag)] == [number]
 
 
-# --- 4. a race lost to a cancel ----------------------------------------------------------------------
+# --- 4. a race lost to a cancel -------------------------------------------------------------------
 
 
 @pytest.fixture

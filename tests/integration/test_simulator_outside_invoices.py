@@ -1,5 +1,5 @@
-"""The simulator's `POST /__sim/invoices`: invoices made "outside" any API client, in any status, that
-a facade never saw (issue 13's adopt and import tests rely on it)."""
+"""The simulator's `POST /__sim/invoices`: invoices made "outside" any API client, in any status,
+that a facade never saw (issue 13's adopt and import tests rely on it)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Issue 9, one test per bullet: amounts without floats, one answer for unreadable bodies, limits on
-pass-through bodies, Cybersource's totals rule (warn and strict), invoice numbers that never collide,
-the 202 ACCEPTED create, true events for a payment review, and odd input that used to answer 500."""
+pass-through bodies, Cybersource's totals rule (warn and strict), invoice numbers that never
+collide, the 202 ACCEPTED create, true events for a payment review, and odd input that used to
+answer 500."""
 
 from __future__ import annotations
 

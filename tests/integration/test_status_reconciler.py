@@ -1,5 +1,5 @@
-"""The status reconciler: payments whose webhook never came still reach the store (the simulator of these
-tests sends no webhooks), and only open invoices are re-read."""
+"""The status reconciler: payments whose webhook never came still reach the store (the simulator of
+these tests sends no webhooks), and only open invoices are re-read."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ class Facade:
 async def facade(
     simulator_url: str, reconcile_after_seconds: float, **overrides: Any
 ) -> AsyncIterator[Facade]:
-    """A facade of its own (fresh database, in-process relay and reconciler) on the session's simulator."""
+    """A facade of its own (fresh database, in-process relay and reconciler) on the session's
+    simulator."""
     with fresh_database() as database_url:
         settings = facade_settings(
             database_url,
@@ -96,7 +97,8 @@ async def test_payments_without_webhooks_reach_the_store(
 async def test_an_invoice_whose_last_command_failed_is_still_reconciled(
     simulator_url: str, sim: httpx.AsyncClient
 ):
-    """A rejected update leaves the invoice SENT with `sync.state: failed`; its payment link still works."""
+    """A rejected update leaves the invoice SENT with `sync.state: failed`; its payment link still
+    works."""
     async with facade(simulator_url, reconcile_after_seconds=0.3) as own:
         number = await _sent_invoice(own.api)
         await add_fault(
@@ -117,7 +119,8 @@ async def test_an_invoice_whose_last_command_failed_is_still_reconciled(
 async def test_a_payment_under_review_is_followed_until_decided(
     simulator_url: str, sim: httpx.AsyncClient
 ):
-    """PENDING (a payment waiting for a decision) allows no action, and stays open for the reconciler."""
+    """PENDING (a payment waiting for a decision) allows no action, and stays open for the
+    reconciler."""
     async with facade(simulator_url, reconcile_after_seconds=0.3) as own:
         number = await _sent_invoice(own.api)
         review = await sim.post(
@@ -198,8 +201,8 @@ async def test_an_unreachable_cybersource_changes_nothing_and_is_tried_again(
 async def test_a_newer_observation_wins_over_an_older_read(
     simulator_url: str, sim: httpx.AsyncClient
 ):
-    """The reconciler reads SENT; before it records that, a refresh records PAID (it holds the invoice row
-    meanwhile). The reconciler's older answer must not take the invoice back to SENT."""
+    """The reconciler reads SENT; before it records that, a refresh records PAID (it holds the
+    invoice row meanwhile). The reconciler's older answer must not take the invoice back to SENT."""
     async with facade(simulator_url, reconcile_after_seconds=0) as own:
         number = await _sent_invoice(own.api)
         engine = create_engine(own.database_url)
@@ -267,10 +270,10 @@ async def test_a_refresh_or_webhook_reading_overtaken_meanwhile_is_read_again(
 async def test_a_refresh_reads_cybersource_again_without_holding_the_invoice_row(
     simulator_url: str, sim: httpx.AsyncClient
 ):
-    """Issue 15: a refresh whose reading was overtaken (here by a publish's answer) reads Cybersource
-    again. That second read is slow; a cancel of the same invoice meanwhile must not wait behind it for
-    the row (it answers 202 while the refresh is still reading), nor may the read hold a pooled
-    connection."""
+    """Issue 15: a refresh whose reading was overtaken (here by a publish's answer) reads
+    Cybersource again. That second read is slow; a cancel of the same invoice meanwhile must not
+    wait behind it for the row (it answers 202 while the refresh is still reading), nor may the read
+    hold a pooled connection."""
     async with facade(
         simulator_url,
         reconcile_after_seconds=0,

@@ -1,5 +1,5 @@
-"""Push subscriptions over real HTTP: the facade, the simulator, and local receivers that verify every
-delivery with the `standardwebhooks` library exactly as a subscriber would."""
+"""Push subscriptions over real HTTP: the facade, the simulator, and local receivers that verify
+every delivery with the `standardwebhooks` library exactly as a subscriber would."""
 
 from __future__ import annotations
 
@@ -339,8 +339,8 @@ async def test_a_subscriber_that_never_recovers_shows_failed_deliveries_and_is_d
 
 
 async def test_a_forbidden_url_is_refused_at_creation_and_at_delivery(simulator_url):
-    """Strict policy: the API allows 127.0.0.1 (on its allow-list); the relay, whose allow-list no longer
-    has it (an operator took it off), refuses the address when it delivers."""
+    """Strict policy: the API allows 127.0.0.1 (on its allow-list); the relay, whose allow-list no
+    longer has it (an operator took it off), refuses the address when it delivers."""
     receiver = Receiver()
     strict = dict(subscription_url_policy="strict", relay_in_process=False)
     with fresh_database() as db, receiving(receiver) as hook_url:

@@ -1,5 +1,6 @@
-"""Tracing: one trace from the caller's request, through the outbox and the relay, to the Cybersource
-call, recorded by an in-memory exporter; the trace context travels to Cybersource as `traceparent`."""
+"""Tracing: one trace from the caller's request, through the outbox and the relay, to the
+Cybersource call, recorded by an in-memory exporter; the trace context travels to Cybersource as
+`traceparent`."""
 
 from __future__ import annotations
 

@@ -34,7 +34,8 @@ async def test_altered_replays_of_a_notification_change_nothing(simulator_url, s
                 )
                 assert first.json() == {"status": "accepted", "action": "refreshed"}, first.text
                 assert await fault_hits(sim, reads) == 1
-                # The same signed payload under other outer ids, with padding: the same notification.
+                # The same signed payload under other outer ids, with padding: the same
+                # notification.
                 for n in range(5):
                     altered, _ = signed_notification(
                         number, notificationId=f"n-{n}", webhookId=f"w-{n}", padding="x" * 10_000
@@ -69,7 +70,8 @@ async def test_a_notification_for_an_unconfigured_merchant_is_refused(database_u
             )
             assert refused.status_code == 403, refused.text
             assert refused.json()["code"] == "forbidden"
-            # An envelope naming our merchant does not help: the merchant is read from what is signed.
+            # An envelope naming our merchant does not help: the merchant is read from what is
+            # signed.
             body, headers = signed_notification(number, organization="someone_elses_merchant")
             forged = body.replace(
                 b'"organizationId": "someone_elses_merchant", "payload"',

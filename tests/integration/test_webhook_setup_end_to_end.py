@@ -1,7 +1,8 @@
-"""The event path end to end, with nothing set by hand: a clean database is migrated, `cybersource-webhooks
-setup` creates the signature key and the subscription at the simulator, the facade starts with exactly
-what setup printed, a payer pays, the simulator's signed webhook reaches the facade, the store records the
-payment, and the event is pushed to a subscribed local receiver that verifies it with `standardwebhooks`.
+"""The event path end to end, with nothing set by hand: a clean database is migrated,
+`cybersource-webhooks setup` creates the signature key and the subscription at the simulator, the
+facade starts with exactly what setup printed, a payer pays, the simulator's signed webhook reaches
+the facade, the store records the payment, and the event is pushed to a subscribed local receiver
+that verifies it with `standardwebhooks`.
 """
 
 from __future__ import annotations
@@ -148,6 +149,6 @@ async def test_setup_then_payment_then_signed_webhook_then_store_then_push(simul
                 assert "cybersourceWebhookKeys" not in ready  # a year left: nothing to warn about
                 metrics = (await api.get("/metrics")).text
                 assert (
-                    f'igw_cybersource_webhook_key_days_left{{key_id="{printed["CYBERSOURCE_WEBHOOK_KEY_ID"]}"}}'
-                    in metrics
+                    "igw_cybersource_webhook_key_days_left{"
+                    f'key_id="{printed["CYBERSOURCE_WEBHOOK_KEY_ID"]}"}}' in metrics
                 )

@@ -69,7 +69,8 @@ async def test_payment_webhook_updates_the_store_without_refresh():
                     )
                     assert created.status_code == 201, created.text
                     number = created.json()["invoiceNumber"]
-                    # The simulator's `send` notification races our own send command: one event only.
+                    # The simulator's `send` notification races our own send command: one event
+                    # only.
                     sent = await api.post(f"/v1/invoices/{number}/send", headers=key())
                     assert sent.status_code == 200, sent.text
                     await sim.post(f"/__sim/invoices/{number}/payments", json={"amount": "40.00"})
@@ -156,8 +157,8 @@ async def test_previous_webhook_key_still_accepted_during_rotation(
 
 
 async def test_a_webhook_holds_no_connection_while_cybersource_answers():
-    """With a pool of one: a webhook whose confirming GET hangs leaves the pool to reads; Cybersource's
-    retry of the notification then records the payment."""
+    """With a pool of one: a webhook whose confirming GET hangs leaves the pool to reads;
+    Cybersource's retry of the notification then records the payment."""
     sim_port = free_port()
     with fresh_database() as db:
         facade = create_app(

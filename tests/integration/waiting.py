@@ -1,5 +1,5 @@
-"""Shared waiting and fault helpers for the integration tests: poll with a deadline (a sleep is never the
-assertion), and count how often a simulator fault rule matched."""
+"""Shared waiting and fault helpers for the integration tests: poll with a deadline (a sleep is
+never the assertion), and count how often a simulator fault rule matched."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ async def until(
     interval: float = 0.05,
     what: str = "condition",
 ) -> T:
-    """Poll `probe` (plain or async) until it returns something truthy; fail after `timeout` seconds."""
+    """Poll `probe` (plain or async) until it returns something truthy; fail after `timeout`
+    seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -52,8 +53,8 @@ async def fault_hits(sim: httpx.AsyncClient, rule_id: str) -> int:
 
 
 async def waiting_for_a_lock(database_url: str) -> bool:
-    """Does a session of this database wait for a lock? (Asked outside any transaction: pg_stat_activity is
-    read once per transaction, then cached.)"""
+    """Does a session of this database wait for a lock? (Asked outside any transaction:
+    pg_stat_activity is read once per transaction, then cached.)"""
     conn = await asyncpg.connect(database_url)
     try:
         return bool(

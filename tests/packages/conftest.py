@@ -1,9 +1,9 @@
-"""Service and repository tests on a real, migrated PostgreSQL: one throwaway database for the session,
-and every test inside a transaction that is rolled back at its end, so tests see an empty store and
-leave nothing behind (only `invoice_number_seq` moves on: sequences ignore rollbacks).
+"""Service and repository tests on a real, migrated PostgreSQL: one throwaway database for the
+session, and every test inside a transaction that is rolled back at its end, so tests see an empty
+store and leave nothing behind (only `invoice_number_seq` moves on: sequences ignore rollbacks).
 
-The database is this directory's own: the outbox claim and the reconciler's queue take any due row, so
-rows committed by the HTTP tests' facades must not be there.
+The database is this directory's own: the outbox claim and the reconciler's queue take any due row,
+so rows committed by the HTTP tests' facades must not be there.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def packages_database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def engine(packages_database_url: str) -> AsyncIterator[AsyncEngine]:
-    # The production engine factory: same JSON codec (orjson) and asyncpg type handling as the service.
+    # The production engine factory: same JSON codec (orjson) and asyncpg type handling as the
+    # service.
     engine = create_engine(packages_database_url, pool_size=3, pool_timeout=5.0)
     try:
         yield engine

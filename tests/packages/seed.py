@@ -1,4 +1,5 @@
-"""Rows for the package tests, written through the repositories (plain SQL only to age or move rows)."""
+"""Rows for the package tests, written through the repositories (plain SQL only to age or move
+rows)."""
 
 from __future__ import annotations
 

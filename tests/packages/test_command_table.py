@@ -1,5 +1,5 @@
-"""The one table of commands (app/invoices/commands.py): every kind has a complete entry, and what the
-table says matches the event types, the statuses and the database's constraint."""
+"""The one table of commands (app/invoices/commands.py): every kind has a complete entry, and what
+the table says matches the event types, the statuses and the database's constraint."""
 
 from __future__ import annotations
 
@@ -85,7 +85,8 @@ def test_the_model_lists_every_kind() -> None:
 
 @pytest.mark.parametrize("kind", list(OperationKind), ids=str)
 async def test_the_database_accepts_every_kind(conn: AsyncConnection, kind: OperationKind) -> None:
-    # The migrated `operations.kind` CHECK constraint: a kind added without its migration fails here.
+    # The migrated `operations.kind` CHECK constraint: a kind added without its migration fails
+    # here.
     invoice_id = await seed.invoice(conn)
     operation_id = uuid.uuid4()
     await OutboxRepository(conn).insert(

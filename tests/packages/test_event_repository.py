@@ -1,8 +1,8 @@
-"""EventRepository on a real database: a batch copies its invoice's columns; the feed is in commit order,
-filtered by owner, and never moves past a transaction that is still running.
+"""EventRepository on a real database: a batch copies its invoice's columns; the feed is in commit
+order, filtered by owner, and never moves past a transaction that is still running.
 
-The feed shows only what committed below every running transaction, and the test's own transaction is
-running: events it writes are moved to an older txid (`_as_committed`) before the feed is read.
+The feed shows only what committed below every running transaction, and the test's own transaction
+is running: events it writes are moved to an older txid (`_as_committed`) before the feed is read.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ async def _event_at(conn: AsyncConnection, invoice_id: int, txid: int) -> int:
     """An event as written by transaction `txid`."""
     found = await seed.sql(
         conn,
-        "INSERT INTO events (txid, type, invoice_id, invoice_number, merchant_profile, owner, data) "
+        "INSERT INTO events "
+        "(txid, type, invoice_id, invoice_number, merchant_profile, owner, data) "
         "SELECT :txid, 'invoice.sent', id, invoice_number, merchant_profile, owner, '{}'::jsonb "
         "FROM invoices WHERE id = :invoice RETURNING id",
         txid=txid,
@@ -136,10 +137,11 @@ async def test_the_feed_waits_for_an_older_transaction_still_running(
     invoice_id = await seed.invoice(conn)
     async with engine.connect() as other:
         await other.begin()
-        # A transaction of this database that is still running: what it writes commits with its txid,
-        # so the feed must hand out nothing at or above it until it ends ...
+        # A transaction of this database that is still running: what it writes commits with its
+        # txid, so the feed must hand out nothing at or above it until it ends ...
         running = (await other.execute(text(f"SELECT {_OWN_TXID}"))).scalar_one()
-        # ... even once a later transaction has committed (which moves the snapshot's horizon past it).
+        # ... even once a later transaction has committed (which moves the snapshot's horizon past
+        # it).
         async with engine.begin() as later:
             assert (await later.execute(text(f"SELECT {_OWN_TXID}"))).scalar_one() > running
         before = await _event_at(conn, invoice_id, txid=running - 1)

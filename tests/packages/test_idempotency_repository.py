@@ -1,5 +1,5 @@
-"""IdempotencyRepository on a real database: one claim per client and key, the stored answer is written
-once, and the purge takes only old records that no running request holds."""
+"""IdempotencyRepository on a real database: one claim per client and key, the stored answer is
+written once, and the purge takes only old records that no running request holds."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""InvoiceRepository on a real database: typed rows, number allocation, the list's filters and keyset
-pages, and the sync_state rules of a delivered command."""
+"""InvoiceRepository on a real database: typed rows, number allocation, the list's filters and
+keyset pages, and the sync_state rules of a delivered command."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ async def _now(conn: AsyncConnection) -> datetime:
     return (await seed.sql(conn, "SELECT now()")).scalar_one()
 
 
-# --- typed rows ---------------------------------------------------------------------------------------
+# --- typed rows -----------------------------------------------------------------------------------
 
 
 async def test_insert_then_get_returns_a_typed_row(conn: AsyncConnection) -> None:
@@ -114,7 +114,7 @@ async def test_get_view_lists_the_unfinished_commands_in_queue_order(conn: Async
     assert lonely_view is not None and lonely_view.pending_ids == []
 
 
-# --- numbers --------------------------------------------------------------------------------------------
+# --- numbers --------------------------------------------------------------------------------------
 
 
 async def test_insert_returns_none_when_the_number_is_taken(conn: AsyncConnection) -> None:
@@ -158,12 +158,13 @@ async def test_next_number_in_gapless_mode_counts_per_profile(conn: AsyncConnect
     assert await invoices.next_number("default", gapless=True) == 4
     counters = await seed.sql(
         conn,
-        "SELECT merchant_profile, last_value FROM invoice_number_counters ORDER BY merchant_profile",
+        "SELECT merchant_profile, last_value FROM invoice_number_counters "
+        "ORDER BY merchant_profile",
     )
     assert [tuple(r) for r in counters] == [("default", 4), ("eu", 1)]
 
 
-# --- the list ------------------------------------------------------------------------------------------
+# --- the list -------------------------------------------------------------------------------------
 
 
 async def test_list_newest_applies_each_filter(conn: AsyncConnection) -> None:
@@ -198,8 +199,8 @@ async def test_list_newest_applies_each_filter(conn: AsyncConnection) -> None:
 
 async def test_list_newest_keyset_pages_neither_skip_nor_repeat_rows(conn: AsyncConnection) -> None:
     invoices = InvoiceRepository(conn)
-    # Three invoices share one created_at: the id breaks the tie, also across a page boundary. The ids
-    # are not in time order (rows are backdated), so the key must compare as a pair.
+    # Three invoices share one created_at: the id breaks the tie, also across a page boundary. The
+    # ids are not in time order (rows are backdated), so the key must compare as a pair.
     ages = (10, 20, 50, 20, 5, 20)
     ids = [await seed.invoice(conn, age_seconds=age) for age in ages]
     expected = [i for _, i in sorted(zip(ages, ids, strict=True), key=lambda p: (p[0], -p[1]))]
@@ -228,7 +229,7 @@ async def test_list_newest_keyset_pages_neither_skip_nor_repeat_rows(conn: Async
     assert [row.id for row in rest] == expected[3:]
 
 
-# --- content and delivered commands -----------------------------------------------------------------
+# --- content and delivered commands ---------------------------------------------------------------
 
 
 async def test_replace_content_and_mark_pending_set_the_invoice_pending(

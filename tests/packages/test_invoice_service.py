@@ -1,5 +1,6 @@
-"""InvoiceService's writes inside a key's transaction (enqueue_create, enqueue_action), on a rolled-back
-connection: number allocation, the local state-transition check, and who may act on an invoice."""
+"""InvoiceService's writes inside a key's transaction (enqueue_create, enqueue_action), on a
+rolled-back connection: number allocation, the local state-transition check, and who may act on an
+invoice."""
 
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ async def _create(service: InvoiceService, conn: AsyncConnection, body: InvoiceC
     return invoice.invoice_number
 
 
-# --- creates ---------------------------------------------------------------------------------------------
+# --- creates --------------------------------------------------------------------------------------
 
 
 async def test_gapless_numbers_take_the_prefix_and_width(engine, conn: AsyncConnection) -> None:
@@ -107,7 +108,7 @@ async def test_an_unknown_merchant_profile_is_refused(engine, conn: AsyncConnect
     assert (await seed.sql(conn, "SELECT count(*) FROM invoices")).scalar_one() == 0
 
 
-# --- actions: the local state-transition check -------------------------------------------------------------
+# --- actions: the local state-transition check ----------------------------------------------------
 
 
 def _cases(allowed: bool) -> list[tuple[OperationKind, InvoiceStatus]]:

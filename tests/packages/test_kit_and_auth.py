@@ -1,5 +1,5 @@
-"""Unit tests of the shared mechanics: pagination cursors (app/kit/cursors), typed rows (app/kit/sql.as_row)
-and the one owner-or-admin check (app/auth/principal.Caller). No database."""
+"""Unit tests of the shared mechanics: pagination cursors (app/kit/cursors), typed rows
+(app/kit/sql.as_row) and the one owner-or-admin check (app/auth/principal.Caller). No database."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _raw(text: str | bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-# --- cursors ---------------------------------------------------------------------------------------------
+# --- cursors --------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("ids", [(0,), (1,), (BIGINT_MAX,), (7, 123456789), (BIGINT_MAX, 0)])
@@ -106,7 +106,7 @@ def test_a_malformed_cursor_is_a_400_problem() -> None:
     assert refused.value.problem()["code"] == "malformed_request"
 
 
-# --- typed rows ------------------------------------------------------------------------------------------
+# --- typed rows -----------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -146,7 +146,7 @@ def test_as_row_refuses_a_missing_column_and_returns_frozen_rows() -> None:
         row.name = "b"  # type: ignore[misc]
 
 
-# --- the owner-or-admin check ----------------------------------------------------------------------------
+# --- the owner-or-admin check ---------------------------------------------------------------------
 
 WRITER = Caller("billing", frozenset({READ, WRITE}))
 ADMIN_CALLER = Caller("ops", frozenset({READ, WRITE, ADMIN}))

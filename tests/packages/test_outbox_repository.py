@@ -1,4 +1,5 @@
-"""OutboxRepository on a real database: the claim's order per invoice, lease fencing, release, re-drive."""
+"""OutboxRepository on a real database: the claim's order per invoice, lease fencing, release,
+re-drive."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""UpstreamSyncRepository on a real database (webhook receipts, the reconciler's queue) and the recording
-of what Cybersource reports outside our own commands (upstream_sync.service.record_upstream_state)."""
+"""UpstreamSyncRepository on a real database (webhook receipts, the reconciler's queue) and the
+recording of what Cybersource reports outside our own commands
+(upstream_sync.service.record_upstream_state)."""
 
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ async def test_the_reconciler_claims_the_longest_unseen_first_up_to_its_limit(
     assert {row.id for row in second} == {ids[2], ids[0]}
 
 
-# --- record_upstream_state: what a refresh, a webhook or the reconciler saw ------------------------------
+# --- record_upstream_state: what a refresh, a webhook or the reconciler saw -----------------------
 
 
 async def _events(conn: AsyncConnection, invoice_id: int) -> list[tuple[str, dict]]:

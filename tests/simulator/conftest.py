@@ -1,4 +1,5 @@
-"""One simulator (two merchants, webhooks to a local receiver, short retries) for the whole session."""
+"""One simulator (two merchants, webhooks to a local receiver, short retries) for the whole
+session."""
 
 from __future__ import annotations
 

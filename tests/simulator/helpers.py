@@ -1,8 +1,8 @@
 """Test plumbing for the simulator: a real uvicorn server in a thread, a signed raw HTTP helper, a
 webhook receiver, and the spec's schemas.
 
-The raw helper exists on purpose next to the project's `CybersourceClient`: auth tests must send what a
-correct client never would (tampered bodies, stale dates, the old `(request-target)` label).
+The raw helper exists on purpose next to the project's `CybersourceClient`: auth tests must send
+what a correct client never would (tampered bodies, stale dates, the old `(request-target)` label).
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ class ServerThread:
 
 def start_simulator(config: SimulatorConfig) -> tuple[ServerThread, SimulatorApp]:
     app = create_simulator_app(config)
-    # With a clock offset the simulator dates its answers itself (as `invoicing-gateway simulator` does).
+    # With a clock offset the simulator dates its answers itself (as `invoicing-gateway simulator`
+    # does).
     return ServerThread(app, date_header=not config.clock_offset_s).start(), app
 
 
@@ -198,7 +199,8 @@ class RawClient:
 
 @dataclass
 class Receiver:
-    """A local webhook endpoint: records every POST and answers from a script of statuses (then 200)."""
+    """A local webhook endpoint: records every POST and answers from a script of statuses (then
+    200)."""
 
     script: list[int] = field(default_factory=list)
     # Seconds to wait before answering, one per request (then none): a slow receiver.
@@ -251,7 +253,8 @@ def verify_webhook(
     max_age_ms: int = 3_600_000,
     max_skew_ms: int = 300_000,
 ) -> str | None:
-    """The receiver algorithm of WEBHOOKS.md 4.4, written independently of the simulator's signer."""
+    """The receiver algorithm of WEBHOOKS.md 4.4, written independently of the simulator's
+    signer."""
     parts = dict(part.split("=", 1) for part in header.strip().strip('"').split(";") if "=" in part)
     t, key_id, sig = int(parts["t"]), parts["keyId"], base64.b64decode(parts["sig"])
     if key_id not in keys or t > now_ms + max_skew_ms or now_ms - t > max_age_ms:
@@ -280,7 +283,7 @@ def now_date(offset_s: float = 0) -> str:
     return http_date(time.time() + offset_s)
 
 
-# --- the spec's response schemas -------------------------------------------------------------------
+# --- the spec's response schemas ------------------------------------------------------------------
 
 SPEC: dict[str, Any] = json.loads((FIXTURES / "invoicing-openapi.json").read_text(encoding="utf-8"))
 

@@ -1,5 +1,6 @@
-"""Issue 9 in the simulator: the `email_fails` fault reproduces Cybersource's 202 ACCEPTED, reminders are
-sent through an admin route with their webhook, and every signed request is kept as received."""
+"""Issue 9 in the simulator: the `email_fails` fault reproduces Cybersource's 202 ACCEPTED,
+reminders are sent through an admin route with their webhook, and every signed request is kept as
+received."""
 
 from __future__ import annotations
 

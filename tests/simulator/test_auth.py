@@ -1,4 +1,5 @@
-"""Authentication as Cybersource checks it: HTTP Signature and JWT; every failure is 401 + a logged reason."""
+"""Authentication as Cybersource checks it: HTTP Signature and JWT; every failure is 401 + a logged
+reason."""
 
 from __future__ import annotations
 
@@ -170,7 +171,7 @@ async def test_jwt_hs256(raw: RawClient) -> None:
     assert await _send(raw, stale) == 401
 
 
-# --- in-process instances with other configurations (ASGI transport, no network needed) ------------
+# --- in-process instances with other configurations (ASGI transport, no network needed) -----------
 
 
 def _certificate() -> tuple[P12Key, str]:

@@ -1,4 +1,5 @@
-"""The `simulator` command line: flags and files become a config; the real process serves signed calls."""
+"""The `simulator` command line: flags and files become a config; the real process serves signed
+calls."""
 
 from __future__ import annotations
 

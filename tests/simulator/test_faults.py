@@ -1,4 +1,5 @@
-"""Faults as a client sees them: the project's CybersourceClient and raw aiohttp against real uvicorn."""
+"""Faults as a client sees them: the project's CybersourceClient and raw aiohttp against real
+uvicorn."""
 
 from __future__ import annotations
 
@@ -182,7 +183,7 @@ async def test_invalid_rules_are_refused(raw: RawClient, rule: dict[str, Any]) -
     assert (await raw.admin("GET", "/__sim/faults")).json() == []
 
 
-# --- per-invoice rules (issue 15): aimed at some invoices, not others ------------------------------
+# --- per-invoice rules (issue 15): aimed at some invoices, not others -----------------------------
 
 
 async def test_a_per_invoice_rule_fires_only_for_that_invoice(
@@ -223,7 +224,7 @@ async def test_a_per_invoice_rule_with_a_path_and_a_budget(
     assert (await client.get_invoice("AIMED-2")).status == "CREATED"  # applied, answer lost
 
 
-# --- clock offset (issue 15): a simulator whose clock disagrees with the client's ------------------
+# --- clock offset (issue 15): a simulator whose clock disagrees with the client's -----------------
 
 
 async def test_a_clock_offset_refuses_signatures_and_dates_its_answers() -> None:

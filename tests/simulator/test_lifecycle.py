@@ -1,5 +1,5 @@
-"""Every lifecycle transition of README "Status lifecycle", allowed and refused, through the project's
-own `CybersourceClient` over real HTTP."""
+"""Every lifecycle transition of README "Status lifecycle", allowed and refused, through the
+project's own `CybersourceClient` over real HTTP."""
 
 from __future__ import annotations
 
@@ -168,7 +168,7 @@ async def test_numbers_are_assigned_increasing_and_reused_numbers_are_duplicates
     assert (await raw_b.call("GET", f"/invoicing/v2/invoices/{first.id}")).status == 404
 
 
-# --- publish / send / update / cancel: every allowed and refused transition ------------------------
+# --- publish / send / update / cancel: every allowed and refused transition -----------------------
 
 
 @pytest.mark.parametrize(
@@ -323,7 +323,7 @@ async def test_unknown_invoice_is_404(client: CybersourceClient, call: str) -> N
     )
 
 
-# --- payer actions ----------------------------------------------------------------------------------
+# --- payer actions --------------------------------------------------------------------------------
 
 
 async def test_payments_partial_then_paid_with_history_and_webhooks(

@@ -1,6 +1,7 @@
 """The simulator's webhook management API (keys, products, subscriptions with status, the test
-notification), driven over real HTTP by the project's own client (`app/cybersource/webhook_admin.py`);
-notifications are checked with the facade's verifier, as the facade would check them."""
+notification), driven over real HTTP by the project's own client
+(`app/cybersource/webhook_admin.py`); notifications are checked with the facade's verifier, as the
+facade would check them."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""PENDING: a payment waiting for a decision (e.g. a review), put in and decided through the admin routes,
-observed through the project's own `CybersourceClient` over real HTTP. Every signed answer is checked
-against the spec's response schema."""
+"""PENDING: a payment waiting for a decision (e.g. a review), put in and decided through the admin
+routes, observed through the project's own `CybersourceClient` over real HTTP. Every signed answer
+is checked against the spec's response schema."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ async def event_types(raw: RawClient, invoice_id: str) -> list[str]:
     return [d["eventType"] for d in await deliveries(raw, invoice_id)]
 
 
-# --- putting an invoice in PENDING -----------------------------------------------------------------
+# --- putting an invoice in PENDING ----------------------------------------------------------------
 
 
 async def test_a_reviewed_payment_leaves_the_invoice_pending(
@@ -193,7 +193,7 @@ async def test_the_list_filter_still_refuses_pending(
     assert [i["status"] for i in listed.raw["invoices"]] == ["PENDING"]
 
 
-# --- deciding ----------------------------------------------------------------------------------------
+# --- deciding -------------------------------------------------------------------------------------
 
 
 async def test_accept_pays_the_invoice_with_the_paid_webhook(

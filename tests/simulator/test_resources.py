@@ -1,4 +1,5 @@
-"""List paging and filters, validation limits and quirks, invoice settings, merchant-defined fields."""
+"""List paging and filters, validation limits and quirks, invoice settings, merchant-defined
+fields."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def problems(reply: Any) -> set[tuple[str, str]]:
     return {(d["field"], d["reason"]) for d in data["details"]}
 
 
-# --- list ------------------------------------------------------------------------------------------
+# --- list -----------------------------------------------------------------------------------------
 
 
 async def test_list_pages_newest_first_with_links_and_filter(raw: RawClient) -> None:
@@ -85,7 +86,7 @@ async def test_list_answers_404_when_nothing_matches(raw: RawClient) -> None:
     assert (await raw.call("GET", f"{INVOICES}?offset=1&limit=5")).status == 404
 
 
-# --- validation ------------------------------------------------------------------------------------
+# --- validation -----------------------------------------------------------------------------------
 
 
 def _with(path: str, value: Any) -> dict[str, Any]:
@@ -303,7 +304,7 @@ async def test_garbage_bodies_are_400(raw: RawClient) -> None:
     assert problems(encrypted) == {("encryptedRequest", "INVALID_DATA")}
 
 
-# --- invoice settings ------------------------------------------------------------------------------
+# --- invoice settings -----------------------------------------------------------------------------
 
 
 async def test_settings_defaults_update_and_product_types(raw: RawClient) -> None:
@@ -350,7 +351,7 @@ async def test_settings_are_validated(raw: RawClient, field: str, value: Any, re
     assert schema_errors("updateInvoiceSettings", 400, reply.json()) == []
 
 
-# --- merchant-defined fields -----------------------------------------------------------------------
+# --- merchant-defined fields ----------------------------------------------------------------------
 
 MDF = "/invoicing/v2/Invoice/merchantDefinedFields"
 

@@ -1,4 +1,5 @@
-"""Every invoicing request sample is accepted when signed, and answered in the spec's response shape."""
+"""Every invoicing request sample is accepted when signed, and answered in the spec's response
+shape."""
 
 from __future__ import annotations
 
@@ -22,10 +23,12 @@ REQUEST_SAMPLES = sorted(
     for p in SAMPLES.glob("*.request.json")
     if load_sample(p.name)["operationId"] in OPERATIONS
 )
-# Fields the simulator sends that the spec's response schemas do not name (checked with closed schemas).
+# Fields the simulator sends that the spec's response schemas do not name (checked with closed
+# schemas).
 # Each one appears in the spec's own response examples although the response schemas leave it out:
-# `description` (every invoice example), `firstName`/`lastName` (unknown request fields echoed back),
-# `clientReferenceInformation` (update example), `merchantDefinedFieldValues` (get and send examples).
+# `description` (every invoice example), `firstName`/`lastName` (unknown request fields echoed
+# back), `clientReferenceInformation` (update example), `merchantDefinedFieldValues` (get and send
+# examples).
 KNOWN_EXTRAS = {
     "invoiceInformation.description",
     "customerInformation.firstName",

@@ -64,7 +64,8 @@ def test_worked_example_of_section_10() -> None:
     sig = webhook_signature(secret, t_ms, compact(envelope["payload"]))
     assert sig == "ru/rjN+2goDY7brLDPFjYlvusEITPgklHU7G6q31lXQ="
     assert signature_header(t_ms, "7c1e5a90-3f2b-4d8e-e063-0b588e0a4f11", sig) == (
-        "t=1767261600000;keyId=7c1e5a90-3f2b-4d8e-e063-0b588e0a4f11;sig=ru/rjN+2goDY7brLDPFjYlvusEITPgklHU7G6q31lXQ="
+        "t=1767261600000;keyId=7c1e5a90-3f2b-4d8e-e063-0b588e0a4f11;"
+        "sig=ru/rjN+2goDY7brLDPFjYlvusEITPgklHU7G6q31lXQ="
     )
     assert (
         webhook_signature(secret, t_ms, raw_body) == "U4dDEB8RaSsYbeL91e8JUisLNqzwPpyP9mqL82tIarc="

@@ -1,7 +1,7 @@
 """A real PgBouncer in transaction mode in front of the local PostgreSQL, for the PgBouncer tests.
 
-Needs Debian's `pgbouncer` (`make test` installs it); PgBouncer refuses to run as root, so it runs as the
-`postgres` user when the tests run as root.
+Needs Debian's `pgbouncer` (`make test` installs it); PgBouncer refuses to run as root, so it runs
+as the `postgres` user when the tests run as root.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ PGBOUNCER = "/usr/sbin/pgbouncer"
 
 @contextmanager
 def pgbouncer(database: str) -> Iterator[str]:
-    """Yield a postgresql:// URL that reaches `database` through PgBouncer (pool_mode=transaction)."""
+    """Yield a postgresql:// URL that reaches `database` through PgBouncer
+    (pool_mode=transaction)."""
     if not Path(PGBOUNCER).exists():
         raise RuntimeError(
             "PgBouncer is not installed: run `make test-deps` (apt-get install pgbouncer)"

@@ -1,7 +1,8 @@
 """Throwaway PostgreSQL databases for tests: created fresh, migrated, dropped afterwards.
 
-The server is the machine's PostgreSQL (TEST_POSTGRES_URL, default postgresql://postgres@127.0.0.1:5432);
-each test session makes its own database, so nothing depends on leftovers.
+The server is the machine's PostgreSQL (TEST_POSTGRES_URL, default
+postgresql://postgres@127.0.0.1:5432); each test session makes its own database, so nothing depends
+on leftovers.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ async def _admin(sql: str) -> None:
 
 
 def _in_thread(work: Callable[[], object]) -> None:
-    """Run blocking/asyncio.run work off the caller's thread, so async tests may use these helpers too."""
+    """Run blocking/asyncio.run work off the caller's thread, so async tests may use these helpers
+    too."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(work).result()
 

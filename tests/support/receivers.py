@@ -1,8 +1,8 @@
 """A real HTTP receiver of push deliveries for tests: records every request, answers as told.
 
-It verifies nothing itself: tests verify the recorded requests with the `standardwebhooks` library, as a
-subscriber would. Served by `tests.support.servers.serve` in its own thread, so its state is only
-appended to (and read) under a lock.
+It verifies nothing itself: tests verify the recorded requests with the `standardwebhooks` library,
+as a subscriber would. Served by `tests.support.servers.serve` in its own thread, so its state is
+only appended to (and read) under a lock.
 """
 
 from __future__ import annotations
@@ -41,10 +41,12 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Answers 500 to the first `failures` requests (or every one with `always_fail`), after `delay`.
+    """Answers 500 to the first `failures` requests (or every one with `always_fail`), after
+    `delay`.
 
-    It listens on `/hook/<its own token>` (`path`): a port is reused by later tests, and a subscription
-    an earlier test left behind must not reach this receiver (it gets a 410 and is not recorded).
+    It listens on `/hook/<its own token>` (`path`): a port is reused by later tests, and a
+    subscription an earlier test left behind must not reach this receiver (it gets a 410 and is not
+    recorded).
     """
 
     failures: int = 0

@@ -1,5 +1,5 @@
-"""The `invoicing-gateway` command: every subcommand parses, `migrate` creates and migrates a database,
-`openapi` prints the facade's document without needing one."""
+"""The `invoicing-gateway` command: every subcommand parses, `migrate` creates and migrates a
+database, `openapi` prints the facade's document without needing one."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """CybersourceClient against a real local aiohttp server that verifies every signature.
 
 Every operation: method, path, query, signed headers, exact body bytes, typed result with `.raw` and
-`.correlation_id`. Then the authentication variants (HTTP Signature, meta key, JWT HS256, JWT RS256 from a
-P12 made here), environments, the registry and the log line.
+`.correlation_id`. Then the authentication variants (HTTP Signature, meta key, JWT HS256, JWT RS256
+from a P12 made here), environments, the registry and the log line.
 """
 
 from __future__ import annotations
@@ -123,7 +123,9 @@ async def test_create_invoice_with_model(client: CybersourceClient, upstream: Fa
     assert result.id == "98753" and result.status == "SENT"
     assert result.invoice_information is not None
     assert result.invoice_information.delivery_mode == "email"
-    assert result.invoice_information.payment_link.startswith("https://")  # type: ignore[union-attr]
+    assert result.invoice_information.payment_link.startswith(  # type: ignore[union-attr]
+        "https://"
+    )
     amounts = result.order_information.amount_details  # type: ignore[union-attr]
     assert amounts.total_amount == Decimal("2623.64") and amounts.balance_amount == Decimal(
         "2623.64"
@@ -190,7 +192,10 @@ async def test_list_invoices_query_in_parameter_order(
     assert isinstance(result, InvoiceListResponse)
     assert result.total_invoices == 123 and len(result.invoices) == 2
     assert result.invoices[0].id == "98772" and result.invoices[0].status == "DRAFT"
-    assert result.invoices[1].order_information.amount_details.total_amount == Decimal("14249.56")  # type: ignore[union-attr]
+    assert (
+        result.invoices[1].order_information.amount_details.total_amount  # type: ignore[union-attr]
+        == Decimal("14249.56")
+    )
     assert result.links is not None and result.links["next"].href is not None
     assert result.raw["totalInvoices"] == 123 and result.correlation_id
 
@@ -212,7 +217,10 @@ async def test_get_invoice(client: CybersourceClient, upstream: FakeUpstream) ->
     assert_signed(upstream.last, with_body=False)
     assert "content-type" not in upstream.last.headers
     assert result.status == "PAID"
-    assert result.order_information.amount_details.balance_amount == Decimal("0")  # type: ignore[union-attr]
+    assert (
+        result.order_information.amount_details.balance_amount  # type: ignore[union-attr]
+        == Decimal("0")
+    )
     history = result.invoice_history
     assert history is not None
     assert [entry.event for entry in history] == ["PAYMENT", "RESEND", "SEND", "CREATE"]
@@ -276,7 +284,10 @@ async def test_get_invoice_settings(client: CybersourceClient, upstream: FakeUps
     info = result.invoice_settings_information
     assert info is not None and info.payer_authentication_3ds_version is True
     assert info.header_style.font_color == "#000001"  # type: ignore[union-attr]
-    assert result.merchant_information.address_details.city == "Bellevue"  # type: ignore[union-attr]
+    assert (
+        result.merchant_information.address_details.city  # type: ignore[union-attr]
+        == "Bellevue"
+    )
 
     await client.get_invoice_settings(product_type="PAYBYLINK")
     assert upstream.last.target == "/invoicing/v2/invoiceSettings?productType=PAYBYLINK"

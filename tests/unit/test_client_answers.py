@@ -1,6 +1,6 @@
-"""How the Cybersource client reads answers (issue 9): numbers with a fraction become `Decimal`, never
-`float`, in the typed result and in `.raw`; `NaN` and `Infinity` (not JSON) are refused as an unreadable
-answer, and an error answer carrying them is kept as text."""
+"""How the Cybersource client reads answers (issue 9): numbers with a fraction become `Decimal`,
+never `float`, in the typed result and in `.raw`; `NaN` and `Infinity` (not JSON) are refused as an
+unreadable answer, and an error answer carrying them is kept as text."""
 
 from __future__ import annotations
 

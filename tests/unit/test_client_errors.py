@@ -1,4 +1,5 @@
-"""How the client classifies every failure into app.cybersource.errors, against a real local server."""
+"""How the client classifies every failure into app.cybersource.errors, against a real local
+server."""
 
 from __future__ import annotations
 
@@ -299,7 +300,9 @@ async def test_401_403_are_authentication_errors(
     with pytest.raises(AuthenticationError) as caught:
         await client.create_invoice(create_body())
     assert caught.value.status == status
-    assert caught.value.body == (body if body is not None else raw.decode())  # type: ignore[union-attr]
+    assert caught.value.body == (
+        body if body is not None else raw.decode()  # type: ignore[union-attr]
+    )
 
 
 async def test_redirects_are_not_followed(
@@ -469,7 +472,7 @@ def test_error_for_response_on_bodies_outside_the_spec() -> None:
         assert isinstance(error, RejectedError) and error.body == body and error.details == []
 
 
-# --- a 401 that comes from the clocks (issue 15) -----------------------------------------------------
+# --- a 401 that comes from the clocks (issue 15) --------------------------------------------------
 
 
 @pytest.mark.parametrize("status", [401, 403])

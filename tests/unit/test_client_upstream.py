@@ -1,4 +1,5 @@
-"""A real local aiohttp server standing in for Cybersource, for the client tests (no tests of its own).
+"""A real local aiohttp server standing in for Cybersource, for the client tests (no tests of its
+own).
 
 It records every request (method, request target as received, headers, body bytes), verifies its
 authentication with the same verifier the simulator uses (HTTP Signature or JWT), and answers either

@@ -1,5 +1,5 @@
-"""Issue 9: the status -> event mapping says what happened (a rejected review is no `invoice.sent`), and
-an answer's `_supportedActions` decides which actions the facade lets through."""
+"""Issue 9: the status -> event mapping says what happened (a rejected review is no `invoice.sent`),
+and an answer's `_supportedActions` decides which actions the facade lets through."""
 
 from __future__ import annotations
 

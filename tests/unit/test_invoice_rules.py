@@ -1,6 +1,6 @@
-"""Local validation of invoice bodies: types and limits (schemas), refusals and Cybersource's totals rule
-(rules). Issue 9 changed the rules: totals follow Cybersource's arithmetic (total = subAmount - discount,
-truncated), JSON numbers, quantity strings, productSKU and explicit nulls are accepted."""
+"""Local validation of invoice bodies: types and limits (schemas), refusals and Cybersource's totals
+rule (rules). Issue 9 changed the rules: totals follow Cybersource's arithmetic (total = subAmount -
+discount, truncated), JSON numbers, quantity strings, productSKU and explicit nulls are accepted."""
 
 from __future__ import annotations
 

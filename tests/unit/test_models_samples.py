@@ -1,11 +1,13 @@
 """Every invoicing sample in tests/fixtures/cybersource/samples/ goes through the models.
 
-Requests: the body goes through its request model and comes out (Cybersource names, unset fields dropped)
-with the same meaning, compared after normalising the known quirks: productSKU -> productSku, nulls
-dropped, quantity as int, amounts as Decimal, deliveryMode lowercase, "true"/"false" as booleans. It is
-also sent through the client to a local server, which checks the signature over the bytes it received.
-Responses: the body parses into its response model (error bodies into CybersourceErrorBody), every field
-lands in a declared attribute (nothing left in `extra`), and it dumps back to the same meaning.
+Requests: the body goes through its request model and comes out (Cybersource names, unset fields
+dropped) with the same meaning, compared after normalising the known quirks: productSKU ->
+productSku, nulls dropped, quantity as int, amounts as Decimal, deliveryMode lowercase,
+"true"/"false" as booleans. It is also sent through the client to a local server, which checks the
+signature over the bytes it received.
+Responses: the body parses into its response model (error bodies into CybersourceErrorBody), every
+field lands in a declared attribute (nothing left in `extra`), and it dumps back to the same
+meaning.
 """
 
 from __future__ import annotations
@@ -122,7 +124,8 @@ def normalise(value: Any, key: str | None = None) -> Any:
 
 
 def extras(model: Any, path: str = "") -> list[str]:
-    """Every field a model did not declare, anywhere in the tree (a misspelt alias would land here)."""
+    """Every field a model did not declare, anywhere in the tree (a misspelt alias would land
+    here)."""
     found: list[str] = []
     if isinstance(model, BaseModel):
         found += [f"{path}.{name}" for name in (model.__pydantic_extra__ or {})]
@@ -409,7 +412,10 @@ def test_response_models_tolerate_bodies_outside_the_spec() -> None:
     assert invoice.invoice_information.delivery_mode == "email"  # type: ignore[union-attr]
     assert invoice.invoice_information.due_date == "07/11/2019"  # type: ignore[union-attr]
     amounts = invoice.order_information.amount_details  # type: ignore[union-attr]
-    assert amounts.total_amount == Decimal(10) and amounts.balance_amount is None  # type: ignore[union-attr]
+    assert (
+        amounts.total_amount == Decimal(10)  # type: ignore[union-attr]
+        and amounts.balance_amount is None  # type: ignore[union-attr]
+    )
     assert invoice.order_information.line_items[0].quantity == 3  # type: ignore[union-attr,index]
     assert invoice.invoice_history[0].event == "PAYMENT"  # type: ignore[index]
     assert invoice.model_extra == {"unknownTop": [1]}

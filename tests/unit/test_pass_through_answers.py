@@ -1,6 +1,6 @@
 """Answers that pass Cybersource's bodies through (invoice settings): the client reads numbers as
-`Decimal`, never float; the facade answers them as decimal text, as it sends amounts, and never fails
-on them (starlette's JSONResponse raised TypeError: a 500)."""
+`Decimal`, never float; the facade answers them as decimal text, as it sends amounts, and never
+fails on them (starlette's JSONResponse raised TypeError: a 500)."""
 
 from __future__ import annotations
 

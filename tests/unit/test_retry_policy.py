@@ -1,5 +1,5 @@
-"""The outbox's retry policy (issue 15): a class limit counts that class's failures only, and work whose
-outcome is unknown is given up on by age alone."""
+"""The outbox's retry policy (issue 15): a class limit counts that class's failures only, and work
+whose outcome is unknown is given up on by age alone."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Every vector of Cybersource's authentication guide, reproduced and verified (see README, Upstream auth)."""
+"""Every vector of Cybersource's authentication guide, reproduced and verified (see README,
+Upstream auth)."""
 
 from __future__ import annotations
 
@@ -29,12 +30,14 @@ BODY = (
 )
 CREDS = SigningCredentials(merchant_id=MERCHANT, key_id=KEY_ID, secret=decode_secret(SECRET))
 JWT_VECTOR = (
-    "eyJraWQiOiI1ZjBjN2EyZS0zYjFkLTRjOGUtOWE2Zi0wMTIzNDU2Nzg5YWIiLCJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
-    "eyJkaWdlc3QiOiJkMmpnVHdGKzgrSTZuOEVQN2F1dk1kbitJNncvSm1aVllra3NHejJnZGxJPSIsImRpZ2VzdEFsZ29yaXRobSI6"
-    "IlNIQS0yNTYiLCJpYXQiOjE3NjQwNjQ4MDAsImV4cCI6MTc2NDA2NDkyMCwicmVxdWVzdC1tZXRob2QiOiJQT1NUIiwicmVxdWVz"
-    "dC1ob3N0IjoiYXBpdGVzdC5jeWJlcnNvdXJjZS5jb20iLCJyZXF1ZXN0LXJlc291cmNlLXBhdGgiOiIvaW52b2ljaW5nL3YyL2lu"
-    "dm9pY2VzIiwiaXNzIjoiYWNtZV9pbnZvaWNpbmdfdGVzdCIsImp0aSI6IjAwMDAwMDAwLTAwMDAtNDAwMC04MDAwLTAwMDAwMDAw"
-    "MDAwMSIsInYtYy1qd3QtdmVyc2lvbiI6IjIiLCJ2LWMtbWVyY2hhbnQtaWQiOiJhY21lX2ludm9pY2luZ190ZXN0In0."
+    "eyJraWQiOiI1ZjBjN2EyZS0zYjFkLTRjOGUtOWE2Zi0wMTIzN"
+    "DU2Nzg5YWIiLCJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+    "eyJkaWdlc3QiOiJkMmpnVHdGKzgrSTZuOEVQN2F1dk1kbitJNncvSm1aVllra3NHejJnZGxJPSIsImRpZ2"
+    "VzdEFsZ29yaXRobSI6IlNIQS0yNTYiLCJpYXQiOjE3NjQwNjQ4MDAsImV4cCI6MTc2NDA2NDkyMCwicmVx"
+    "dWVzdC1tZXRob2QiOiJQT1NUIiwicmVxdWVzdC1ob3N0IjoiYXBpdGVzdC5jeWJlcnNvdXJjZS5jb20iLC"
+    "JyZXF1ZXN0LXJlc291cmNlLXBhdGgiOiIvaW52b2ljaW5nL3YyL2ludm9pY2VzIiwiaXNzIjoiYWNtZV9p"
+    "bnZvaWNpbmdfdGVzdCIsImp0aSI6IjAwMDAwMDAwLTAwMDAtNDAwMC04MDAwLTAwMDAwMDAwMDAwMSIsIn"
+    "YtYy1qd3QtdmVyc2lvbiI6IjIiLCJ2LWMtbWVyY2hhbnQtaWQiOiJhY21lX2ludm9pY2luZ190ZXN0In0."
     "P0PfQUJFSOpqToNjhRe-IX3oeklbzJECmUNhEXbCzgE"
 )
 

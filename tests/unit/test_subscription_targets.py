@@ -1,4 +1,5 @@
-"""Where push deliveries may go: the URL policy, and the resolver that checks every address it hands out."""
+"""Where push deliveries may go: the URL policy, and the resolver that checks every address it hands
+out."""
 
 from __future__ import annotations
 

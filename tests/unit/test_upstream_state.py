@@ -1,4 +1,5 @@
-"""UpstreamState.matches_request: after a DUPLICATE_RECORD, is the upstream invoice the one we asked for?"""
+"""UpstreamState.matches_request: after a DUPLICATE_RECORD, is the upstream invoice the one we asked
+for?"""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ REQUEST: dict[str, Any] = {
 
 
 def _upstream(**changes: Any) -> dict[str, Any]:
-    """What Cybersource answers for REQUEST (numbers as JSON numbers, `deliveryMode` capitalised)."""
+    """What Cybersource answers for REQUEST (numbers as JSON numbers, `deliveryMode`
+    capitalised)."""
     body = copy.deepcopy(REQUEST)
     body.update(status="DRAFT", id="INV-00000042")
     body["invoiceInformation"]["deliveryMode"] = "Email"

@@ -1,4 +1,5 @@
-"""The receiver side of Cybersource webhook signatures, on the worked example of the webhook guide."""
+"""The receiver side of Cybersource webhook signatures, on the worked example of the webhook
+guide."""
 
 from __future__ import annotations
 
