@@ -1,27 +1,32 @@
-"""Throughput of the facade's HTTP API end to end: the real processes, PostgreSQL, the relay and the simulator.
+"""Throughput of the facade's HTTP API end to end: the real processes, PostgreSQL, the relay and \
+the simulator.
 
     uv run python -m bench.bench_api [--duration 10] [--concurrency 32] [--invoices 200]
                                      [--loop uvloop|asyncio] [--json-out bench/results/api.json]
 
-Setup, every process SEPARATE from this one: a throwaway database (`invoicing-gateway migrate` creates and
-migrates it), the simulator (`invoicing-gateway simulator`), and the facade (`invoicing-gateway api
---with-relay`, one API key, LOG_LEVEL=WARNING) pointed at both; `--invoices` invoices are created through
-the relay first. Then an aiohttp load generator in this process keeps `--concurrency` requests in flight
-for `--duration` seconds per scenario (after an unmeasured warm-up):
+Setup, every process SEPARATE from this one: a throwaway database (`invoicing-gateway migrate`
+creates and migrates it), the simulator (`invoicing-gateway simulator`), and the facade
+(`invoicing-gateway api --with-relay`, one API key, LOG_LEVEL=WARNING) pointed at both; `--invoices`
+invoices are created through the relay first. Then an aiohttp load generator in this process keeps
+`--concurrency` requests in flight for `--duration` seconds per scenario (after an unmeasured
+warm-up):
 
   livez         GET /livez: framework + HTTP only, the baseline every ratio is taken against;
   get           GET /v1/invoices/{number}, round-robin over the pre-created invoices (store read);
   list          GET /v1/invoices?limit=20;
-  create-async  POST /v1/invoices, `Prefer: respond-async`, a new Idempotency-Key each (202: key claim,
-                number, invoice row, outbox command in one transaction);
-  create-sync   POST /v1/invoices waiting for the final answer (201: through the relay to the simulator);
-  replay        POST with an already-used Idempotency-Key and the same body (the stored answer, 201).
+  create-async  POST /v1/invoices, `Prefer: respond-async`, a new Idempotency-Key each (202: key
+                claim, number, invoice row, outbox command in one transaction);
+  create-sync   POST /v1/invoices waiting for the final answer (201: through the relay to the
+                simulator);
+  replay        POST with an already-used Idempotency-Key and the same body (the stored answer,
+                201).
 
-Before each scenario the outbox is drained, so the relay only works during the scenarios that feed it;
-what create-async left behind (and how fast the relay cleared it) is reported on its own line. The load
-generator shares the machine with the API, the simulator and PostgreSQL: absolute figures say as much
-about the machine as about the code, the ratios to /livez less so. This is a measurement: nothing is
-asserted. Everything is torn down at the end (processes stopped, database dropped).
+Before each scenario the outbox is drained, so the relay only works during the scenarios that feed
+it; what create-async left behind (and how fast the relay cleared it) is reported on its own line.
+The load generator shares the machine with the API, the simulator and PostgreSQL: absolute figures
+say as much about the machine as about the code, the ratios to /livez less so. This is a
+measurement: nothing is asserted. Everything is torn down at the end (processes stopped, database
+dropped).
 """
 
 from __future__ import annotations
@@ -101,7 +106,7 @@ class Result:
     error_kinds: dict[str, int] = field(default_factory=dict)
 
 
-# --- processes and the database ----------------------------------------------------------------------
+# --- processes and the database -------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -179,7 +184,7 @@ def drop_database(name: str) -> None:
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-# --- load --------------------------------------------------------------------------------------------
+# --- load -----------------------------------------------------------------------------------------
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -195,8 +200,8 @@ async def drive(
 ) -> tuple[list[float], collections.Counter[str], float]:
     """Keep `concurrency` calls in flight; count the calls that start inside the measured window.
 
-    The rate is those calls over the window's length (not until the last one returns: with second-long
-    latencies that tail would understate the rate by a tenth).
+    The rate is those calls over the window's length (not until the last one returns: with
+    second-long latencies that tail would understate the rate by a tenth).
     """
     latencies: list[float] = []
     errors: collections.Counter[str] = collections.Counter()
@@ -231,7 +236,8 @@ async def outbox_backlog(conn: Any) -> int:
 
 
 async def drain(conn: Any, limit_s: float = 600.0) -> tuple[int, float]:
-    """Wait until the relay has delivered every command; (commands waiting at the start, seconds)."""
+    """Wait until the relay has delivered every command; (commands waiting at the start,
+    seconds)."""
     began = time.perf_counter()
     first = remaining = await outbox_backlog(conn)
     while remaining:
@@ -311,7 +317,8 @@ class Load:
         await self._expect("POST", "/v1/invoices", 201, headers=headers, data=BODY, replayed=True)
 
     async def seed(self, count: int, concurrency: int) -> None:
-        """Invoices created through the relay (201): numbers for `get`, completed keys for `replay`."""
+        """Invoices created through the relay (201): numbers for `get`, completed keys for
+        `replay`."""
         gate = asyncio.Semaphore(concurrency)
 
         async def one() -> None:
@@ -384,7 +391,8 @@ async def run_load(api: str, database_url: str, args: argparse.Namespace) -> dic
                 )
                 if name == "create-async":
                     left, seconds = await drain(conn)
-                    # Whether the relay kept up: a small backlog drains within one 0.1 s poll, so no rate.
+                    # Whether the relay kept up: a small backlog drains within one 0.1 s poll, so no
+                    # rate.
                     relay = {"commands_left_by_create_async": left, "drain_s": round(seconds, 2)}
                     print(
                         f"  relay: create-async left {left} commands, drained in {seconds:.1f} s",
@@ -416,7 +424,7 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-# --- main --------------------------------------------------------------------------------------------
+# --- main -----------------------------------------------------------------------------------------
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -487,8 +495,8 @@ def main() -> int:
     }
     load_before = os.getloadavg()
     print(
-        f"bench_api: {args.concurrency} in flight, {args.duration:g}s per scenario, load loop {args.loop}, "
-        f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f}",
+        f"bench_api: {args.concurrency} in flight, {args.duration:g}s per scenario, "
+        f"load loop {args.loop}, {os.cpu_count()} CPUs, load average {load_before[0]:.2f}",
         flush=True,
     )
     children: list[Child] = []
@@ -576,13 +584,15 @@ def main() -> int:
     relay = outcome["relay"]
     if relay:
         print(
-            f"\nrelay after create-async: {relay['commands_left_by_create_async']} commands left, drained in "
-            f"{relay['drain_s']} s; operations {outcome['operations']['total']}, "
+            f"\nrelay after create-async: {relay['commands_left_by_create_async']} commands left, "
+            f"drained in {relay['drain_s']} s; operations {outcome['operations']['total']}, "
             f"failed {outcome['operations']['failed']}"
         )
     report = {
-        "benchmark": "invoicing-gateway HTTP API end to end: api --with-relay, simulator and PostgreSQL in "
-        "separate processes, aiohttp load in this one",
+        "benchmark": (
+            "invoicing-gateway HTTP API end to end: api --with-relay, simulator and PostgreSQL in "
+            "separate processes, aiohttp load in this one"
+        ),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "code": git_describe(),
         "machine": {

@@ -1,15 +1,18 @@
-"""Throughput of CybersourceClient.create_invoice against a local fake upstream, with an httpx baseline.
+"""Throughput of CybersourceClient.create_invoice against a local fake upstream, with an httpx \
+baseline.
 
     uv run python -m bench.bench_client [--duration 10] [--concurrency 64] [--delays 0,150]
-                                        [--loop asyncio|uvloop] [--json-out bench/results/client.json]
+                                        [--loop asyncio|uvloop]
+                                        [--json-out bench/results/client.json]
 
 For each upstream delay a fake Cybersource (bench/fake_upstream.py) runs in a SEPARATE process; then
-`--concurrency` workers keep that many signed create_invoice calls in flight for `--duration` seconds,
-first with our client (aiohttp, pooled session), then with an httpx.AsyncClient doing the same work per
-call (serialise the same request model once, HTTP-Signature-sign it, POST, parse into InvoiceResponse).
+`--concurrency` workers keep that many signed create_invoice calls in flight for `--duration`
+seconds, first with our client (aiohttp, pooled session), then with an httpx.AsyncClient doing the
+same work per call (serialise the same request model once, HTTP-Signature-sign it, POST, parse into
+InvoiceResponse).
 The implementations take turns in `--rounds` slices so that load from elsewhere hits them alike.
-With a delay the concurrency bound is concurrency / delay (64 / 0.150 s = 426.7 calls/s); the table shows
-calls/s, latency percentiles, % of that bound and the ratio to the httpx baseline.
+With a delay the concurrency bound is concurrency / delay (64 / 0.150 s = 426.7 calls/s); the table
+shows calls/s, latency percentiles, % of that bound and the ratio to the httpx baseline.
 """
 
 from __future__ import annotations
@@ -201,7 +204,8 @@ async def ours_client(base_url: str, args: argparse.Namespace) -> AsyncIterator[
 
 @contextlib.asynccontextmanager
 async def httpx_client(base_url: str, args: argparse.Namespace) -> AsyncIterator[Call]:
-    """The baseline: the same work per call (serialise, sign, POST, parse into InvoiceResponse) on httpx."""
+    """The baseline: the same work per call (serialise, sign, POST, parse into InvoiceResponse) on
+    httpx."""
     credentials = SigningCredentials(
         merchant_id=MERCHANT, key_id=KEY_ID, secret=decode_secret(SECRET)
     )
@@ -260,8 +264,9 @@ async def bare_aiohttp_client(base_url: str, args: argparse.Namespace) -> AsyncI
 
 
 async def run(args: argparse.Namespace) -> list[Cell]:
-    """Per delay: the implementations take turns in `--rounds` slices of `duration / rounds` seconds each,
-    so a burst of load from elsewhere on the machine hits all of them alike; the slices are summed."""
+    """Per delay: the implementations take turns in `--rounds` slices of `duration / rounds` seconds
+    each, so a burst of load from elsewhere on the machine hits all of them alike; the slices are
+    summed."""
     implementations: list[tuple[str, Any]] = [("ours (aiohttp)", ours_client)]
     if args.bare_aiohttp:
         implementations.append(("bare aiohttp", bare_aiohttp_client))
@@ -316,8 +321,9 @@ def table(cells: list[Cell]) -> str:
     lines = [head, "-" * len(head)]
     for c in cells:
         lines.append(
-            f"{c.client:<16} {c.delay_ms:>4g}ms {c.concurrency:>9} {c.calls:>7} {c.errors:>4} {c.calls_per_s:>9.1f} "
-            f"{c.p50_ms:>8.2f} {c.p99_ms:>8.2f} {c.bound_per_s or float('nan'):>8.1f} "
+            f"{c.client:<16} {c.delay_ms:>4g}ms {c.concurrency:>9} {c.calls:>7} {c.errors:>4} "
+            f"{c.calls_per_s:>9.1f} {c.p50_ms:>8.2f} {c.p99_ms:>8.2f} "
+            f"{c.bound_per_s or float('nan'):>8.1f} "
             f"{c.pct_of_bound if c.pct_of_bound is not None else float('nan'):>8.1f} "
             f"{c.ratio_vs_httpx if c.ratio_vs_httpx is not None else float('nan'):>8.1f}"
         )
@@ -360,8 +366,8 @@ def main() -> None:
     args = parser.parse_args()
 
     print(
-        f"bench_client: {args.concurrency} in flight, {args.duration:g}s per cell, client loop {args.loop}, "
-        f"{os.cpu_count()} CPUs",
+        f"bench_client: {args.concurrency} in flight, {args.duration:g}s per cell, "
+        f"client loop {args.loop}, {os.cpu_count()} CPUs",
         flush=True,
     )
     if args.loop == "uvloop":
@@ -374,7 +380,9 @@ def main() -> None:
     print()
     print(table(cells))
     report = {
-        "benchmark": "CybersourceClient.create_invoice, signed, against a fake upstream in another process",
+        "benchmark": (
+            "CybersourceClient.create_invoice, signed, against a fake upstream in another process"
+        ),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
             "cpus": os.cpu_count(),

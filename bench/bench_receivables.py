@@ -1,12 +1,13 @@
-"""Receivables filters on a large store: each filter and sort of `GET /v1/invoices` timed on 1,000,000
-invoices (issue 13), through the very statements the repository runs, with the index each one uses.
+"""Receivables filters on a large store: each filter and sort of `GET /v1/invoices` timed on
+1,000,000 invoices (issue 13), through the very statements the repository runs, with the index each
+one uses.
 
-    uv run python -m bench.bench_receivables          # or `make bench-receivables` (also in `make bench`)
+    uv run python -m bench.bench_receivables  # or `make bench-receivables` (also in `make bench`)
     BENCH_RECEIVABLES_ROWS=200000 uv run python -m bench.bench_receivables
 
 Makes a throwaway database on the local PostgreSQL (BENCH_POSTGRES_URL, default
-postgresql://postgres@127.0.0.1:5432), migrates it, seeds it with generate_series (90 % of the rows in
-one merchant profile, most invoices paid, a few open and overdue), ANALYZEs, then runs each query
+postgresql://postgres@127.0.0.1:5432), migrates it, seeds it with generate_series (90 % of the rows
+in one merchant profile, most invoices paid, a few open and overdue), ANALYZEs, then runs each query
 BENCH_RECEIVABLES_RUNS times (first page, 50 rows) and a deep page (the cursor of the 20th page).
 Prints a table and drops the database (BENCH_KEEP=1 keeps it). Not part of CI: the EXPLAIN test
 (`tests/integration/test_receivables_plans.py`) is what CI checks.
@@ -41,14 +42,16 @@ PAGE = 50
 TODAY = date(2026, 12, 1)
 
 SEED = """
-INSERT INTO invoices (merchant_profile, invoice_number, owner, status, sync_state, currency, total_amount,
+INSERT INTO invoices (merchant_profile, invoice_number, owner, status, sync_state, currency, \
+total_amount,
                       customer_email, customer_name, due_date, content, merchant_customer_id,
                       external_reference, metadata, created_at)
 SELECT CASE WHEN n % 10 = 0 THEN 'eu' ELSE 'default' END,
        'SEED-' || n,
        'owner-' || (n % 20),
        (ARRAY['PAID','PAID','PAID','PAID','PAID','PAID','PAID','SENT','CREATED','PARTIAL',
-              'CANCELED','DRAFT','PENDING','PAID','PAID','PAID','PAID','PAID','PAID','PAID'])[1 + n % 20],
+              'CANCELED','DRAFT','PENDING','PAID','PAID','PAID','PAID','PAID','PAID','PAID'])\
+[1 + n % 20],
        'in_sync', 'USD', round((n::bigint * 7919 % 1000000) / 100.0, 2),
        'Customer.' || (n % 150000) || '@Example.com', 'Customer ' || n,
        DATE '2024-01-01' + (n % 1100),

@@ -1,12 +1,14 @@
 """Throughput of the simulator on one core: signed GETs and creates per second, and the 401 path.
 
-    uv run python bench/bench_simulator.py [--seconds 10] [--connections 50] [--out bench/results/simulator.json]
+    uv run python bench/bench_simulator.py [--seconds 10] [--connections 50]
+                                           [--out bench/results/simulator.json]
 
 The simulator runs as its real command (uvloop + httptools, request log off) pinned to CPU 0 with
-`taskset` when available; the load comes from `wrk` pinned to CPU 1 (apt-get install wrk), or, without
-wrk, from an aiohttp load generator in a second process (which then may be the bottleneck: the table
-says which driver ran). Signed headers are computed once per scenario: a Date stays valid for the
-simulator's 300 s tolerance and Cybersource's signature has no nonce, so replaying them is legitimate.
+`taskset` when available; the load comes from `wrk` pinned to CPU 1 (apt-get install wrk), or,
+without wrk, from an aiohttp load generator in a second process (which then may be the bottleneck:
+the table says which driver ran). Signed headers are computed once per scenario: a Date stays valid
+for the simulator's 300 s tolerance and Cybersource's signature has no nonce, so replaying them is
+legitimate.
 This is a measurement, not a test: nothing is asserted.
 """
 
@@ -31,7 +33,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.cybersource.signing import SigningCredentials, decode_secret, sign_http_signature  # noqa: E402
+from app.cybersource.signing import (  # noqa: E402
+    SigningCredentials,
+    decode_secret,
+    sign_http_signature,
+)
 from app.settings import LOCAL_KEY_ID, LOCAL_MERCHANT_ID, LOCAL_SHARED_SECRET  # noqa: E402
 
 CREDS = SigningCredentials(

@@ -1,14 +1,15 @@
-"""Two versions of the API back to back in one run: the way every optimisation of issue 14 was measured.
+"""Two versions of the API back to back in one run: the way every optimisation of issue 14 was \
+measured.
 
     uv run python -m bench.compare --before DIR --after DIR [--rounds 6] [--seconds 3]
                                    [--scenarios trivial,read,list,replay,create_async]
 
-DIR is a copy of the tree (`git archive <rev> | tar -x -C DIR`). One database, one relay and one 0 ms
-fake upstream serve both; each version runs as its own `invoicing-gateway api` process (from its DIR),
-and wrk drives them in turns, before/after/before/after, so that whatever else the machine does falls
-on both alike. Reported per scenario: req/s of each, after/before, and the same ratio in requests per
-CPU-second of the API process (what a busy machine, where the API does not get a whole core, moves
-least). Nothing is asserted.
+DIR is a copy of the tree (`git archive <rev> | tar -x -C DIR`). One database, one relay and one
+0 ms fake upstream serve both; each version runs as its own `invoicing-gateway api` process (from
+its DIR), and wrk drives them in turns, before/after/before/after, so that whatever else the machine
+does falls on both alike. Reported per scenario: req/s of each, after/before, and the same ratio in
+requests per CPU-second of the API process (what a busy machine, where the API does not get a whole
+core, moves least). Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def main() -> int:
         bench = Bench(QUICK, work)
         apis: dict[str, tuple[str, int]] = {}
         try:
-            bench.start()  # the database, upstreams, the relay (and an API of this tree for seeding)
+            # the database, upstreams, the relay (and an API of this tree for seeding)
+            bench.start()
             for name, tree in (("before", args.before), ("after", args.after)):
                 port = free_port()
                 child = Located(
@@ -122,10 +124,11 @@ def main() -> int:
                     a.rps / b.rps for a, b in zip(after.runs, before.runs, strict=True) if b.rps
                 ]
                 print(
-                    f"{scenario:<13} {before.rps:9.1f} {after.rps:9.1f} {after.rps / before.rps:13.3f} "
-                    f"{per_cpu:10.3f}  median pair {statistics.median(pairs):.3f} "
-                    f"[{', '.join(f'{p:.2f}' for p in pairs)}]  p99/p50 before "
-                    f"{before.p99_ms / before.p50_ms:.1f} after {after.p99_ms / after.p50_ms:.1f}",
+                    f"{scenario:<13} {before.rps:9.1f} {after.rps:9.1f} "
+                    f"{after.rps / before.rps:13.3f} {per_cpu:10.3f}  median pair "
+                    f"{statistics.median(pairs):.3f} [{', '.join(f'{p:.2f}' for p in pairs)}]  "
+                    f"p99/p50 before {before.p99_ms / before.p50_ms:.1f} after "
+                    f"{after.p99_ms / after.p50_ms:.1f}",
                     flush=True,
                 )
                 if scenario == "create_async":

@@ -2,9 +2,10 @@
 
     uv run python -m bench.fake_upstream --delay-ms 150 [--port 0]
 
-Prints `LISTENING <port>` on stdout once it accepts connections, then answers every request with a small
-pre-encoded invoice JSON (201 for POST, 200 otherwise) after `--delay-ms`. No signature check: the point
-is to measure the client, and the unit tests already verify every signature the client makes.
+Prints `LISTENING <port>` on stdout once it accepts connections, then answers every request with a
+small pre-encoded invoice JSON (201 for POST, 200 otherwise) after `--delay-ms`. No signature check:
+the point is to measure the client, and the unit tests already verify every signature the client
+makes.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""What `make bench` (bench/run.py) is built from: processes, the wrk load generator, CPU and memory readings.
+"""What `make bench` (bench/run.py) is built from: processes, the wrk load generator, CPU and memory
+readings.
 
-Load comes from wrk (C, one thread, Lua scripts in bench/wrk/) in its own process: an aiohttp generator
-in Python needs most of a core for 5,000 requests per second, which on a 2-CPU machine is the core the
-server would need. Each measurement also reads how much CPU wrk and the measured server used in its
-window, so the table shows which of them was the bottleneck.
+Load comes from wrk (C, one thread, Lua scripts in bench/wrk/) in its own process: an aiohttp
+generator in Python needs most of a core for 5,000 requests per second, which on a 2-CPU machine is
+the core the server would need. Each measurement also reads how much CPU wrk and the measured server
+used in its window, so the table shows which of them was the bottleneck.
 """
 
 from __future__ import annotations
@@ -157,7 +158,8 @@ class Wrk:
 
 @dataclass
 class Figures:
-    """Several runs of one scenario taken together: the rate over all, the median of each percentile."""
+    """Several runs of one scenario taken together: the rate over all, the median of each
+    percentile."""
 
     runs: list[Run]
 

@@ -1,4 +1,5 @@
-"""CPU instructions per request of the API process, counted by callgrind: A/B comparisons on a busy machine.
+"""CPU instructions per request of the API process, counted by callgrind: A/B comparisons on a \
+busy machine.
 
     uv run python -m bench.instructions --tree DIR [--tree DIR ...] [--requests 200]
                                         [--scenarios trivial,read,list,replay,create_async]
@@ -116,8 +117,11 @@ def main() -> int:
         "--concurrency",
         type=int,
         default=1,
-        help="requests in flight (more than 1: what only happens under load, like garbage collection "
-        "of what in-flight requests hold, is counted too, and counts vary a little between runs)",
+        help=(
+            "requests in flight (more than 1: what only happens under load, like garbage "
+            "collection of what in-flight requests hold, is counted too, and counts vary a little "
+            "between runs)"
+        ),
     )
     args = parser.parse_args()
     scenarios = args.scenarios.split(",")

@@ -2,18 +2,19 @@
 
     uv run python -m bench.raw_app --port 8090   (DATABASE_URL as for the API)
 
-No framework, no middleware, no validation: what one HTTP answer, one query and one transaction cost on
-this stack (uvicorn + uvloop + httptools with the facade's own guarded protocol and limits, an asyncpg
-pool of the facade's size, orjson). The facade's figures are read against these.
+No framework, no middleware, no validation: what one HTTP answer, one query and one transaction cost
+on this stack (uvicorn + uvloop + httptools with the facade's own guarded protocol and limits, an
+asyncpg pool of the facade's size, orjson). The facade's figures are read against these.
 
   GET  /trivial              a small JSON answer                              (trivial_rps)
   GET  /read/{number}        the invoice row by (merchant_profile, number), the facade's read query,
                              every column rendered with orjson                 (asyncpg_read_rps)
   GET  /list?limit=50        the caller's newest `limit` rows, the facade's list query, rendered
                                                                                (asyncpg_list_rps)
-  POST /create               the facade's create writes with asyncpg: key claim, number, invoice row,
-                             outbox command + NOTIFY, key -> command; then the 202 answer stored
-                             under the key in a second transaction, as `Prefer: respond-async` does
+  POST /create               the facade's create writes with asyncpg: key claim, number, invoice
+                             row, outbox command + NOTIFY, key -> command; then the 202 answer
+                             stored under the key in a second transaction, as
+                             `Prefer: respond-async` does
                                                                                (raw_create_rps)
 """
 
@@ -65,7 +66,8 @@ QUEUE_SQL = (
 )
 ATTACH_SQL = "UPDATE idempotency_records SET operation_id = $1 WHERE client = $2 AND key = $3"
 OPERATION_SQL = (
-    "SELECT o.*, i.invoice_number, i.owner FROM operations o JOIN invoices i ON i.id = o.invoice_id "
+    "SELECT o.*, i.invoice_number, i.owner FROM operations o JOIN invoices i "
+    "ON i.id = o.invoice_id "
     "WHERE o.id = $1"
 )
 COMPLETE_SQL = (

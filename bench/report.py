@@ -1,4 +1,5 @@
-"""The table `make bench` prints: each scenario beside its baseline, the issue's target and whether it holds."""
+"""The table `make bench` prints: each scenario beside its baseline, the issue's target and whether
+it holds."""
 
 from __future__ import annotations
 
@@ -135,8 +136,8 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
         for kind in ("read", "list"):
             small, large = scale[f"{kind}_10k_rps"], scale[f"{kind}_1m_rps"]
             ratio = large / small if small else float("nan")
-            # The same ratio with each figure taken over the raw app's at the same size and time: what a
-            # machine that got busier or quieter between the two sizes moves less.
+            # The same ratio with each figure taken over the raw app's at the same size and time:
+            # what a machine that got busier or quieter between the two sizes moves less.
             raw_small = results["baselines"].get(f"asyncpg_{kind}_rps")
             raw_large = scale.get(f"asyncpg_{kind}_1m_rps")
             shown = f"{ratio:.2f}"
@@ -208,10 +209,12 @@ def print_table(results: dict[str, Any]) -> None:
         if n == 0:
             print("  ".join("-" * w for w in widths))
     print(
-        "\nserver and wrk CPU per scenario (cores; wrk well under 1.0 = the load generator was not the limit):"
+        "\nserver and wrk CPU per scenario (cores; wrk well under 1.0 = the load generator was not "
+        "the limit):"
     )
     for name, figures in results["scenarios"].items():
         print(
-            f"  {name:<16} server {figures['server_cpu_cores']:.2f}  wrk {figures['wrk_cpu_cores']:.2f}"
+            f"  {name:<16} server {figures['server_cpu_cores']:.2f}  "
+            f"wrk {figures['wrk_cpu_cores']:.2f}"
         )
     print("\nmarkdown:\n" + markdown(results))

@@ -1,15 +1,17 @@
-"""`make bench`: the facade next to its own limits, every scenario with its baselines in the same run.
+"""`make bench`: the facade next to its own limits, every scenario with its baselines in the same \
+run.
 
     uv run python -m bench.run [--quick] [--smoke] [--out bench/results.json]
-    BENCH_QUICK=1 make bench      about a minute: one short round per scenario, smaller queues and tables
+    BENCH_QUICK=1 make bench      about a minute: one short round per scenario, smaller queues and
+                                  tables
 
 Processes, each SEPARATE from this one: a throwaway database (migrated), a 0 ms and a 150 ms fake
-Cybersource (bench/fake_upstream.py), `invoicing-gateway api`, `invoicing-gateway relay`, and the raw
-ASGI app of the baselines (bench/raw_app.py) under the same uvicorn settings. Load: wrk (bench/harness.py
-says why), 32 connections unless a scenario says otherwise. A scenario and its baseline take turns in
-rounds, so that whatever else the machine does hits both alike; the rate is over all rounds, p50 and p99
-the median of the rounds'. What each row means, the targets and the latest table: the README,
-"Benchmarks of the facade". Nothing is asserted.
+Cybersource (bench/fake_upstream.py), `invoicing-gateway api`, `invoicing-gateway relay`, and the
+raw ASGI app of the baselines (bench/raw_app.py) under the same uvicorn settings. Load: wrk
+(bench/harness.py says why), 32 connections unless a scenario says otherwise. A scenario and its
+baseline take turns in rounds, so that whatever else the machine does hits both alike; the rate is
+over all rounds, p50 and p99 the median of the rounds'. What each row means, the targets and the
+latest table: the README, "Benchmarks of the facade". Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ class Bench:
         }
         self.results: dict[str, Any] = {"baselines": {}, "scenarios": {}}
 
-    # --- processes ----------------------------------------------------------------------------------
+    # --- processes --------------------------------------------------------------------------------
 
     def _spawn(self, name: str, argv: list[str], ready_url: str, **env: str) -> Child:
         child = Child(name, [sys.executable, *argv], {**self.env, **env}, self.work)
@@ -171,7 +173,7 @@ class Bench:
             child.stop()
         drop_database(self.db_name)
 
-    # --- measuring ----------------------------------------------------------------------------------
+    # --- measuring --------------------------------------------------------------------------------
 
     def measure(
         self, sides: dict[str, tuple[str, Load, int]], connections: int = 32
@@ -204,7 +206,10 @@ class Bench:
 
     def record(self, name: str, figures: Figures, baseline: str | None = None) -> None:
         self.results["scenarios"][name] = figures.summary()
-        line = f"  {name:<16} {figures.rps:9.1f} req/s  p50 {figures.p50_ms:7.2f}  p99 {figures.p99_ms:7.2f} ms"
+        line = (
+            f"  {name:<16} {figures.rps:9.1f} req/s  p50 {figures.p50_ms:7.2f}  "
+            f"p99 {figures.p99_ms:7.2f} ms"
+        )
         line += f"  server {figures.server_cpu:4.2f} cores, wrk {figures.wrk_cpu:4.2f}"
         print(line + (f"  errors {figures.errors}" if figures.errors else ""), flush=True)
 
@@ -213,7 +218,7 @@ class Bench:
         self.results.setdefault("baseline_runs", {})[name] = figures.summary()
         print(f"  {name:<16} {figures.rps:9.1f} req/s  (baseline)", flush=True)
 
-    # --- the run ------------------------------------------------------------------------------------
+    # --- the run ----------------------------------------------------------------------------------
 
     async def seed(self) -> tuple[list[str], list[str]]:
         """Invoices created through the API, the relay and the 0 ms upstream (201)."""

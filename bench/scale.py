@@ -1,4 +1,5 @@
-"""The store side of `make bench`: rows generated with SQL, queued commands, pgbench, the direct call."""
+"""The store side of `make bench`: rows generated with SQL, queued commands, pgbench, the direct
+call."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ async def clone_invoices(
     copied = ", ".join(f"t.{c}" for c in columns)
     await conn.execute(
         f"INSERT INTO invoices (invoice_number, created_at, {listed}) "
-        f"SELECT 'BULK-' || lpad(g::text, 9, '0'), t.created_at - make_interval(secs => g), {copied} "
+        "SELECT 'BULK-' || lpad(g::text, 9, '0'), "
+        f"t.created_at - make_interval(secs => g), {copied} "
         "FROM generate_series($2::bigint, $3::bigint) AS g, "
         "(SELECT * FROM invoices WHERE invoice_number = $1) AS t",
         template,
@@ -58,7 +60,8 @@ async def clone_invoices(
 
 
 async def grow(conn: asyncpg.Connection, rows: int, chunk: int = 200_000) -> None:
-    """More BULK- copies until the table holds `rows` invoices (in chunks: progress, smaller WAL bursts)."""
+    """More BULK- copies until the table holds `rows` invoices (in chunks: progress, smaller WAL
+    bursts)."""
     have = await conn.fetchval("SELECT count(*) FROM invoices")
     template = await conn.fetchval(
         "SELECT invoice_number FROM invoices WHERE upstream IS NOT NULL ORDER BY id LIMIT 1"
@@ -70,7 +73,8 @@ async def grow(conn: asyncpg.Connection, rows: int, chunk: int = 200_000) -> Non
         count = min(chunk, rows - have)
         await conn.execute(
             f"INSERT INTO invoices (invoice_number, created_at, {', '.join(await _columns(conn))}) "
-            f"SELECT 'BULK-' || lpad(g::text, 9, '0'), t.created_at - make_interval(days => 1, secs => g), "
+            "SELECT 'BULK-' || lpad(g::text, 9, '0'), "
+            "t.created_at - make_interval(days => 1, secs => g), "
             f"{', '.join('t.' + c for c in await _columns(conn))} "
             "FROM generate_series($2::bigint, $3::bigint) AS g, "
             "(SELECT * FROM invoices WHERE invoice_number = $1) AS t",
@@ -133,13 +137,17 @@ async def relay_rate(conn: asyncpg.Connection, commands: int, limit_s: float) ->
     tag = f"Q{time.monotonic_ns() % 10**9}-"
     async with conn.transaction():
         await conn.execute(
-            "WITH fresh AS (INSERT INTO invoices (merchant_profile, invoice_number, owner, currency, "
-            "total_amount, customer_email, customer_name, due_date, content) "
-            "SELECT t.merchant_profile, $2 || g, t.owner, t.currency, t.total_amount, t.customer_email, "
-            "t.customer_name, t.due_date, t.content FROM generate_series(1, $3) AS g, "
-            "(SELECT * FROM invoices WHERE invoice_number = $1) AS t RETURNING id, merchant_profile) "
-            "INSERT INTO operations (id, invoice_id, merchant_profile, kind, payload, requested_by) "
-            "SELECT gen_random_uuid(), id, merchant_profile, 'create', $4::jsonb, 'bench' FROM fresh",
+            "WITH fresh AS (INSERT INTO invoices (merchant_profile, invoice_number, owner, "
+            "currency, total_amount, customer_email, customer_name, due_date, content) "
+            "SELECT t.merchant_profile, $2 || g, t.owner, t.currency, t.total_amount, "
+            "t.customer_email, t.customer_name, t.due_date, t.content "
+            "FROM generate_series(1, $3) AS g, "
+            "(SELECT * FROM invoices WHERE invoice_number = $1) AS t "
+            "RETURNING id, merchant_profile) "
+            "INSERT INTO operations "
+            "(id, invoice_id, merchant_profile, kind, payload, requested_by) "
+            "SELECT gen_random_uuid(), id, merchant_profile, 'create', $4::jsonb, 'bench' "
+            "FROM fresh",
             template,
             tag,
             commands,

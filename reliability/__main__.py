@@ -1,10 +1,11 @@
-"""`python -m reliability [--soak] [--only NAME ...]`: the reliability suite (`make reliability`, `make soak`).
+"""`python -m reliability [--soak] [--only NAME ...]`: the reliability suite (`make reliability`,
+`make soak`).
 
-Starts a private PostgreSQL cluster on a port of its own, then for each scenario a fresh database, the
-simulator, two APIs and two relays as real processes; retrying callers play stories while the scenario's
-faults happen; then the end checks. Prints a table and writes `reliability/results.json` (one object per
-scenario with the integer keys operations, faults_injected, duplicates, lost, mismatched,
-wrong_answers, server_errors). Exit status 1 when any of the last five is not zero.
+Starts a private PostgreSQL cluster on a port of its own, then for each scenario a fresh database,
+the simulator, two APIs and two relays as real processes; retrying callers play stories while the
+scenario's faults happen; then the end checks. Prints a table and writes `reliability/results.json`
+(one object per scenario with the integer keys operations, faults_injected, duplicates, lost,
+mismatched, wrong_answers, server_errors). Exit status 1 when any of the last five is not zero.
 
 `--soak` runs the first three scenarios at ten times the size (results in `reliability/soak.json`).
 Process logs are kept under the work directory printed at the end when something went wrong.

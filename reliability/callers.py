@@ -1,9 +1,10 @@
-"""Retrying callers, as a careful client of the facade behaves: one Idempotency-Key per intended change,
-sent again unchanged until a final answer comes (5xx 503, 409 key in use, a dropped connection: retry;
-202: follow the operation), switching API when one does not answer.
+"""Retrying callers, as a careful client of the facade behaves: one Idempotency-Key per intended
+change, sent again unchanged until a final answer comes (5xx 503, 409 key in use, a dropped
+connection: retry; 202: follow the operation), switching API when one does not answer.
 
-Each caller plays stories: create an invoice, then publish, send, resend or cancel it, one step after the
-other, stopping at the first step refused. Every step's final answer is kept for the end checks.
+Each caller plays stories: create an invoice, then publish, send, resend or cancel it, one step
+after the other, stopping at the first step refused. Every step's final answer is kept for the end
+checks.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ class Caller:
         return self.urls[self.turn % len(self.urls)]
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response | None:
-        """One request to one API; None when it did not answer (then the next call tries the other)."""
+        """One request to one API; None when it did not answer (then the next call tries the
+        other)."""
         self.tally.requests += 1
         headers = {"Authorization": f"Bearer {API_KEY}", **kwargs.pop("headers", {})}
         try:
@@ -153,10 +155,12 @@ class Caller:
                 continue
             replayed = response.headers.get("idempotent-replayed") == "true"
             if nothing_applied and not maybe_applied and replayed:
-                # Every attempt that got an answer said nothing was applied, and none went unanswered,
-                # yet the key has an answer (or a command) behind it: one of those answers was false.
+                # Every attempt that got an answer said nothing was applied, and none went
+                # unanswered, yet the key has an answer (or a command) behind it: one of those
+                # answers was false.
                 self.tally.wrong(
-                    f"503 'nothing was applied' then a replay for {method} {path} (key {key}): {seen}"
+                    f"503 'nothing was applied' then a replay for {method} {path} "
+                    f"(key {key}): {seen}"
                 )
             if response.status_code == 202:
                 return await self.follow(str(payload["id"]), deadline)

@@ -1,13 +1,15 @@
 """End checks of a scenario: what callers were told, what the store holds and what Cybersource (the
 simulator) did must tell the same story.
 
-- duplicates: an invoice created twice for one story, an e-mail or any step applied more often than asked;
-- lost: a step answered as done (or left without a final answer) that Cybersource never saw, and commands
-  still pending, in flight or `unknown` once the outbox should have drained;
-- mismatched: an invoice whose stored status or sync state disagrees with the simulator's, or whose steps
-  reached Cybersource out of order;
-- wrong_answers: an answer that contradicts what happened (a refusal for a step that was applied, a key
-  that replays something else than its first answer, a 503 "nothing was applied" for a committed request).
+- duplicates: an invoice created twice for one story, an e-mail or any step applied more often than
+  asked;
+- lost: a step answered as done (or left without a final answer) that Cybersource never saw, and
+  commands still pending, in flight or `unknown` once the outbox should have drained;
+- mismatched: an invoice whose stored status or sync state disagrees with the simulator's, or whose
+  steps reached Cybersource out of order;
+- wrong_answers: an answer that contradicts what happened (a refusal for a step that was applied, a
+  key that replays something else than its first answer, a 503 "nothing was applied" for a committed
+  request).
 """
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ async def unfinished_commands(database_url: str, tag_prefix: str) -> dict[str, i
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch(
-            "SELECT o.state, count(*) AS n FROM operations o JOIN invoices i ON i.id = o.invoice_id "
+            "SELECT o.state, count(*) AS n "
+            "FROM operations o JOIN invoices i ON i.id = o.invoice_id "
             "WHERE o.state IN ('pending', 'in_flight', 'unknown') "
             "AND i.content -> 'invoiceInformation' ->> 'description' LIKE $1 GROUP BY o.state",
             tag_prefix + "%",
@@ -124,7 +127,8 @@ def check_story(
         actual, expected = sorted(actual), sorted(expected)
     if actual != expected:
         if unanswered and actual in (expected, sorted(history_of(done + unanswered))):
-            pass  # a step without a final answer that did (or did not) happen: counted as lost below
+            # a step without a final answer that did (or did not) happen: counted as lost below
+            pass
         elif refused and actual == (
             history_of(done + refused) if ordered else sorted(history_of(done + refused))
         ):
@@ -145,7 +149,8 @@ def check_story(
         findings.mismatched += 1
         notes.append(f"{story.tag}: upstream but not in the store")
     if stored is not None and upstream:
-        # A refused last step leaves sync `failed` (or `in_sync` when it was superseded by a cancel).
+        # A refused last step leaves sync `failed` (or `in_sync` when it was superseded by a
+        # cancel).
         sync_ok = stored["sync_state"] in (("failed", "in_sync") if refused else ("in_sync",))
         if stored["status"] != upstream[0]["status"] or not sync_ok:
             findings.mismatched += 1

@@ -1,9 +1,10 @@
-"""A private PostgreSQL cluster the suite starts, kills (-9) and restarts itself, on a port of its own.
+"""A private PostgreSQL cluster the suite starts, kills (-9) and restarts itself, on a port of its
+own.
 
-The binaries are the machine's (`/usr/lib/postgresql/15/bin`); PostgreSQL refuses to run as root, so as
-root every command runs through `runuser -u postgres`. fsync is off (the machine does not crash, only
-PostgreSQL is killed), but synchronous_commit stays on: a commit acknowledged before a kill -9 must
-survive it, as on any production server, through PostgreSQL's own crash recovery.
+The binaries are the machine's (`/usr/lib/postgresql/15/bin`); PostgreSQL refuses to run as root, so
+as root every command runs through `runuser -u postgres`. fsync is off (the machine does not crash,
+only PostgreSQL is killed), but synchronous_commit stays on: a commit acknowledged before a kill -9
+must survive it, as on any production server, through PostgreSQL's own crash recovery.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""The six scenarios, one after the other on the same processes (the simulator, two APIs, two relays)
-and database: each starts from a reset simulator, has retrying callers play stories of its own (their
-tags name the scenario) while its faults happen; then the faults stop, the outbox drains, and the end
-checks count what went wrong with that scenario's stories.
+"""The six scenarios, one after the other on the same processes (the simulator, two APIs, two
+relays) and database: each starts from a reset simulator, has retrying callers play stories of its
+own (their tags name the scenario) while its faults happen; then the faults stop, the outbox drains,
+and the end checks count what went wrong with that scenario's stories.
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ async def clear_faults(stack: Stack) -> int:
 
 
 async def drain(database_url: str, scenario: str) -> dict[str, int]:
-    """Wait for the scenario's commands to finish (none pending or in flight); returns what is left."""
+    """Wait for the scenario's commands to finish (none pending or in flight); returns what is
+    left."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + DRAIN_SECONDS
     while True:
@@ -139,8 +140,9 @@ async def kill_and_restart(stack: Stack, process: Process, sig: signal.Signals) 
 
 
 def kills(pick: Callable[[Stack], list[Process]], sig: signal.Signals, seconds: float) -> Chaos:
-    """Every `seconds` one process of `pick` gets `sig` and is started again in the background, while the
-    others of its kind are up (so one of them always serves); the last restart is awaited at the end."""
+    """Every `seconds` one process of `pick` gets `sig` and is started again in the background,
+    while the others of its kind are up (so one of them always serves); the last restart is awaited
+    at the end."""
 
     async def chaos(stack: Stack, cluster: Cluster, stop: asyncio.Event, done: list[int]) -> int:
         rng = random.Random(7)  # noqa: S311 (which process, not cryptography)
@@ -176,8 +178,9 @@ async def database_restarts(
 async def graceful_stops(
     stack: Stack, cluster: Cluster, stop: asyncio.Event, done: list[int]
 ) -> int:
-    """SIGTERM under load, a relay and an API in turn, each started again in the background once it has
-    stopped (a relay drains its calls and releases its leases first); one of each kind keeps serving."""
+    """SIGTERM under load, a relay and an API in turn, each started again in the background once it
+    has stopped (a relay drains its calls and releases its leases first); one of each kind keeps
+    serving."""
     groups = [stack.relay_processes, stack.api_processes]
     rng = random.Random(11)  # noqa: S311 (which process, not cryptography)
     restarts: list[asyncio.Task[None]] = []
@@ -213,8 +216,9 @@ async def play(
     min_faults: int = 0,
     count_fault_hits: bool = False,
 ) -> Result:
-    """Stories by retrying callers while `faults` (simulator rules) and `chaos` happen; while `chaos`
-    has not done `min_faults` yet, callers go on with more stories (a quarter of the size at a time)."""
+    """Stories by retrying callers while `faults` (simulator rules) and `chaos` happen; while
+    `chaos` has not done `min_faults` yet, callers go on with more stories (a quarter of the size at
+    a time)."""
     result = Result(name)
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -297,8 +301,9 @@ async def settle(
 
 
 async def listen_status(stack: Stack) -> list[str]:
-    """Every process should be ready, and listening again, shortly after the faults (a database restart
-    included): asked for up to 30 s (a pooled connection that died fails one probe, then is replaced)."""
+    """Every process should be ready, and listening again, shortly after the faults (a database
+    restart included): asked for up to 30 s (a pooled connection that died fails one probe, then is
+    replaced)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30.0
     while True:
@@ -313,8 +318,8 @@ async def listen_status(stack: Stack) -> list[str]:
 
 
 async def concurrency(cluster: Cluster, stack: Stack, size: Size) -> Result:
-    """200 requests with one Idempotency-Key at once (across both APIs), then sends and cancels racing
-    on the same invoices."""
+    """200 requests with one Idempotency-Key at once (across both APIs), then sends and cancels
+    racing on the same invoices."""
     name = "concurrency"
     result = Result(name)
     loop = asyncio.get_running_loop()

@@ -1,5 +1,6 @@
-"""The real processes of one scenario: the simulator, two APIs and two relays, as `invoicing-gateway`
-commands in processes of their own, each with its log file. Killed for real (SIGKILL, SIGTERM)."""
+"""The real processes of one scenario: the simulator, two APIs and two relays, as
+`invoicing-gateway` commands in processes of their own, each with its log file. Killed for real
+(SIGKILL, SIGTERM)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """`make run`: the facade, its outbox relay and the Cybersource simulator on this machine.
 
-Steps: start PostgreSQL if it is down, `uv sync`, create and migrate the database, start the simulator
-(webhooks pointed at the facade), start `invoicing-gateway api --with-relay` against the simulator, wait
-for /readyz, print the URLs and a curl to try. Ctrl-C stops both children.
+Steps: start PostgreSQL if it is down, `uv sync`, create and migrate the database, start the
+simulator (webhooks pointed at the facade), start `invoicing-gateway api --with-relay` against the
+simulator, wait for /readyz, print the URLs and a curl to try. Ctrl-C stops both children.
 
 Standard library only: it runs before `uv sync` has built the environment.
 """

@@ -20,7 +20,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # Invoice numbers come from a sequence by default; the counter table is the opt-in gap-free mode.
+    # Invoice numbers come from a sequence by default; the counter table is the opt-in gap-free
+    # mode.
     op.execute(sa.schema.CreateSequence(sa.Sequence("invoice_number_seq", start=1)))
     op.create_table(
         "idempotency_records",

@@ -21,7 +21,8 @@ OPEN_STATUSES = "status IN ('CREATED', 'SENT', 'PARTIAL', 'PENDING')"
 
 
 def upgrade() -> None:
-    # A constant default (now() of this transaction): PostgreSQL adds the column without rewriting the table.
+    # A constant default (now() of this transaction): PostgreSQL adds the column without rewriting
+    # the table.
     op.add_column(
         "invoices",
         sa.Column(
@@ -31,8 +32,8 @@ def upgrade() -> None:
             nullable=False,
         ),
     )
-    # CONCURRENTLY: building the index must not block invoice writes on a large table; it cannot run in a
-    # transaction, hence the autocommit block.
+    # CONCURRENTLY: building the index must not block invoice writes on a large table; it cannot run
+    # in a transaction, hence the autocommit block.
     with op.get_context().autocommit_block():
         op.create_index(
             "ix_invoices_open_checked",

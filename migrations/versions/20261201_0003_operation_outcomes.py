@@ -4,12 +4,14 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-01 06:00:00
 
-- `unknown`: the relay gave up on a command whose call may have reached Cybersource and no reading could
-  tell whether it was applied; operators decide (it is not `failed`: it may well have been applied).
-- `superseded`: the command was refused because a cancel got to the invoice first; nothing to re-drive.
+- `unknown`: the relay gave up on a command whose call may have reached Cybersource and no reading
+  could tell whether it was applied; operators decide (it is not `failed`: it may well have been
+  applied).
+- `superseded`: the command was refused because a cancel got to the invoice first; nothing to
+  re-drive.
 - invoices `sync_state` `unknown`: the invoice's last command ended `unknown`.
-- `failure_counts`: attempts per failure class ({"account": 2, "transient": 1}), so a class with a limit
-  of its own (502 "General system failure", 401/403) counts only its own failures.
+- `failure_counts`: attempts per failure class ({"account": 2, "transient": 1}), so a class with a
+  limit of its own (502 "General system failure", 401/403) counts only its own failures.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ Create Date: 2026-12-01 07:00:00
 - `webhook_receipts.raw_body` goes: the body carried the payer's name, e-mail and payment link, and
   de-duplication needs only the digest of the signed content. `merchant_profile` says whose it was;
   the index on `received_at` serves the purge.
-- `operations.traceparent`: the W3C trace context of the request that queued the command, so the relay
-  continues that trace.
+- `operations.traceparent`: the W3C trace context of the request that queued the command, so the
+  relay continues that trace.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ Revises: 0004
 Create Date: 2026-12-01 09:00:00
 
 - `subscriptions`: where the events a caller may read are POSTed, signed per Standard Webhooks.
-- `subscription_deliveries`: one row per event (or ping) and subscription, written in the event's own
-  statement; the push relay's queue, ordered per subscription by (txid, seq) as the feed is.
+- `subscription_deliveries`: one row per event (or ping) and subscription, written in the event's
+  own statement; the push relay's queue, ordered per subscription by (txid, seq) as the feed is.
 - `events.invoice_id` and `invoice_number` may be NULL: `subscription.disabled` is about no invoice.
 """
 

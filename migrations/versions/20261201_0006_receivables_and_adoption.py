@@ -4,14 +4,14 @@ Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-01 12:00:00
 
-- `invoices.external_reference` (unique per merchant profile and owner) and `invoices.metadata` (a small
-  string map): the caller's own, never sent to Cybersource.
-- `invoices.merchant_customer_id`: `customerInformation.merchantCustomerId` as a column, for its filter
-  (backfilled from the stored content).
+- `invoices.external_reference` (unique per merchant profile and owner) and `invoices.metadata` (a
+  small string map): the caller's own, never sent to Cybersource.
+- `invoices.merchant_customer_id`: `customerInformation.merchantCustomerId` as a column, for its
+  filter (backfilled from the stored content).
 - One index per receivables filter and sort, each led by `merchant_profile` (every list names one):
   newest first, status then newest first (several statuses are one ordered scan each), due date,
-  amount, overdue (open invoices by due date), merchant customer id, e-mail in any case (replaces the
-  case-sensitive `ix_invoices_customer_email`), metadata containment (GIN).
+  amount, overdue (open invoices by due date), merchant customer id, e-mail in any case (replaces
+  the case-sensitive `ix_invoices_customer_email`), metadata containment (GIN).
 - `invoice_imports`: where `invoicing-gateway invoices import` stands, so a stopped import resumes.
 """
 
@@ -73,7 +73,8 @@ def upgrade() -> None:
     )
     op.add_column("invoices", sa.Column("merchant_customer_id", sa.Text(), nullable=True))
     op.execute(
-        "UPDATE invoices SET merchant_customer_id = content #>> '{customerInformation,merchantCustomerId}' "
+        "UPDATE invoices "
+        "SET merchant_customer_id = content #>> '{customerInformation,merchantCustomerId}' "
         "WHERE content #>> '{customerInformation,merchantCustomerId}' IS NOT NULL"
     )
     op.create_table(
