@@ -120,7 +120,14 @@ class Caller:
             retry_after = min(float(response.headers["retry-after"]), 1.0)
         await asyncio.sleep(retry_after * self.random.uniform(0.5, 1.0))
 
-    async def perform(self, method: str, path: str, key: str, body: Any) -> Answer:
+    async def perform(
+        self, method: str, path: str, key: str, body: Any, *, first_use: bool = True
+    ) -> Answer:
+        """Send one intended change until a final answer comes. `first_use`: the key is new, so a
+        replay after answers that all said "nothing was applied" exposes one of them as false. A
+        key sent again after it was answered (`replay_matches`) has its record already: there a
+        "nothing was applied" from an attempt that met the database away is true of that attempt,
+        and the replay that follows is what the caller asked for."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STEP_DEADLINE_SECONDS
         # Whether some attempt said "nothing was applied", and whether any attempt may have been
@@ -154,7 +161,7 @@ class Caller:
                 await self._pause(response)
                 continue
             replayed = response.headers.get("idempotent-replayed") == "true"
-            if nothing_applied and not maybe_applied and replayed:
+            if first_use and nothing_applied and not maybe_applied and replayed:
                 # Every attempt that got an answer said nothing was applied, and none went
                 # unanswered, yet the key has an answer (or a command) behind it: one of those
                 # answers was false.
@@ -215,7 +222,7 @@ class Caller:
             path, body = "/v1/invoices", invoice_body(story.tag)
         else:
             path, body = f"/v1/invoices/{story.number}/{step.kind}", None
-        answer = await self.perform("POST", path, step.key, body)
+        answer = await self.perform("POST", path, step.key, body, first_use=False)
         first = step.answer
         if first.outcome == "success":
             return answer.outcome == "success" and answer.number in (None, story.number)
