@@ -147,6 +147,22 @@ class Database:
         await self.engine.dispose()
 
 
+# SQLSTATE object_not_in_prerequisite_state: at connect time, the database refuses connections.
+NOT_ACCEPTING_CONNECTIONS = "55000"
+
+
+def retire_pooled_connections(engine: AsyncEngine) -> None:
+    """Replace each connection `engine`'s pool made before now at its next checkout.
+
+    For when the database went away (a restart kills every connection): otherwise each pooled
+    connection that died fails one request with a 503 once the database is back. SQLAlchemy does
+    the same itself when a statement meets a dead connection (`Pool._invalidate` marks the pool's
+    generation); this does it as soon as the loss is known. Nothing is closed here, so it never
+    blocks; connections in use finish their work first.
+    """
+    engine.sync_engine.pool._invalidate(None, _checkin=False)  # type: ignore[arg-type]
+
+
 def database_unavailable(exc: BaseException) -> bool:
     """The database cannot be reached or refuses connections (down, restarting, out of
     connections)."""
@@ -158,6 +174,10 @@ def database_unavailable(exc: BaseException) -> bool:
         if exc.connection_invalidated:
             return True
         cause = exc.orig.__cause__ if exc.orig is not None else None
+        if exc.statement is None and getattr(cause, "sqlstate", None) == NOT_ACCEPTING_CONNECTIONS:
+            # Refused while connecting: "database ... is not currently accepting connections" (an
+            # operator's ALLOW_CONNECTIONS false). Its class is no connection error; nothing ran.
+            return True
         return isinstance(
             cause,
             asyncpg.PostgresConnectionError

@@ -6,6 +6,10 @@ callback, or a failed liveness check for a connection that died silently), it is
 capped exponential backoff; after a reconnect `on_reconnect` runs, since notifications sent
 meanwhile are gone (callers poll once). `status` is what `/readyz` reports: `listening`,
 `reconnecting`, or `off` when the process was told not to listen (no DSN).
+
+A lost LISTEN connection usually means every connection to the database was lost (a restart, a
+failover): `on_lost` runs then, so the process can retire its pooled connections instead of failing
+one request on a dead one once the database is back.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class Listener:
         on_notify: Callable[[str], None],
         *,
         on_reconnect: Callable[[], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
         name: str = "listener",
     ) -> None:
         self.dsn = dsn
@@ -43,6 +48,7 @@ class Listener:
         self.name = name
         self._on_notify = on_notify
         self._on_reconnect = on_reconnect
+        self._on_lost = on_lost
         self._connection: Any = None
         self._lost = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -136,4 +142,6 @@ class Listener:
             if self.listening and not self._lost.is_set() and await self._alive():
                 continue
             log.warning(f"{self.name}.listen_lost", channel=self.channel)
+            if self._on_lost is not None:
+                self._on_lost()
             await self._drop()

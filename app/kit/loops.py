@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
+from app.db import database_unavailable
 from app.observability.logging import get_logger
 
 log = get_logger(__name__)
@@ -37,12 +38,17 @@ async def run_until_stopped(
 
     A failing step (the database away for a moment, a bug) is logged and retried after the idle
     pause, never allowed to end the loop: a background job that silently died would look healthy.
+    A bug is logged with its traceback; the database being away is one warning line per pause.
     """
     while not stop.is_set():
         try:
             busy = await step()
-        except Exception:
-            log.exception(f"{name}.failed")
+        except Exception as exc:
+            if database_unavailable(exc):
+                # Expected during an outage, once per pause: one line, not a traceback each time.
+                log.warning(f"{name}.database_unavailable", error=type(exc).__name__)
+            else:
+                log.exception(f"{name}.failed")
             busy = False
         if busy:
             await asyncio.sleep(0)  # let the rest of the process run between full batches

@@ -37,11 +37,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.db import database_unavailable
+from app.db import database_unavailable, retire_pooled_connections
 from app.kit.listen import Listener
 from app.kit.loops import run_until_stopped
 from app.observability.logging import get_logger
@@ -214,6 +215,7 @@ class Relay(Generic[Job, Effects]):
             channel,
             lambda _payload: self._wake.set(),
             on_reconnect=self._wake.set,  # what was queued while it was away: claim it now
+            on_lost=partial(retire_pooled_connections, engine),
             name=name,
         )
         self._done: list[Done[Job, Effects]] = []

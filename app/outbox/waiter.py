@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db import database_unavailable
+from app.db import database_unavailable, retire_pooled_connections
 from app.kit.listen import Listener
 from app.observability.logging import get_logger
 from app.outbox.repository import FINAL_STATES, OPERATION_DONE_CHANNEL, OutboxRepository
@@ -38,6 +39,7 @@ class OperationWaiter:
             self._on_notify,
             # Notifications sent while it was away are lost: every waiting request looks again.
             on_reconnect=self._wake_all,
+            on_lost=partial(retire_pooled_connections, engine),
             name="operation_waiter",
         )
 

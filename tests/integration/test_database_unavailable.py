@@ -53,6 +53,20 @@ async def test_database_down_is_503(simulator_url: str):
     assert await _answers(nowhere, simulator_url) == [(503, "service_unavailable", "2")] * 2
 
 
+async def test_a_database_that_refuses_connections_is_503(database_url: str, simulator_url: str):
+    """`ALLOW_CONNECTIONS false` (an operator's hand, or a database being moved) refuses at connect
+    time with an error that is no connection error class ("not currently accepting connections");
+    it answered 500."""
+    name = database_url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(f"{SERVER_URL}/postgres")
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        assert await _answers(database_url, simulator_url) == [(503, "service_unavailable", "2")] * 2
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+
+
 async def test_a_busy_pool_is_503_after_the_pool_timeout(database_url: str, simulator_url: str):
     """With a pool of one, held by a send that waits for the invoice's row lock (taken here), a read
     waits `DATABASE_POOL_TIMEOUT_SECONDS` for a connection, then answers 503 instead of waiting

@@ -7,6 +7,7 @@ backends are terminated while new connections to it are refused, then allowed ag
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -86,3 +87,38 @@ async def test_listen_reconnects_after_its_backends_are_killed_and_readyz_tells(
         # And it works: a create is delivered and answered as before.
         created = await api.post("/v1/invoices", json=tagged_body(uuid.uuid4().hex), headers=key())
         assert created.status_code == 201, created.text
+
+
+async def test_first_requests_after_every_connection_was_lost_are_answered(
+    facade: tuple[str, str],
+):
+    """A restart kills every connection, pooled ones too. Unless the pool retires its connections
+    when LISTEN is lost, the first request on a dead pooled connection answers 503 once the
+    database is back."""
+    base_url, database = facade
+    async with client_for(base_url) as api:
+        created = await api.post("/v1/invoices", json=tagged_body(uuid.uuid4().hex), headers=key())
+        assert created.status_code == 201, created.text
+        number = created.json()["invoiceNumber"]
+        # Several reads at once leave several idle connections in the pool.
+        warm = [api.get(f"/v1/invoices/{number}") for _ in range(8)]
+        assert {r.status_code for r in await asyncio.gather(*warm)} == {200}
+        listeners = await listening_backends(database)
+        pooled = await admin(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            database,
+        )
+        assert len(pooled) > len(listeners)
+        for row in pooled:  # what a restart does to every connection
+            await admin("SELECT pg_terminate_backend($1)", row["pid"])
+
+        async def listening_again() -> bool:
+            # Watched from the server's side: a /readyz probe would itself meet (and retire) a
+            # dead pooled connection.
+            return len(await listening_backends(database)) == len(listeners)
+
+        await until(listening_again, timeout=30, what="LISTEN to come back")
+        answers = [await api.get(f"/v1/invoices/{number}") for _ in range(4)]
+        assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+        again = await api.post("/v1/invoices", json=tagged_body(uuid.uuid4().hex), headers=key())
+        assert again.status_code == 201, again.text
