@@ -61,7 +61,8 @@ async def test_a_database_that_refuses_connections_is_503(database_url: str, sim
     admin = await asyncpg.connect(f"{SERVER_URL}/postgres")
     try:
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        assert await _answers(database_url, simulator_url) == [(503, "service_unavailable", "2")] * 2
+        answers = await _answers(database_url, simulator_url)
+        assert answers == [(503, "service_unavailable", "2")] * 2
     finally:
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         await admin.close()
